@@ -1,0 +1,3 @@
+"""facemtl: multi-task facial analysis built around head pose."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,56 @@
+"""The ``facemtl`` command line.
+
+Each command lives in its own module, which provides ``add_arguments(parser)`` and
+``run(args) -> int``. Command modules import heavy dependencies (torch, matplotlib) inside
+``run`` so that ``facemtl --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (command words, module, one-line help)
+COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
+    (("data", "show"), "facemtl.data.show", "draw a grid of dataset samples with their labels"),
+    (("study", "landmark-to-pose"), "facemtl.evaluate.landmark_to_pose",
+     "Hopenet §4.2: pose from landmarks with a mean face (points, jitter, face shape)"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facemtl", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"facemtl {_version()}")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    top = parser.add_subparsers(dest="command", metavar="COMMAND")
+    top.required = True
+    for words, module_name, help_text in COMMANDS:
+        subparsers = top
+        for depth, word in enumerate(words[:-1]):
+            key = " ".join(words[: depth + 1])
+            if key not in groups:
+                group = subparsers.add_parser(word, help=f"{word} commands")
+                groups[key] = group.add_subparsers(dest=f"{word}_command", metavar="COMMAND")
+                groups[key].required = True
+            subparsers = groups[key]
+        sub = subparsers.add_parser(words[-1], help=help_text, description=help_text)
+        module = importlib.import_module(module_name)
+        module.add_arguments(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def _version() -> str:
+    from facemtl import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
