@@ -1,0 +1,59 @@
+import cv2
+import numpy as np
+
+from facemtl.data.transforms import (FLIP_68, Augment, apply_affine, crop_face, crop_matrix, flip_landmarks,
+                                     flip_pose, invert_affine, landmark_box)
+
+
+def test_crop_maps_box_to_centre_and_edges():
+    box = np.array([10.0, 20.0, 50.0, 40.0])  # 40 x 20, centre (30, 30)
+    m = crop_matrix(box, crop_scale=1.0, size=80)  # side 40 -> scale 2
+    pts = apply_affine(np.array([[30.0, 30.0], [10.0, 30.0], [50.0, 30.0]]), m)
+    # centre -> (S-1)/2; the square spans x in [10, 50] -> crop edges -0.5 and 79.5
+    np.testing.assert_allclose(pts, [[39.5, 39.5], [-0.5, 39.5], [79.5, 39.5]])
+
+
+def test_crop_round_trip_and_pixels():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    # Box edges on pixel edges (index - 0.5): the crop is exactly pixels 40..99 x 30..89.
+    box = np.array([39.5, 29.5, 99.5, 89.5])
+    crop, m = crop_face(image, box, crop_scale=1.0, size=60)
+    np.testing.assert_array_equal(crop, image[30:90, 40:100])
+    pts = rng.uniform(0, 100, (68, 2))
+    np.testing.assert_allclose(apply_affine(apply_affine(pts, m), invert_affine(m)), pts, atol=1e-9)
+
+
+def test_strong_downscale_keeps_geometry():
+    # A bright dot at a known place must land where the matrix says, even at 1/10 scale.
+    image = np.zeros((1000, 1000, 3), np.uint8)
+    cv2.circle(image, (700, 300), 25, (255, 255, 255), -1)
+    crop, m = crop_face(image, np.array([0.0, 0.0, 999.0, 999.0]), 1.0, 100)
+    expected = apply_affine(np.array([[700.0, 300.0]]), m)[0]
+    ys, xs = np.nonzero(crop[..., 0] > 100)
+    np.testing.assert_allclose([xs.mean(), ys.mean()], expected, atol=0.6)
+
+
+def test_flip_permutation_is_an_involution_and_mirrors():
+    assert sorted(FLIP_68) == list(range(68))
+    np.testing.assert_array_equal(FLIP_68[FLIP_68], np.arange(68))
+    assert FLIP_68[36] == 45 and FLIP_68[48] == 54 and FLIP_68[30] == 30 and FLIP_68[0] == 16
+    pts = np.random.default_rng(1).uniform(0, 99, (68, 2))
+    flipped = flip_landmarks(pts, 100)
+    np.testing.assert_allclose(flipped[45], [99 - pts[36, 0], pts[36, 1]])
+    np.testing.assert_allclose(flip_landmarks(flipped, 100), pts)
+    np.testing.assert_allclose(flip_pose([30.0, 10.0, -5.0]), [-30.0, 10.0, 5.0])
+
+
+def test_landmark_box_ignores_nan():
+    pts = np.array([[1.0, 2.0], [np.nan, np.nan], [5.0, -1.0]])
+    np.testing.assert_allclose(landmark_box(pts), [1, -1, 5, 2])
+
+
+def test_augment_is_seeded_and_changes_pixels():
+    image = np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    aug = Augment(low_res=1.0, blur=1.0)
+    a = aug.photometric(image, np.random.default_rng(5))
+    b = aug.photometric(image, np.random.default_rng(5))
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == image.shape and a.dtype == np.uint8 and not np.array_equal(a, image)
