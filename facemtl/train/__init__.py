@@ -1,0 +1,1 @@
+"""Training: examples from every source, the trainer loop and its command."""

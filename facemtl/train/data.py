@@ -1,0 +1,167 @@
+"""Training examples: samples of any source turned into one target dict with masks.
+
+An *example* is a dict of numpy arrays, the same keys for every source, so that one batch can
+mix datasets that each carry only some labels (RMT-Net): a missing label has mask 0.
+
+========================  =============  ==============================================
+key                       shape / dtype  meaning
+========================  =============  ==============================================
+``image``                 (3, S, S) f32  BGR crop, 0..255 (normalised inside the model)
+``pose``, ``pose_mask``   (3,), ()       yaw, pitch, roll in degrees
+``landmarks``             (68, 2) f32    normalised crop coordinates (see transforms)
+``landmarks_mask``        (68,) f32      1 where the point is labelled
+``visibility``            (68,) f32      1 visible, 0 hidden; ``visibility_mask`` (68,)
+``expression``            () int64       index into EXPRESSIONS; ``expression_mask`` ()
+========================  =============  ==============================================
+
+Every source is indexed by an integer and draws its randomness from ``rng``, so an example is
+a pure function of ``(seed, epoch, index)`` and a resumed run sees the same batches.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+import cv2
+import numpy as np
+
+from facemtl.data.sample import Sample
+from facemtl.data.transforms import (FLIP_68, Augment, apply_affine, crop_face, flip_landmarks, flip_pose,
+                                     landmark_box)
+
+N_LANDMARKS = 68
+
+
+def empty_example(size: int) -> dict[str, np.ndarray]:
+    """An example with every label missing."""
+    return {
+        "image": np.zeros((3, size, size), np.float32),
+        "pose": np.zeros(3, np.float32), "pose_mask": np.float32(0),
+        "landmarks": np.zeros((N_LANDMARKS, 2), np.float32),
+        "landmarks_mask": np.zeros(N_LANDMARKS, np.float32),
+        "visibility": np.zeros(N_LANDMARKS, np.float32),
+        "visibility_mask": np.zeros(N_LANDMARKS, np.float32),
+        "expression": np.int64(0), "expression_mask": np.float32(0),
+    }
+
+
+def make_example(image: np.ndarray, size: int, crop_scale: float, rng: np.random.Generator,
+                 augment: Augment | None, box: np.ndarray, pose: np.ndarray | None = None,
+                 landmarks: np.ndarray | None = None, visibility: np.ndarray | None = None,
+                 expression: int | None = None) -> dict[str, np.ndarray]:
+    """Crop ``image`` around ``box`` (with augmentation) and encode the labels it has."""
+    ex = empty_example(size)
+    if augment is not None:
+        box = augment.jitter_box(box, rng)
+    crop, m = crop_face(image, box, crop_scale, size)
+    flip = augment is not None and rng.random() < augment.flip
+    if landmarks is not None:
+        pts = apply_affine(landmarks.astype(np.float64), m)
+        if flip:
+            pts = flip_landmarks(pts, size)
+        labelled = np.isfinite(pts).all(axis=1)
+        ex["landmarks"] = np.where(labelled[:, None], (pts + 0.5) / size, 0).astype(np.float32)
+        ex["landmarks_mask"] = labelled.astype(np.float32)
+    if visibility is not None:
+        vis = visibility[FLIP_68] if flip else visibility
+        known = np.isfinite(vis)
+        ex["visibility"] = np.where(known, vis, 0).astype(np.float32)
+        ex["visibility_mask"] = known.astype(np.float32)
+    if pose is not None:
+        ex["pose"] = (flip_pose(pose) if flip else np.asarray(pose)).astype(np.float32)
+        ex["pose_mask"] = np.float32(1)
+    if expression is not None:
+        ex["expression"], ex["expression_mask"] = np.int64(expression), np.float32(1)
+    if flip:
+        crop = crop[:, ::-1]
+    if augment is not None:
+        crop = augment.photometric(np.ascontiguousarray(crop), rng)
+    ex["image"] = np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32)
+    return ex
+
+
+class Source(Protocol):
+    """Anything that turns an index (and a generator) into an example."""
+
+    def __len__(self) -> int: ...
+
+    def example(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]: ...
+
+
+class SampleSource:
+    """Examples from reader samples (any dataset in :mod:`facemtl.data.registry`).
+
+    The face box is the tight box of the labelled landmarks when there are any (the box the
+    model sees at inference after refinement), else the sample's own box.
+    """
+
+    def __init__(self, samples: Sequence[Sample], size: int, crop_scale: float, augment: Augment | None):
+        self.samples = [s for s in samples if s.landmarks is not None or s.box is not None]
+        if not self.samples:
+            raise ValueError("no sample has landmarks or a box to crop around")
+        self.size, self.crop_scale, self.augment = size, crop_scale, augment
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def example(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        s = self.samples[index % len(self.samples)]
+        box = landmark_box(s.landmarks) if s.landmarks is not None else s.box
+        return make_example(s.load_image(), self.size, self.crop_scale, rng, self.augment, box,
+                            pose=s.pose, landmarks=s.landmarks, visibility=s.visibility,
+                            expression=s.expression)
+
+
+class ExpressionArraySource:
+    """Expression-only examples from tight grey face crops (FER2013, CK+ arrays).
+
+    The crops show about the landmark box of a face (brows to chin); they are padded so the face
+    fills the same part of the model's input as a landmark-box crop at ``crop_scale`` does.
+    """
+
+    FACE_FRACTION = 0.9  # landmark box side / crop side of a FER2013 image (estimated by eye)
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, size: int, crop_scale: float,
+                 augment: Augment | None):
+        self.images, self.labels = images, labels
+        self.size, self.crop_scale, self.augment = size, crop_scale, augment
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def example(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        grey = self.images[index % len(self.images)]
+        image = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+        n = grey.shape[0]
+        half = n * self.FACE_FRACTION / 2
+        c = (n - 1) / 2
+        box = np.array([c - half, c - half, c + half, c + half])
+        return make_example(image, self.size, self.crop_scale, rng, self.augment, box,
+                            expression=int(self.labels[index % len(self.labels)]))
+
+
+class MixedDataset:
+    """A torch-style map dataset mixing sources in fixed proportions, reproducibly.
+
+    Item ``i`` of epoch ``e`` draws its source and its source index from a generator seeded by
+    ``(seed, e, i)``; call :meth:`set_epoch` before each epoch.
+    """
+
+    def __init__(self, sources: Sequence[Source], weights: Sequence[float], length: int, seed: int = 0):
+        if len(sources) != len(weights) or not sources:
+            raise ValueError("need one weight per source and at least one source")
+        w = np.asarray(weights, dtype=np.float64)
+        self.sources, self.p = list(sources), w / w.sum()
+        self.length, self.seed, self.epoch = length, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        k = int(rng.choice(len(self.sources), p=self.p))
+        source = self.sources[k]
+        return source.example(int(rng.integers(len(source))), rng)
