@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from facemtl.geometry.rotations import euler_to_matrix, rot_z
+from facemtl.metrics.pose import geodesic_error, mean_signed_error, pose_mae, vector_errors, vector_mae
+
+# Rows: [yaw, pitch, roll]. The third ground truth has |yaw| = 100 > 99: dropped by the AFLW2000 filter.
+PRED = np.array([[10.0, 0, 0], [0, 5, -5], [50, 50, 50]])
+GT = np.array([[0.0, 0, 0], [0, 0, 0], [100, 0, 0]])
+
+
+def test_pose_mae_filters_large_ground_truth():
+    r = pose_mae(PRED, GT)
+    # Kept rows 0, 1: |d| = (10, 0, 0), (0, 5, 5) -> MAE yaw 5, pitch 2.5, roll 2.5, mean 10/3.
+    assert (r["yaw"], r["pitch"], r["roll"]) == pytest.approx((5.0, 2.5, 2.5))
+    assert r["mean"] == pytest.approx(10 / 3)
+    assert (r["n"], r["n_filtered"]) == (2, 1)
+
+
+def test_pose_mae_without_filter_and_boundary():
+    r = pose_mae(PRED, GT, filter_deg=None)
+    assert r["yaw"] == pytest.approx((10 + 0 + 50) / 3)
+    assert (r["n"], r["n_filtered"]) == (3, 0)
+    # |gt| == 99 is kept (only > 99 is dropped), the filter looks at gt, not at pred.
+    r = pose_mae(np.array([[150.0, 0, 0]]), np.array([[0.0, -99, 0]]))
+    assert (r["n"], r["yaw"]) == (1, 150.0)
+
+
+def test_mean_signed_error_is_bias():
+    r = mean_signed_error(PRED, GT)
+    # Kept d = (10, 0, 0), (0, 5, -5) -> bias yaw 5, pitch 2.5, roll -2.5.
+    assert (r["yaw"], r["pitch"], r["roll"]) == pytest.approx((5.0, 2.5, -2.5))
+    assert r["mean"] == pytest.approx(5 / 3)
+
+
+def test_wrapped_difference():
+    pred, gt = np.array([[179.0, 0, 0]]), np.array([[-179.0, 0, 0]])
+    assert pose_mae(pred, gt, filter_deg=None)["yaw"] == pytest.approx(358.0)
+    assert pose_mae(pred, gt, filter_deg=None, wrapped=True)["yaw"] == pytest.approx(2.0)
+    # 179 is 2 degrees short of -179 (= 181) going forward.
+    assert mean_signed_error(pred, gt, filter_deg=None, wrapped=True)["yaw"] == pytest.approx(-2.0)
+
+
+def test_all_filtered_gives_nan_and_bad_input_raises():
+    r = pose_mae(np.zeros((2, 3)), np.full((2, 3), 120.0))
+    assert np.isnan(r["mean"]) and (r["n"], r["n_filtered"]) == (0, 2)
+    with pytest.raises(ValueError, match="empty"):
+        pose_mae(np.zeros((0, 3)), np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="shape"):
+        pose_mae(np.zeros((2, 3)), np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="finite"):
+        pose_mae(np.array([[np.nan, 0, 0]]), np.zeros((1, 3)))
+
+
+def test_geodesic_error():
+    eye = np.eye(3)[None].repeat(3, axis=0)
+    R = np.stack([euler_to_matrix([30.0, 0, 0]), rot_z(np.deg2rad(170.0)), rot_z(np.deg2rad(1e-6))])
+    np.testing.assert_allclose(geodesic_error(R, eye), [30.0, 170.0, 1e-6], rtol=1e-6)
+    assert geodesic_error(np.diag([-1.0, -1, 1])[None], np.eye(3)[None])[0] == pytest.approx(180.0)
+    with pytest.raises(ValueError):
+        geodesic_error(np.eye(3), np.eye(3))  # not batched
+
+
+def test_vector_errors_by_hand():
+    # Pure yaw (about the head's y axis) moves the x and z columns by 30 deg, y stays;
+    # pure roll (about z) moves x and y by 10 deg, z stays.
+    R = np.stack([euler_to_matrix([30.0, 0, 0]), euler_to_matrix([0.0, 0, 10])])
+    I = np.eye(3)[None].repeat(2, axis=0)
+    np.testing.assert_allclose(vector_errors(R, I), [[30, 0, 30], [10, 10, 0]], atol=1e-9)
+    r = vector_mae(R, I)
+    assert (r["x"], r["y"], r["z"], r["mean"]) == pytest.approx((20.0, 5.0, 15.0, 40 / 3))
+    # Column lengths do not matter; opposite columns are 180 deg apart.
+    np.testing.assert_allclose(vector_errors(2 * R, I), vector_errors(R, I), atol=1e-9)
+    np.testing.assert_allclose(vector_errors(np.diag([-1.0, -1, 1])[None], np.eye(3)[None]), [[180, 180, 0]])
