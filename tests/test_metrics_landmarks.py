@@ -68,9 +68,10 @@ def test_nme_errors():
 
 
 def test_ced_auc_failure_by_hand():
-    t, f = ced_curve([0.005, 0.015, 0.045, 0.2], max_error=0.1, steps=10)
+    # Fraction of errors <= t: an error of exactly 0 counts at t = 0.
+    t, f = ced_curve([0.0, 0.015, 0.045, 0.2], max_error=0.1, steps=10)
     np.testing.assert_allclose(t, np.linspace(0, 0.1, 11))
-    np.testing.assert_allclose(f, [0, 0.25, 0.5, 0.5, 0.5, 0.75, 0.75, 0.75, 0.75, 0.75, 0.75])
+    np.testing.assert_allclose(f, [0.25, 0.25, 0.5, 0.5, 0.5, 0.75, 0.75, 0.75, 0.75, 0.75, 0.75])
     # Areas under the CED up to 0.1, per error: 0.1 - e clipped at 0 -> (0.1, 0.05, 0) / 0.1 / 3 = 0.5.
     assert auc([0.0, 0.05, 0.2], 0.1) == pytest.approx(0.5)
     # 0.1 itself is not a failure: 2 of 4 are above.
