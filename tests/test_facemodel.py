@@ -84,7 +84,7 @@ def test_render_mesh_is_consistent(model):
     span = tu.max(1) - tu.min(1)
     # The back seam is cut; only the fan round the crown (the unwrap's pole) stays stretched.
     crown = rm.uv[rm.triangles[skin], 1].max(1) < 0.01
-    assert span[~crown].max() < 0.1 and np.percentile(span, 99) < 0.05 and crown.sum() < 50
+    assert span[~crown].max() < 0.1 and np.percentile(span, 99) < 0.05 and crown.sum() < 200
     # Mirror symmetry of the skin unwrap: u -> 1 - u between the outer eye corners.
     pos = {v: i for i, v in enumerate(rm.vertex_index)}
     u36, u45 = rm.uv[pos[model.landmark_index[36]]], rm.uv[pos[model.landmark_index[45]]]
