@@ -1,5 +1,6 @@
 """Geometry: rotations and head-pose conventions (numpy; torch twins in ``rotations_torch``)."""
 
+from facemtl.geometry.conventions import convert, from_convention, read_biwi_pose
 from facemtl.geometry.rotations import (
     axis_angle_to_matrix,
     euler_to_matrix,
@@ -19,6 +20,8 @@ from facemtl.geometry.rotations import (
 
 __all__ = [
     "axis_angle_to_matrix",
+    "convert",
+    "from_convention",
     "euler_to_matrix",
     "geodesic_distance",
     "matrix_to_6d",
@@ -27,6 +30,7 @@ __all__ = [
     "matrix_to_quaternion",
     "pose_para_to_ypr",
     "quaternion_to_matrix",
+    "read_biwi_pose",
     "rot_x",
     "rot_y",
     "rot_z",
