@@ -133,6 +133,8 @@ def test_axis_angle_matches_scipy_and_opencv_convention():
     np.testing.assert_allclose(matrix_to_axis_angle(axis_angle_to_matrix(tiny)), tiny, rtol=1e-6, atol=1e-20)
     np.testing.assert_allclose(axis_angle_to_matrix(np.zeros(3)), np.eye(3))
     assert np.linalg.norm(matrix_to_axis_angle(rot_x(np.pi))) == pytest.approx(np.pi)
+    with np.errstate(all="raise"):  # exactly 180 deg (w = 0) must not divide by zero
+        np.testing.assert_allclose(np.abs(matrix_to_axis_angle(np.diag([1.0, -1.0, -1.0]))), [np.pi, 0, 0])
 
 
 def test_geodesic_distance():

@@ -192,8 +192,9 @@ def matrix_to_axis_angle(R: np.ndarray) -> np.ndarray:
     q = matrix_to_quaternion(R)
     w, v = q[..., :1], q[..., 1:]
     n = np.linalg.norm(v, axis=-1, keepdims=True)
-    # angle = 2 atan2(|v|, w); angle/|v| -> 2/w as |v| -> 0 (w ~ 1 there).
-    scale = np.where(n > 1e-12, 2 * np.arctan2(n, w) / np.maximum(n, 1e-12), 2 / w)
+    # angle = 2 atan2(|v|, w); angle/|v| -> 2/w as |v| -> 0 (w ~ 1 there; the floor only keeps
+    # the unused branch finite at 180 deg, where w = 0).
+    scale = np.where(n > 1e-12, 2 * np.arctan2(n, w) / np.maximum(n, 1e-12), 2 / np.maximum(w, 0.5))
     return scale * v
 
 
