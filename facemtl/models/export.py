@@ -1,0 +1,140 @@
+"""Export a task model to the facemtl ONNX contract (docs/model-format.md) and check it.
+
+The graph is ``model`` + ``model.decode``: input ``image`` (N, 3, S, S) BGR 0..255 (the models
+normalise it themselves), outputs in the contract's order, only those the model has, every one
+with a dynamic batch axis. Uses the TorchScript exporter (the torch.export one needs onnxscript).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from facemtl.data.sample import EXPRESSIONS
+
+CONTRACT_OUTPUTS = ("pose", "pose_std", "rotation", "landmarks", "visibility", "expression")
+OPSET = 17
+
+
+def _scale(g, x, factor: float):
+    return g.op("Mul", x, g.op("Constant", value_t=torch.tensor(factor, dtype=torch.float32)))
+
+
+def _register_symbolics() -> None:
+    """ONNX symbolics for the aten ops of :mod:`facemtl.geometry.rotations_torch` that the TorchScript
+    exporter lacks (deg2rad, rad2deg, hypot): plain Mul / Sqrt graphs."""
+    from torch.onnx import register_custom_op_symbolic
+
+    register_custom_op_symbolic("aten::deg2rad", lambda g, x: _scale(g, x, math.pi / 180), 9)
+    register_custom_op_symbolic("aten::rad2deg", lambda g, x: _scale(g, x, 180 / math.pi), 9)
+    register_custom_op_symbolic(
+        "aten::hypot", lambda g, a, b: g.op("Sqrt", g.op("Add", g.op("Mul", a, a), g.op("Mul", b, b))), 9)
+
+
+class _Contract(nn.Module):
+    """model + decode, returning the named outputs as a tuple (what the exporter traces)."""
+
+    def __init__(self, model: nn.Module, names: list[str]):
+        super().__init__()
+        self.model, self.names = model, names
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model.decode(self.model(image))
+        return tuple(out[n] for n in self.names)
+
+
+def contract_outputs(model: nn.Module, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The contract outputs of ``model`` (eval mode, no grad) for ``image``, in contract order."""
+    with torch.no_grad():
+        out = model.decode(model(image))
+    return {n: out[n] for n in CONTRACT_OUTPUTS if n in out}
+
+
+def export_onnx(model: nn.Module, path: str | Path, input_size: int, crop_scale: float,
+                name: str | None = None, check: bool = True, atol: float = 1e-4) -> list[str]:
+    """Write ``model`` as a facemtl ONNX file at ``path``; returns the output names.
+
+    ``name`` (default: ``model.facemtl_name`` set by ``create_model``) goes to ``facemtl_model``.
+    With ``check``, the file is run with onnxruntime on a random batch of another size than the
+    traced one and must match torch within ``atol`` (absolute, per element) on every output.
+    """
+    import onnx
+
+    name = name or getattr(model, "facemtl_name", None)
+    if not name:
+        raise ValueError("model has no registry name: pass name= or build it with create_model")
+    was_training = model.training
+    model.eval()
+    try:
+        gen = torch.Generator().manual_seed(0)
+        dummy = torch.rand(2, 3, input_size, input_size, generator=gen) * 255
+        names = list(contract_outputs(model, dummy))
+        if not names:
+            raise ValueError(f"{name}: the model produces none of the contract outputs")
+        _register_symbolics()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+            traced = os.path.join(tmp, "model.onnx")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+                torch.onnx.export(_Contract(model, names), (dummy,), traced, dynamo=False, opset_version=OPSET,
+                                  input_names=["image"], output_names=names,
+                                  dynamic_axes={n: {0: "N"} for n in ["image", *names]})
+            proto = onnx.load(traced)
+            meta = {"facemtl_model": name, "facemtl_input_size": str(input_size),
+                    "facemtl_crop_scale": f"{crop_scale:g}", "facemtl_expressions": ",".join(EXPRESSIONS)}
+            del proto.metadata_props[:]
+            for key, value in meta.items():
+                proto.metadata_props.add(key=key, value=value)
+            onnx.checker.check_model(proto)
+            onnx.save(proto, traced)
+            os.replace(traced, path)  # atomic: never a half-written model at `path`
+        if check:
+            image = torch.rand(3, 3, input_size, input_size, generator=gen) * 255
+            diff = max_abs_difference(model, path, image)
+            bad = {k: v for k, v in diff.items() if not v <= atol}
+            if bad:
+                raise RuntimeError(f"{path}: onnxruntime differs from torch by {bad} (> {atol})")
+        return names
+    finally:
+        model.train(was_training)
+
+
+def max_abs_difference(model: nn.Module, path: str | Path, image: torch.Tensor) -> dict[str, float]:
+    """Largest absolute difference per output between torch and onnxruntime on ``image``."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"image": image.numpy()})))
+    want = contract_outputs(model, image)
+    if set(got) != set(want):
+        raise RuntimeError(f"{path}: outputs {sorted(got)} but the model gives {sorted(want)}")
+    return {k: float(np.abs(got[k] - want[k].numpy()).max()) for k in want}
+
+
+def onnx_latency(path: str | Path, batch_size: int, threads: int = 2, runs: int = 30, warmup: int = 5) -> float:
+    """Median wall time (ms) of one onnxruntime CPU call on a batch of ``batch_size`` random crops."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    shape = session.get_inputs()[0].shape
+    x = np.random.default_rng(0).uniform(0, 255, (batch_size, 3, shape[2], shape[3])).astype(np.float32)
+    times = []
+    for i in range(warmup + runs):
+        t = time.perf_counter()
+        session.run(None, {"image": x})
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
+    return 1000 * float(np.median(times))
