@@ -1,0 +1,90 @@
+"""Checkpoints written atomically, a CSV metric log and its loss-curve plot."""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def save_atomic(state: dict[str, Any], path: str | Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``.
+
+    A crash mid-write leaves the previous checkpoint intact.
+    """
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class CsvLog:
+    """Append rows of metrics to a CSV file; columns are fixed by the first row written."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.fields: list[str] | None = None
+        if self.path.exists() and self.path.stat().st_size > 0:
+            with open(self.path, newline="") as f:
+                self.fields = next(csv.reader(f), None)
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.fields is None:
+            self.fields = list(row)
+            with open(self.path, "w", newline="") as f:
+                csv.writer(f).writerow(self.fields)
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, self.fields, extrasaction="ignore").writerow(row)
+
+    def read(self) -> list[dict[str, str]]:
+        if not self.path.exists():
+            return []
+        with open(self.path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def truncate_after(self, step: int) -> None:
+        """Drop rows logged after ``step`` (a resumed run repeats them)."""
+        rows = [r for r in self.read() if int(r["step"]) <= step]
+        if self.fields is None:
+            return
+        with open(self.path, "w", newline="") as f:
+            writer = csv.DictWriter(f, self.fields)
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def plot_curves(log: CsvLog, out: str | Path, keys: list[str] | None = None) -> None:
+    """Plot logged columns (default: every ``loss*`` column) against ``step`` into a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = log.read()
+    if not rows:
+        return
+    keys = keys or [k for k in rows[0] if k.startswith("loss")]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for k in keys:
+        pts = [(int(r["step"]), float(r[k])) for r in rows if r.get(k) not in (None, "")]
+        if pts:
+            ax.plot(*zip(*pts), label=k)
+    ax.set_xlabel("step")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,76 @@
+"""Training configuration: one YAML file per named model (``configs/NAME.yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class DataSpec:
+    """One training source.
+
+    ``type``: ``synth`` (rendered on the fly by :mod:`facemtl.synth`), ``fer2013`` (expression
+    arrays), or ``dataset`` (any reader of :mod:`facemtl.data.registry`, by ``name``).
+    ``weight``: share of the batches drawn from it. ``options``: passed to the source.
+    """
+
+    type: str
+    weight: float = 1.0
+    name: str | None = None
+    root: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    name: str
+    model: str
+    model_options: dict[str, Any] = field(default_factory=dict)
+    input_size: int = 128
+    crop_scale: float = 1.5
+    seed: int = 0
+    steps: int = 10_000
+    epoch_steps: int = 1_000  # validation, checkpoint and data-epoch period
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 200
+    loss_options: dict[str, Any] = field(default_factory=dict)
+    augment: dict[str, Any] = field(default_factory=dict)
+    data: list[DataSpec] = field(default_factory=list)
+    val: dict[str, Any] = field(default_factory=dict)  # {"synth_n": 256, "aflw2000": path, ...}
+    checkpoint_every: int = 500
+    workers: int = 2
+    log_every: int = 20
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
+        d = dict(d)
+        d["data"] = [DataSpec(**x) for x in d.get("data", [])]
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        import yaml
+
+        path = Path(path)
+        try:
+            d = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise ValueError(f"{path}: cannot read config: {e}") from e
+        if not isinstance(d, dict):
+            raise ValueError(f"{path}: config must be a mapping")
+        d.setdefault("name", path.stem)
+        try:
+            return cls.from_dict(d)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: {e}") from e
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

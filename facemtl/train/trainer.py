@@ -1,0 +1,227 @@
+"""One trainer for every facemtl model: mixed sources, masked multi-task loss, exact resume.
+
+Determinism: example ``i`` of data-epoch ``e`` is a pure function of ``(seed, e, i)``
+(:class:`facemtl.train.data.MixedDataset`), batch ``b`` of rank ``r`` holds examples
+``[(b * world + r) * B, ... + B)``, and the checkpoint stores the model, optimiser, loss
+weights and torch's RNG, so ``--resume`` continues with the same next batch and loss.
+
+Multi-process: launched by ``torchrun`` the trainer uses DistributedDataParallel (gloo on CPU,
+NCCL on GPU); rank 0 alone logs, validates and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from facemtl.data.transforms import Augment
+from facemtl.train.checkpoint import CsvLog, plot_curves, save_atomic
+from facemtl.train.config import DataSpec, TrainConfig
+from facemtl.train.data import MixedDataset, SampleSource, Source
+
+
+def build_source(spec: DataSpec, cfg: TrainConfig, augment: Augment) -> Source:
+    """A training source from its spec (see :class:`facemtl.train.config.DataSpec`)."""
+    if spec.type == "fer2013":
+        from facemtl.data.fer2013 import load_fer2013_arrays
+        from facemtl.train.data import ExpressionArraySource
+
+        images, labels = load_fer2013_arrays(spec.root, spec.options.get("split", "train"))
+        return ExpressionArraySource(images, labels, cfg.input_size, cfg.crop_scale, augment)
+    if spec.type == "dataset":
+        from facemtl.data.registry import load_dataset
+
+        samples = load_dataset(spec.name, spec.root, **spec.options)
+        return SampleSource(samples, cfg.input_size, cfg.crop_scale, augment)
+    if spec.type == "synth":
+        from facemtl.synth.source import SynthSource
+
+        return SynthSource(cfg.input_size, cfg.crop_scale, augment, **spec.options)
+    raise ValueError(f"unknown data type {spec.type!r} (synth, fer2013, dataset)")
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to 1 % of ``cfg.lr``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def batch_indices(cfg: TrainConfig, step: int, rank: int, world: int) -> list[int]:
+    """Example indices of ``step``'s batch on ``rank`` (within its data-epoch)."""
+    b = step % cfg.epoch_steps
+    start = (b * world + rank) * cfg.batch_size
+    return list(range(start, start + cfg.batch_size))
+
+
+class _Batches(torch.utils.data.Sampler):
+    """Yields the index lists of steps ``start .. stop`` of one data-epoch."""
+
+    def __init__(self, cfg: TrainConfig, start: int, stop: int, rank: int, world: int):
+        self.cfg, self.start, self.stop, self.rank, self.world = cfg, start, stop, rank, world
+
+    def __iter__(self):
+        for step in range(self.start, self.stop):
+            yield batch_indices(self.cfg, step, self.rank, self.world)
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+def torch_predictor(model: torch.nn.Module, device: torch.device):
+    """A :data:`facemtl.evaluate.protocol.Predict` for a torch model (uint8 BGR crops in)."""
+
+    def predict(crops: np.ndarray) -> dict[str, np.ndarray]:
+        x = torch.from_numpy(np.ascontiguousarray(crops.transpose(0, 3, 1, 2))).float().to(device)
+        with torch.no_grad():
+            out = model.decode(model(x))
+        return {k: v.float().cpu().numpy() for k, v in out.items()}
+
+    return predict
+
+
+def _validation_sets(cfg: TrainConfig) -> dict[str, list]:
+    """Held-out sets named in ``cfg.val``: ``aflw2000`` (a folder), ``synth_n`` (held-out renders)."""
+    sets: dict[str, list] = {}
+    root = cfg.val.get("aflw2000")
+    if root and Path(root).is_dir():
+        from facemtl.data.mat3ddfa import read_aflw2000
+
+        sets["aflw2000"] = read_aflw2000(Path(root))
+    n = int(cfg.val.get("synth_n", 0))
+    if n:
+        from facemtl.synth.source import held_out_samples
+
+        sets["synth"] = held_out_samples(n, seed=cfg.seed + 1_000_003)
+    return sets
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: str | None = None,
+          stop_at: int | None = None) -> torch.nn.Module:
+    """Train ``cfg`` into ``out_dir`` (``last.pt``, ``metrics.csv``, ``val.csv``, ``loss.png``).
+
+    ``stop_at``: checkpoint and return after this many steps (a time-boxed chunk of a longer
+    schedule; ``resume`` continues it). Returns this process's trained model (checkpoint:
+    ``out_dir/last.pt``).
+    """
+    from facemtl.evaluate.protocol import evaluate
+    from facemtl.losses import MultiTaskLoss
+    from facemtl.models import create_model
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if world > 1:
+        if dev.type == "cuda":
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(dev)
+        if not dist.is_initialized():  # a caller may have set up the group itself
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    out = Path(out_dir)
+    ckpt_path = out / "last.pt"
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, **cfg.model_options).to(dev)
+    criterion = MultiTaskLoss(**cfg.loss_options).to(dev)
+    params = list(model.parameters()) + list(criterion.parameters())
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step = 0
+    if resume:
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"{ckpt_path}: no checkpoint to resume from")
+        state = torch.load(ckpt_path, map_location=dev, weights_only=False)
+        model.load_state_dict(state["model"])
+        criterion.load_state_dict(state["criterion"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        step = state["step"]
+    train_model = model
+    if world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+    augment = Augment(**cfg.augment)
+    dataset = MixedDataset([build_source(s, cfg, augment) for s in cfg.data], [s.weight for s in cfg.data],
+                           length=cfg.epoch_steps * cfg.batch_size * world, seed=cfg.seed)
+    val_sets = _validation_sets(cfg) if rank == 0 else {}
+    log = CsvLog(out / "metrics.csv") if rank == 0 else None
+    val_log = CsvLog(out / "val.csv") if rank == 0 else None
+    if log is not None and resume:
+        log.truncate_after(step)
+        val_log.truncate_after(step)
+    amp = dev.type == "cuda"
+
+    def save() -> None:
+        if rank == 0:
+            save_atomic({"model": model.state_dict(), "criterion": criterion.state_dict(),
+                         "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(), "step": step,
+                         "config": cfg.to_dict()}, ckpt_path)
+
+    end = min(cfg.steps, stop_at or cfg.steps)
+    while step < end:
+        epoch, first = divmod(step, cfg.epoch_steps)
+        last = min(cfg.epoch_steps, first + end - step)
+        dataset.set_epoch(epoch)
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=_Batches(cfg, first, last, rank, world),
+                                             num_workers=cfg.workers, persistent_workers=False)
+        model.train()
+        tic, seen = time.perf_counter(), 0
+        for batch in loader:
+            batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(cfg, step)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                outputs = train_model(batch["image"])
+            outputs = {k: v.float() for k, v in outputs.items()}
+            total, parts = criterion(outputs, batch)
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            total = total.detach()
+            optimizer.step()
+            step += 1
+            seen += len(batch["image"]) * world
+            if log is not None and (step % cfg.log_every == 0 or step == cfg.steps):
+                rate = seen / (time.perf_counter() - tic)
+                row = {"step": step, "lr": learning_rate(cfg, step - 1), "loss": float(total), "images_per_s": rate}
+                row |= {f"loss_{k}": float(v) for k, v in parts.items()}
+                log.write(row)
+                _log(f"[{cfg.name}] step {step}/{cfg.steps} loss {float(total):.4f} "
+                     + " ".join(f"{k} {float(v):.3f}" for k, v in parts.items()) + f" | {rate:.0f} img/s")
+            if step % cfg.checkpoint_every == 0:
+                save()
+        if step % cfg.epoch_steps == 0 or step == end:
+            if rank == 0 and val_sets:
+                model.eval()
+                for name, samples in val_sets.items():
+                    metrics = evaluate(torch_predictor(model, dev), samples, cfg.input_size, cfg.crop_scale)
+                    val_log.write({"step": step, "set": name} | metrics)
+                    _log(f"[{cfg.name}] val {name} @ {step}: "
+                         + " ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k != "n"))
+            save()
+            if log is not None:
+                plot_curves(log, out / "loss.png")
+    return model
+
+
+def load_trained(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, TrainConfig]:
+    """The model and config stored in a checkpoint written by :func:`train`."""
+    from facemtl.models import create_model
+
+    state = torch.load(path, map_location=device, weights_only=False)
+    cfg = TrainConfig.from_dict(state["config"])
+    model = create_model(cfg.model, **cfg.model_options)
+    model.load_state_dict(state["model"])
+    return model.eval(), cfg
