@@ -198,7 +198,8 @@ def test_wflw_json_maps_to_a_68_face(samples_dir: Path):
 def test_cofw_and_aflw_json_partial_maps(samples_dir: Path):
     data_dir = samples_dir / "mmpose" / "tests" / "data"
     cofw = read_coco_json(data_dir / "cofw" / "test_cofw.json")
-    kps = np.array(json.loads((data_dir / "cofw" / "test_cofw.json").read_text())["annotations"][0]["keypoints"]).reshape(29, 3)
+    first = json.loads((data_dir / "cofw" / "test_cofw.json").read_text())["annotations"][0]
+    kps = np.array(first["keypoints"]).reshape(29, 3)
     s = cofw[0]
     # occlusion flags (2 visible, 1 occluded) become visibility on the mapped points
     for ibug, cofw_index in [(48, 22), (54, 23), (51, 24), (57, 27), (8, 28), (36, 8), (30, 20)]:

@@ -67,8 +67,9 @@ def read_aflw(root: str | Path, images: str | Path | None = None) -> list[Sample
     ``images``: folder ``FaceImages.filepath`` is relative to (default: ``flickr`` beside the
     database). ``raw_landmarks`` is (21, 2) with NaN for points not annotated, ``landmarks``
     the :data:`AFLW21_TO_68` mapping, ``visibility`` 1 / 0 for annotated / unannotated mapped
-    points (AFLW leaves out the points it cannot see) and NaN for the unmapped slots. ``box`` is ``FaceRect`` (None if absent), ``pose``
-    from ``FacePose`` (see the module docstring). ``meta`` holds ``face_id``.
+    points (AFLW leaves out the points it cannot see) and NaN for the unmapped slots. ``box`` is
+    ``FaceRect`` (None if absent), ``pose`` from ``FacePose`` (see the module docstring).
+    ``meta`` holds ``face_id``.
     """
     root = require(Path(root), "AFLW database")
     images = Path(images) if images is not None else root.parent / "flickr"

@@ -56,7 +56,8 @@ def read_coco_json(root: str | Path, images: str | Path | None = None, one_based
     ``images``: folder ``file_name`` is relative to (default: the JSON's folder).
     ``one_based``: subtract 1 from x and y (see the module docstring). ``box`` is ``bbox`` as
     ``x1, y1, x2, y2``, or the tight box of the labelled points when there is no ``bbox``.
-    ``raw_landmarks`` holds the K points unless they are the 68 themselves. ``meta`` holds ``scheme``, ``image_id``, ``annotation_id`` and ``raw_visibility`` (K,).
+    ``raw_landmarks`` holds the K points unless they are the 68 themselves. ``meta`` holds
+    ``scheme``, ``image_id``, ``annotation_id`` and ``raw_visibility`` (K,).
     """
     root = require(Path(root), "COCO json file")
     images = Path(images) if images is not None else root.parent

@@ -65,11 +65,14 @@ def _face(box: ET.Element, path: Path, name: str) -> tuple[np.ndarray, np.ndarra
     parts = box.findall("part")
     if not parts:
         return xyxy, None, False, ignore
-    # Numeric names sort as numbers ("2" before "10"), others after them as text.
-    named = sorted(((0, int(n)) if (n := p.get("name", "")).isdigit() else (1, n), _int(p, "x", path), _int(p, "y", path))
-                   for p in parts)
+    named = sorted((_name_key(p.get("name", "")), _int(p, "x", path), _int(p, "y", path)) for p in parts)
     keys = [k for k, _, _ in named]
     if len(set(keys)) != len(keys):
         raise DatasetError(path, f"{name}: a box repeats part names")
     points = np.array([(x, y) for _, x, y in named], dtype=np.float64)
     return xyxy, points, keys == [(0, i) for i in range(68)], ignore
+
+
+def _name_key(name: str) -> tuple[int, int | str]:
+    """Numeric part names sort as numbers ("2" before "10"), other names after them as text."""
+    return (0, int(name)) if name.isdigit() else (1, name)

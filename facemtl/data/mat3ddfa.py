@@ -35,12 +35,15 @@ from facemtl.data.sample import EXPRESSIONS, DatasetError, Sample
 from facemtl.data.transforms import landmark_box
 from facemtl.geometry.rotations import pose_para_to_ypr
 
+# 300W-LP release folders whose .mat files are not per-image annotations.
+_SKIP_FOLDERS = {"landmarks", "Code"}
+
 
 def read_300w_lp(root: str | Path, skip_errors: bool = False) -> list[Sample]:
     """300W-LP: ``root`` is a folder (searched recursively) or one ``.mat`` file.
 
     Reads ``Pose_Para`` and ``pt2d`` (2x68, iBUG-68 order) into ``pose``, ``landmarks`` and
-    ``box``. The ``landmarks/*_pts.mat`` files of the 300W-LP release are not image
+    ``box``. The release's ``landmarks/`` (``*_pts.mat``) and ``Code/`` folders hold no image
     annotations and are skipped. ``skip_errors``: log and skip malformed files instead of raising.
     """
     return read_each(_mat_files(root), _read_300w_lp_one, skip_errors)
@@ -64,7 +67,7 @@ def read_synth(root: str | Path, skip_errors: bool = False) -> list[Sample]:
     ``pt3d_68`` (3x68) -> ``landmarks_3d``; ``visible_68`` (1x68) -> ``visibility``;
     ``roi`` (1x4 ``x1, y1, x2, y2``) -> ``box``; ``expr_weights`` (1x53, ICT blendshape
     weights) -> ``meta["expr_weights"]``; ``expr_class`` (index or name in
-    :data:`EXPRESSIONS`) -> ``expression``; ``identity`` -> ``meta["identity"]``.
+    :data:`EXPRESSIONS`, -1 for none) -> ``expression``; ``identity`` -> ``meta["identity"]``.
     ``skip_errors``: log and skip malformed files.
     """
     return read_each(_mat_files(root), _read_synth_one, skip_errors)
@@ -74,7 +77,7 @@ def _mat_files(root: str | Path) -> list[Path]:
     root = require(Path(root), "dataset root")
     if root.is_file():
         return [root]
-    return sorted(p for p in root.rglob("*.mat") if not p.name.endswith("_pts.mat"))
+    return sorted(p for p in root.rglob("*.mat") if not _SKIP_FOLDERS & set(p.relative_to(root).parts[:-1]))
 
 
 def _pose(mat: dict, path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -126,11 +129,11 @@ def _read_synth_one(path: Path) -> Sample:
     return sample
 
 
-def _expression(value: int | float | str, path: Path) -> int:
+def _expression(value: int | float | str, path: Path) -> int | None:
     if isinstance(value, str):
         if value not in EXPRESSIONS:
             raise DatasetError(path, f"'expr_class' {value!r} is not one of {EXPRESSIONS}")
         return EXPRESSIONS.index(value)
-    if value != int(value) or not 0 <= value < len(EXPRESSIONS):
-        raise DatasetError(path, f"'expr_class' {value} is not an index into {EXPRESSIONS}")
-    return int(value)
+    if not (np.isfinite(value) and value == int(value) and -1 <= value < len(EXPRESSIONS)):
+        raise DatasetError(path, f"'expr_class' {value} is not -1 or an index into {EXPRESSIONS}")
+    return None if value == -1 else int(value)
