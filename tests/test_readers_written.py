@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from pathlib import Path
@@ -14,7 +15,9 @@ import scipy.io as sio
 from facemtl.data.aflw import AFLW21_NAMES, AFLW21_TO_68, read_aflw
 from facemtl.data.afw import read_afw
 from facemtl.data.biwi import read_biwi
+from facemtl.data.coco_json import read_coco_json
 from facemtl.data.cofw import COFW29_TO_68, read_cofw
+from facemtl.data.dlib_xml import read_dlib_xml
 from facemtl.data.mat3ddfa import read_300w_lp, read_aflw2000, read_synth
 from facemtl.data.pts import read_pts, read_pts_folder
 from facemtl.data.sample import EXPRESSIONS, DatasetError
@@ -516,3 +519,82 @@ def test_wider_malformed(tmp_path: Path, text: str, problem: str):
     path.write_text(text)
     with pytest.raises(DatasetError, match=r"wider_face_train_bbx_gt\.txt: " + problem):
         read_wider(path)
+
+
+# ---- COCO json ------------------------------------------------------------------------------------------
+
+
+def coco(keypoints: list, **ann) -> dict:
+    return {"images": [{"id": 5, "file_name": "a/face.jpg", "width": 100, "height": 100}],
+            "annotations": [{"id": 1, "image_id": 5, "keypoints": keypoints, **ann}]}
+
+
+def test_coco_json_flags_and_one_based(tmp_path: Path):
+    pts = RNG.uniform(10, 90, (29, 2))
+    flags = np.full(29, 2.0)
+    flags[[22, 23]] = 1  # occluded mouth corners
+    flags[28] = 0  # chin not labelled
+    kps = np.c_[pts, flags].ravel().tolist()
+    path = tmp_path / "cofw.json"
+    path.write_text(json.dumps(coco(kps, bbox=[10, 20, 30, 40])))
+    (s,) = read_coco_json(path, one_based=True)
+    assert s.image_path == str(tmp_path / "a" / "face.jpg") and s.meta["scheme"] == "cofw29"
+    np.testing.assert_allclose(s.box, [9, 19, 39, 59])
+    np.testing.assert_allclose(s.landmarks[30], pts[20] - 1)
+    assert s.visibility[48] == 0 and s.visibility[54] == 0 and s.visibility[30] == 1
+    assert np.isnan(s.landmarks[8]).all() and np.isnan(s.visibility[8])  # unlabelled chin
+    path.write_text(json.dumps(coco(np.c_[pts[:19], np.ones(19)].ravel().tolist())))
+    (s,) = read_coco_json(path)  # 0/1 flags only: labelled, occlusion unknown; no bbox: tight box
+    assert s.meta["scheme"] == "aflw19" and np.isnan(s.visibility).all()
+    np.testing.assert_allclose(s.box, np.r_[pts[:19].min(0), pts[:19].max(0)])
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("{not json", r"invalid JSON"),
+    ('{"annotations": []}', r"not a COCO keypoint file: missing 'images'"),
+    (coco([1, 2, 2, 3]), r"annotation 0 \(id 1\): 4 keypoint values, expected a multiple of 3"),
+    (coco([1, "x", 2]), r"annotation 0 \(id 1\): non-numeric keypoints"),
+    ({**coco([1, 2, 2]), "annotations": [{"id": 3, "image_id": 99, "keypoints": [1, 2, 2]}]},
+     r"annotation 0 \(id 3\): missing or unknown 99"),
+    (coco([1, 2, 2], bbox=[1, 2, 3]), r"annotation 0: bbox must be 4 numbers"),
+])
+def test_coco_json_malformed(tmp_path: Path, content, problem: str):
+    path = tmp_path / "faces.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    with pytest.raises(DatasetError, match=r"faces\.json: " + problem):
+        read_coco_json(path)
+
+
+# ---- dlib XML -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("xml, problem", [
+    ("<dataset><images><image file='a.jpg'><box top='1' left='2'", r"invalid XML"),
+    ("<dataset><images><image file='a.jpg'><box top='1' left='x' width='3' height='4'/></image></images></dataset>",
+     r"<box> attribute left='x' is not an integer"),
+    ("<dataset><images><image><box top='1' left='2' width='3' height='4'/></image></images></dataset>",
+     r"<image> without a 'file' attribute"),
+    ("<dataset><images><image file='a.jpg'><box top='1' left='2' width='3' height='4'>"
+     "<part name='00' x='1' y='2'/><part name='00' x='3' y='4'/></box></image></images></dataset>",
+     r"a\.jpg: a box repeats part names"),
+])
+def test_dlib_xml_malformed(tmp_path: Path, xml: str, problem: str):
+    path = tmp_path / "faces.xml"
+    path.write_text(xml)
+    with pytest.raises(DatasetError, match=r"faces\.xml: " + problem):
+        read_dlib_xml(path)
+
+
+def test_dlib_xml_five_points_and_ignore(tmp_path: Path):
+    parts = "".join(f"<part name='{i}' x='{10 + i}' y='{20 + 2 * i}'/>" for i in (0, 1, 2, 10, 4))
+    path = tmp_path / "five.xml"
+    path.write_text(f"<dataset><images><image file='p/a.jpg'><box top='1' left='2' width='30' height='40'>{parts}"
+                    "</box><box top='5' left='6' width='7' height='8' ignore='1'/></image></images></dataset>")
+    a, b = read_dlib_xml(path)
+    assert a.landmarks is None and a.image_path == str(tmp_path / "p" / "a.jpg")
+    np.testing.assert_allclose(a.raw_landmarks, [[10, 20], [11, 22], [12, 24], [14, 28], [20, 40]])  # numeric order
+    np.testing.assert_allclose(a.box, [2, 1, 32, 41])
+    assert not a.meta["ignore"] and b.meta["ignore"] and b.raw_landmarks is None
+    (image,) = read_dlib_xml(path, per_image=True)
+    np.testing.assert_allclose(image.boxes, [[2, 1, 32, 41], [6, 5, 13, 13]])
+    np.testing.assert_array_equal(image.meta["ignore"], [False, True])

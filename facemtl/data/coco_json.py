@@ -69,20 +69,10 @@ def read_coco_json(root: str | Path, images: str | Path | None = None, one_based
         raise DatasetError(root, f"invalid JSON: {e}") from e
     except (KeyError, TypeError) as e:
         raise DatasetError(root, f"not a COCO keypoint file: missing {e}") from e
-    uses_occlusion = any(v == 2 for a in annotations for v in a.get("keypoints", [])[2::3])
+    parsed = [_keypoints(ann, n, files, root) for n, ann in enumerate(annotations)]
+    uses_occlusion = any((kps[:, 2] == 2).any() for _, kps, _ in parsed)
     samples = []
-    for n, ann in enumerate(annotations):
-        where = f"annotation {n} (id {ann.get('id')})"
-        try:
-            kps = np.asarray(ann["keypoints"], dtype=np.float64)
-            file_name = files[ann["image_id"]]
-        except KeyError as e:
-            raise DatasetError(root, f"{where}: missing or unknown {e}") from e
-        except (TypeError, ValueError) as e:
-            raise DatasetError(root, f"{where}: non-numeric keypoints ({e})") from e
-        if kps.ndim != 1 or len(kps) % 3 or len(kps) == 0:
-            raise DatasetError(root, f"{where}: {kps.size} keypoint values, expected a multiple of 3")
-        kps = kps.reshape(-1, 3)
+    for n, (ann, kps, file_name) in enumerate(parsed):
         labelled = kps[:, 2] > 0
         raw = np.where(labelled[:, None], kps[:, :2] - (1.0 if one_based else 0.0), np.nan)
         if uses_occlusion:
@@ -98,11 +88,28 @@ def read_coco_json(root: str | Path, images: str | Path | None = None, one_based
             sample.landmarks = map_to_68(raw, mapping)
             sample.visibility = map_to_68(visible[:, None], mapping)[:, 0]
         if "bbox" in ann:
-            sample.box = _box(ann["bbox"], one_based, root, where)
+            sample.box = _box(ann["bbox"], one_based, root, f"annotation {n}")
         elif labelled.any():
             sample.box = landmark_box(raw)
         samples.append(sample)
     return samples
+
+
+def _keypoints(ann: object, n: int, files: dict, path: Path) -> tuple[dict, np.ndarray, str]:
+    """(annotation, keypoints (K, 3), image file name) of annotation ``n``, checked."""
+    if not isinstance(ann, dict):
+        raise DatasetError(path, f"annotation {n} is not an object")
+    where = f"annotation {n} (id {ann.get('id')})"
+    try:
+        kps = np.asarray(ann["keypoints"], dtype=np.float64)
+        file_name = files[ann["image_id"]]
+    except KeyError as e:
+        raise DatasetError(path, f"{where}: missing or unknown {e}") from e
+    except (TypeError, ValueError) as e:
+        raise DatasetError(path, f"{where}: non-numeric keypoints ({e})") from e
+    if kps.ndim != 1 or len(kps) % 3 or len(kps) == 0:
+        raise DatasetError(path, f"{where}: {kps.size} keypoint values, expected a multiple of 3")
+    return ann, kps.reshape(-1, 3), file_name
 
 
 def _box(bbox: object, one_based: bool, path: Path, where: str) -> np.ndarray:
