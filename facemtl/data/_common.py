@@ -22,8 +22,8 @@ IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg", ".bmp")
 def load_mat(path: str | Path) -> dict[str, Any]:
     """Variables of a MATLAB ``.mat`` file as numpy arrays in MATLAB's (row, column) order.
 
-    v4-v7.2 files are read with scipy; v7.3 (HDF5) files with h5py when it is installed.
-    Cell arrays become object arrays, char arrays ``str``.
+    v4-v7.2 files are read with scipy; v7.3 (HDF5) files with h5py when it is installed
+    (cell arrays become object arrays, char arrays ``str``, structs are skipped).
     """
     import scipy.io
 
@@ -45,7 +45,8 @@ def _load_mat_v73(path: Path) -> dict[str, Any]:
         raise DatasetError(path, "MATLAB v7.3 (HDF5) file: install h5py to read it") from e
     try:
         with h5py.File(path, "r") as f:
-            return {k: _h5_value(f, f[k]) for k in f if not k.startswith("#")}
+            # Structs (HDF5 groups) are not read: no reader needs one.
+            return {k: _h5_value(f, v) for k, v in f.items() if isinstance(v, h5py.Dataset)}
     except (OSError, KeyError, ValueError) as e:
         raise DatasetError(path, f"not a readable MATLAB v7.3 file ({type(e).__name__}: {e})") from e
 
