@@ -1,0 +1,212 @@
+"""Networks: backbone fidelity, output shapes of every registered model, decoding, a real fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from facemtl.geometry.rotations import euler_to_matrix
+from facemtl.losses import MultiTaskLoss
+from facemtl.models import create_backbone, create_model, list_backbones, list_models
+from facemtl.models.heads import HOPENET_BINS, bin_expectation, decode_outputs, soft_argmax
+from facemtl.models.mobilenet import make_divisible
+
+# torchvision's parameter counts (total minus the classifier), a check on the layer tables.
+TORCHVISION_FEATURE_PARAMS = {
+    "resnet18": 11_689_512 - 513_000,
+    "resnet50": 25_557_032 - 2_049_000,
+    "mobilenetv2": 3_504_872 - 1_281_000,
+    "mobilenetv3_large": 5_483_032 - (960 * 1280 + 1280 + 1_281_000),
+    "mobilenetv3_small": 2_542_856 - (576 * 1024 + 1024 + 1_025_000),
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny tensors: extra intra-op threads only contend (40x slower on a busy 2-core machine).
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_FEATURE_PARAMS))
+def test_backbone_matches_reference_param_count(name):
+    m = create_backbone(name)
+    assert sum(p.numel() for p in m.parameters()) == TORCHVISION_FEATURE_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenetv2", "mobilenetv3_small", "mobilenetv3_large"])
+def test_backbone_strides_and_channels(name):
+    kw = {} if name.startswith("resnet") else {"width": 0.5}
+    m = create_backbone(name, **kw).eval()
+    feats = m(torch.zeros(1, 3, 64, 96))
+    assert [f.shape[1] for f in feats] == list(m.channels)
+    assert [tuple(f.shape[2:]) for f in feats] == [(16, 24), (8, 12), (4, 6), (2, 3)]
+
+
+def test_make_divisible():
+    assert make_divisible(32 * 0.5) == 16
+    assert make_divisible(24 * 0.5) == 16  # 8 would be more than 10 % below 12
+    assert make_divisible(96 * 0.75) == 72
+    assert make_divisible(1.0) == 8
+
+
+def test_width_multiplier_shrinks():
+    n = {w: sum(p.numel() for p in create_backbone("mobilenetv2", width=w).parameters()) for w in (0.5, 1.0)}
+    assert n[0.5] < 0.4 * n[1.0]
+
+
+def test_unknown_names_raise():
+    with pytest.raises(KeyError, match="unknown model"):
+        create_model("nope")
+    with pytest.raises(KeyError, match="unknown backbone"):
+        create_backbone("nope")
+    assert {"hopenet", "sixdrepnet", "mnn", "mtl_mobilenetv2"} <= set(list_models())
+    assert "resnet34" in list_backbones()
+
+
+EXPECTED_DECODED = {
+    "hopenet": {"pose", "pose_std", "rotation"},
+    "sixdrepnet": {"pose", "rotation"},
+    "mnn": {"pose", "pose_std", "rotation", "landmarks", "visibility"},
+}
+SMALL = {"hopenet": {"backbone": "resnet18"}, "mtl_mobilenetv2": {"width": 0.5}, "mnn": {"base": 8}}
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_output_shapes(name):
+    torch.manual_seed(0)
+    model = create_model(name, **SMALL.get(name, {})).eval()
+    assert model.facemtl_name == name
+    n = 2
+    with torch.no_grad():
+        raw = model(torch.rand(n, 3, 64, 64) * 255)
+        out = model.decode(raw)
+    assert set(out) == EXPECTED_DECODED.get(name, {"pose", "pose_std", "rotation", "landmarks", "visibility",
+                                                    "expression"})
+    shapes = {"pose": (n, 3), "pose_std": (n, 3), "rotation": (n, 3, 3), "landmarks": (n, 68, 2),
+              "visibility": (n, 68), "expression": (n, 7)}
+    for k, v in out.items():
+        assert tuple(v.shape) == shapes[k], k
+        assert torch.isfinite(v).all(), k
+    R = out["rotation"]
+    assert torch.allclose(R @ R.transpose(1, 2), torch.eye(3).expand(n, 3, 3), atol=1e-5)
+    if "pose_logits" in raw:
+        assert tuple(raw["pose_logits"].shape) == (n, 3, 66)
+    if "heatmaps" in raw:
+        assert tuple(raw["heatmaps"].shape) == (n, 68, 16, 16)  # stride 4
+    if "expression" in out:
+        assert torch.allclose(out["expression"].sum(-1), torch.ones(n))
+    if "landmarks" in out:
+        assert ((out["landmarks"] > 0) & (out["landmarks"] < 1)).all()
+
+
+def test_multitask_options():
+    m = create_model("mtl_mobilenetv3_small", width=0.5, rotation_6d=False, landmarks="regression",
+                     expression=False).eval()
+    with torch.no_grad():
+        raw = m(torch.rand(1, 3, 64, 64) * 255)
+    assert set(raw) == {"pose_logits", "landmarks", "visibility_logits"}
+    assert torch.allclose(raw["landmarks"], torch.full((1, 68, 2), 0.5))  # starts at the crop centre
+    with pytest.raises(ValueError):
+        create_model("mtl_mobilenetv3_small", landmarks=None, visibility=True)
+
+
+def test_hopenet_regression_head():
+    m = create_model("hopenet", backbone="resnet18", head="regression").eval()
+    with torch.no_grad():
+        out = m.decode(m(torch.rand(1, 3, 64, 64) * 255))
+    assert set(out) == {"pose", "rotation"}
+
+
+def test_one_hot_bins_decode_to_the_bin_centre():
+    centres = HOPENET_BINS.centres()
+    assert centres[0] == -97.5 and centres[-1] == 97.5 and len(centres) == 66
+    logits = torch.full((3, 66), -1e4)
+    for row, k in enumerate((0, 33, 65)):
+        logits[row, k] = 0
+    mean, std = bin_expectation(logits, centres)
+    assert mean.tolist() == [-97.5, 1.5, 97.5]
+    assert std.tolist() == [0, 0, 0]
+
+
+def test_uniform_bins_std():
+    mean, std = bin_expectation(torch.zeros(66), HOPENET_BINS.centres())
+    # Discrete uniform over 66 points 3 deg apart: std = 3 * sqrt((66^2 - 1) / 12).
+    assert mean.item() == pytest.approx(0, abs=1e-4)
+    assert std.item() == pytest.approx(3 * np.sqrt((66 ** 2 - 1) / 12), rel=1e-5)
+
+
+def test_two_bin_distribution():
+    logits = torch.full((66,), -1e4)
+    logits[[33, 34]] = 0  # half at 1.5, half at 4.5
+    mean, std = bin_expectation(logits, HOPENET_BINS.centres())
+    assert mean.item() == pytest.approx(3.0) and std.item() == pytest.approx(1.5)
+
+
+def test_bin_labels_match_hopenet_digitize():
+    angles = np.random.default_rng(0).uniform(-99, 99, 1000).astype(np.float32)
+    expected = np.digitize(angles, np.arange(-99, 102, 3)) - 1
+    assert (HOPENET_BINS.labels(torch.from_numpy(angles)).numpy() == expected).all()
+    assert HOPENET_BINS.labels(torch.tensor([-150.0, 150.0])).tolist() == [0, 65]
+
+
+def test_soft_argmax_sub_cell():
+    hm = torch.full((1, 2, 4, 8), -1e4)
+    hm[0, 0, 1, 2] = 0  # one cell: its centre
+    hm[0, 1, 3, 5] = hm[0, 1, 3, 6] = 0  # two cells: halfway
+    pts = soft_argmax(hm)[0]
+    assert torch.allclose(pts[0], torch.tensor([2.5 / 8, 1.5 / 4]))
+    assert torch.allclose(pts[1], torch.tensor([6.0 / 8, 3.5 / 4]))
+
+
+def test_decode_rotation_matches_numpy_convention():
+    pose = torch.tensor([[30.0, -20.0, 10.0], [-60.0, 5.0, -40.0]])
+    out = decode_outputs({"pose": pose})
+    assert np.allclose(out["rotation"].numpy(), euler_to_matrix(pose.numpy()), atol=1e-6)
+    # A 6D head's rotation wins for "rotation"; its Euler angles give "pose" when there are no bins.
+    R = torch.from_numpy(euler_to_matrix(pose.numpy())).float()
+    out6 = decode_outputs({"rot6d": torch.cat([R[..., 0], R[..., 1]], -1) * 3})
+    assert torch.allclose(out6["rotation"], R, atol=1e-6)
+    assert torch.allclose(out6["pose"], pose, atol=1e-3)
+
+
+def test_sixd_head_starts_near_identity():
+    m = create_model("sixdrepnet").eval()
+    with torch.no_grad():
+        out = m.decode(m(torch.rand(2, 3, 64, 64) * 255))
+    assert torch.allclose(out["rotation"], torch.eye(3).expand(2, 3, 3), atol=0.05)
+
+
+def test_input_normalisation_is_inside_the_model():
+    # A constant mid-grey image becomes roughly zero-mean after the model's InputNorm.
+    m = create_model("sixdrepnet")
+    x = m.norm(torch.full((1, 3, 4, 4), 115.0))
+    assert x.abs().max() < 0.2
+
+
+def test_few_steps_reduce_multitask_loss():
+    torch.manual_seed(0)
+    model = create_model("mtl_mobilenetv3_small", width=0.5)
+    criterion = MultiTaskLoss(weighting="uncertainty")
+    n = 4
+    g = torch.Generator().manual_seed(1)
+    batch = {
+        "image": torch.rand(n, 3, 64, 64, generator=g) * 255,
+        "pose": torch.rand(n, 3, generator=g) * 120 - 60, "pose_mask": torch.tensor([1.0, 1, 1, 0]),
+        "landmarks": 0.2 + 0.6 * torch.rand(n, 68, 2, generator=g), "landmarks_mask": torch.ones(n, 68),
+        "visibility": (torch.rand(n, 68, generator=g) > 0.3).float(), "visibility_mask": torch.ones(n, 68),
+        "expression": torch.tensor([0, 3, 1, 6]), "expression_mask": torch.tensor([0.0, 1, 1, 1]),
+    }
+    opt = torch.optim.Adam(list(model.parameters()) + list(criterion.parameters()), lr=3e-3)
+    losses = []
+    for _ in range(25):
+        total, parts = criterion(model(batch["image"]), batch)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        losses.append({k: v.item() for k, v in parts.items()})
+    for task in ("pose", "rotation", "landmarks", "visibility", "expression"):
+        assert losses[-1][task] < 0.7 * losses[0][task], (task, losses[0][task], losses[-1][task])
