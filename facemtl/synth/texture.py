@@ -1,0 +1,289 @@
+"""Photo textures: a real photo's colours sampled into the face model's UV atlas.
+
+Given a photo and a :class:`~facemtl.synth.fit.FitResult`, every atlas texel of the fitted
+head (see :data:`facemtl.synth.facemodel.ATLAS`) is located in the photo by rasterising the
+render mesh in UV space with the photo-space position as attribute. A texel takes the photo's
+colour where its surface point is the front-most one there (z-buffer of the mesh in the photo)
+and faces the camera. Unseen skin is filled from its mirror texel (``u -> 1 - u``), then by a
+smooth push-pull fill from what is seen (the back of the head inherits the hair colours of
+the crown, the neck those of the jaw). Unseen swatch texels (mouth, sclera, iris, teeth) take
+default colours scaled to the photo's brightness. Lighting stays baked in, as in 300W-LP.
+
+:class:`PhotoTexture` holds the atlas and the fit it came from; it saves to and loads from a
+small ``.npz``. :func:`random_texture` serves the synthetic engine from a pool of LFW photos
+(landmarks from ``facemtl/assets/lfw_landmarks.npz``), computing each texture once and
+caching it in memory and on disk (``FACEMTL_TEXTURE_CACHE``, default
+``~/.cache/facemtl/textures``). Textures are never committed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from facemtl.synth import raster
+from facemtl.synth.facemodel import SKIN_V, FaceModel, swatch_box
+from facemtl.synth.fit import FitResult, fit_landmarks
+
+LFW_LANDMARKS = Path(__file__).resolve().parents[1] / "assets" / "lfw_landmarks.npz"
+# A texel is taken from the photo where its surface faces the camera at least this much
+# (cosine of the angle between its normal and the view ray): grazing texels smear. The bald
+# model's skull and neck meet the photo's hair and background near their silhouette: stricter.
+MIN_FACING = 0.3
+MIN_FACING_HEAD = 0.55
+# Depth tolerance (mm) of the photo z-buffer test.
+DEPTH_TOL = 5.0
+# Swatch defaults, BGR in [0, 1], before brightness scaling.
+SWATCH_COLOURS = {
+    "mouth": (0.12, 0.12, 0.30),
+    "sclera": (0.80, 0.82, 0.86),
+    "iris": (0.10, 0.16, 0.28),
+    "teeth": (0.72, 0.82, 0.85),
+}
+# Pool of LFW photos random_texture draws from (a fixed random subset of the labelled ones).
+POOL_SIZE = 400
+POOL_SALT = 0x7E7
+# Fits worse than this (mean px on a 250x250 photo) are not used as textures.
+MAX_FIT_ERROR = 3.0
+
+
+@dataclass
+class PhotoTexture:
+    """A UV atlas texture (A, A, 3) BGR uint8 from one photo, with the fit it came from.
+
+    ``seen`` (A, A) uint8: 1 where the texel was sampled from the photo, 2 where it came from
+    its mirror texel, 0 where it was filled. ``identity`` / ``expression`` / ``pose`` are the
+    fit's (so the head can be rendered with the photo's own shape); ``source`` names the photo.
+    """
+
+    texture: np.ndarray
+    seen: np.ndarray
+    identity: np.ndarray
+    expression: np.ndarray
+    pose: np.ndarray
+    reprojection_error: float
+    source: str = ""
+
+    def as_float(self) -> np.ndarray:
+        """The atlas as float32 BGR in [0, 1] (what :func:`facemtl.synth.raster.shade` takes)."""
+        return self.texture.astype(np.float32) / 255.0
+
+    def save(self, path: str | Path) -> None:
+        np.savez_compressed(
+            path,
+            texture=self.texture,
+            seen=self.seen,
+            identity=self.identity.astype(np.float32),
+            expression=self.expression.astype(np.float32),
+            pose=self.pose.astype(np.float32),
+            reprojection_error=np.float32(self.reprojection_error),
+            source=np.array(self.source),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PhotoTexture":
+        with np.load(path) as d:
+            return cls(
+                texture=d["texture"],
+                seen=d["seen"],
+                identity=d["identity"],
+                expression=d["expression"],
+                pose=d["pose"],
+                reprojection_error=float(d["reprojection_error"]),
+                source=str(d["source"]),
+            )
+
+
+def photo_texture(
+    image: np.ndarray, fit: FitResult, model: Optional[FaceModel] = None, size: int = 256, source: str = ""
+) -> PhotoTexture:
+    """Sample ``image`` (BGR uint8) into a ``size`` x ``size`` atlas through ``fit``."""
+    model = model or FaceModel.load()
+    rm = model.render_mesh()
+    h, w = image.shape[:2]
+    head = fit.vertices(model, index=rm.vertex_index).astype(np.float64)
+    cam = fit.to_camera(head)
+    pix = fit.project(head)
+    normals = raster.vertex_normals(cam.astype(np.float32), rm.triangles).astype(np.float64)
+    view = -cam / np.linalg.norm(cam, axis=1, keepdims=True)
+    facing = np.sum(normals * view, axis=1)
+    head_part = model.part_mask("head_neck")[rm.vertex_index]
+    image = remove_overlay(image)
+
+    # The photo's z-buffer of the fitted head.
+    zbuf = raster.rasterize(np.c_[pix, cam[:, 2]], rm.triangles, h, w, cull=True).depth
+
+    # UV-space rasterisation: where two triangles share texels (ears over the head, the two
+    # irises on one disc), the one facing the camera more wins; depth ~1 keeps the barycentrics
+    # affine.
+    uvz = np.c_[rm.uv * size - 0.5, 1.0 + 0.01 * (1.0 - facing)]
+    frags = raster.rasterize(uvz, rm.triangles, size, size, cull=False)
+    attrs = np.c_[pix, cam[:, 2], facing - np.where(head_part, MIN_FACING_HEAD, MIN_FACING)]
+    at = raster.interpolate(frags, rm.triangles, attrs)
+    covered = frags.mask
+    x, y, z, f = at[..., 0], at[..., 1], at[..., 2], at[..., 3]
+    inside = covered & (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+    xi = np.clip(np.round(x).astype(np.int64), 0, w - 1)
+    yi = np.clip(np.round(y).astype(np.int64), 0, h - 1)
+    visible = inside & (f > 0) & (z <= zbuf[yi, xi] + DEPTH_TOL)
+    # Texels at the visible region's edge blend with what lies beside the head: drop a rim.
+    visible &= cv2.erode(visible.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    sampled = cv2.remap(image, x.astype(np.float32), y.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    tex = np.zeros((size, size, 3), np.float32)
+    tex[visible] = sampled[visible]
+    seen = visible.astype(np.uint8)
+
+    # Skin: mirror, then push-pull fill of the rest.
+    rows = int(round(SKIN_V * size))
+    skin_tex, skin_seen = tex[:rows], seen[:rows]
+    mirror = (skin_seen == 0) & (skin_seen[:, ::-1] == 1)
+    skin_tex[mirror] = skin_tex[:, ::-1][mirror]
+    skin_seen[mirror] = 2
+    if (skin_seen > 0).any():
+        skin_tex[:] = _push_pull(skin_tex, skin_seen > 0)
+    else:
+        skin_tex[:] = (180, 190, 215)
+    # Swatches: photo where seen, else a default scaled to the photo's face brightness.
+    bright = float(np.median(image[max(int(pix[:, 1].min()), 0) : int(pix[:, 1].max()), max(int(pix[:, 0].min()), 0) : int(pix[:, 0].max())])) / 160.0
+    for name, colour in SWATCH_COLOURS.items():
+        u0, v0, u1, v1 = (int(round(c * size)) for c in swatch_box(name))
+        cell_tex, cell_seen = tex[v0:v1, u0:u1], seen[v0:v1, u0:u1] > 0
+        default = np.array(colour, np.float32) * 255 * np.clip(bright, 0.5, 1.5)
+        if name in ("mouth", "teeth") or cell_seen.mean() < 0.05:
+            cell_tex[:] = default  # a closed mouth shows neither; a few texels are noise
+            seen[v0:v1, u0:u1] = 0
+        else:
+            cell_tex[:] = _push_pull(cell_tex, cell_seen, base=default)
+    return PhotoTexture(
+        texture=np.clip(tex + 0.5, 0, 255).astype(np.uint8),
+        seen=seen,
+        identity=np.asarray(fit.identity, np.float32),
+        expression=np.asarray(fit.expression, np.float32),
+        pose=np.asarray(fit.pose, np.float32),
+        reprojection_error=fit.reprojection_error,
+        source=source,
+    )
+
+
+def remove_overlay(image: np.ndarray) -> np.ndarray:
+    """``image`` with thin pure-green drawings (boxes, landmark dots, digits) inpainted.
+
+    The LFW copy in ``../shared/data/lfw`` has a green face box and 68 green dots burned into
+    every photo; left in, they would be sampled into the textures. Large green areas (grass,
+    clothes) are not thin and are kept.
+    """
+    px = image.astype(np.int16)
+    d = px[..., 1] - np.maximum(px[..., 0], px[..., 2])  # greenness
+    # Greener than the neighbourhood (dots on skin are not green in absolute terms).
+    local = cv2.medianBlur(np.clip(d + 128, 0, 255).astype(np.uint8), 11).astype(np.int16) - 128
+    green = ((d - local > 12) & (d > -15)).astype(np.uint8)
+    if not green.any():
+        return image
+    thick = cv2.morphologyEx(green, cv2.MORPH_OPEN, np.ones((7, 7), np.uint8))
+    mask = cv2.dilate(green & (1 - thick), np.ones((3, 3), np.uint8))
+    return cv2.inpaint(image, mask, 3, cv2.INPAINT_TELEA)
+
+
+def _push_pull(img: np.ndarray, known: np.ndarray, base: Optional[np.ndarray] = None) -> np.ndarray:
+    """Fill the unknown pixels of ``img`` (H, W, C) smoothly from the known ones.
+
+    Push: average the known pixels down an image pyramid; pull: fill each level's holes from
+    the next coarser level, upsampled. ``base`` colours the coarsest level where nothing is known.
+    """
+    levels = []
+    cur, wt = img.astype(np.float32) * known[..., None], known.astype(np.float32)
+    while True:
+        levels.append((cur, wt))
+        if min(cur.shape[:2]) <= 2:
+            break
+        cur = cv2.resize(cur, (max(cur.shape[1] // 2, 1), max(cur.shape[0] // 2, 1)), interpolation=cv2.INTER_AREA)
+        wt = cv2.resize(wt, (cur.shape[1], cur.shape[0]), interpolation=cv2.INTER_AREA)
+    cur, wt = levels[-1]
+    filled = cur / np.maximum(wt, 1e-6)[..., None]
+    if base is not None:
+        filled = np.where(wt[..., None] > 1e-6, filled, base)
+    for cur, wt in reversed(levels[:-1]):
+        up = cv2.resize(filled, (cur.shape[1], cur.shape[0]), interpolation=cv2.INTER_LINEAR)
+        a = np.clip(wt, 0, 1)[..., None]
+        filled = a * (cur / np.maximum(wt, 1e-6)[..., None]) + (1 - a) * up
+    return np.where(known[..., None], img, filled)
+
+
+# ----------------------------------------------------------------------------------------
+# LFW pool for the synthetic engine.
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("FACEMTL_TEXTURE_CACHE", Path.home() / ".cache" / "facemtl" / "textures"))
+
+
+@lru_cache(maxsize=1)
+def _lfw_labels() -> dict[str, np.ndarray]:
+    with np.load(LFW_LANDMARKS) as d:
+        return {k: d[k] for k in d.files}
+
+
+def lfw_pool(size: int = POOL_SIZE) -> list[str]:
+    """Relative LFW paths of the texture pool: a fixed random subset of the detected faces."""
+    labels = _lfw_labels()
+    detected = np.flatnonzero(np.isfinite(labels["score"]))
+    pick = np.random.default_rng(POOL_SALT).permutation(detected)[:size]
+    return [str(labels["path"][i]) for i in sorted(pick)]
+
+
+def lfw_texture(
+    lfw_dir: str | Path, rel_path: str, size: int = 256, cache_dir: Optional[str | Path] = None
+) -> PhotoTexture:
+    """The photo texture of one LFW photo (its dlib landmarks from the asset), disk-cached."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cached = cache / f"{size}" / (rel_path.replace("/", "__").rsplit(".", 1)[0] + ".npz")
+    if cached.is_file():
+        return PhotoTexture.load(cached)
+    labels = _lfw_labels()
+    hits = np.flatnonzero(labels["path"] == rel_path)
+    if not len(hits):
+        raise KeyError(f"{rel_path}: not in {LFW_LANDMARKS}")
+    from facemtl.io import read_image
+
+    image = read_image(Path(lfw_dir) / rel_path)
+    model = FaceModel.load()
+    fit = fit_landmarks(labels["landmarks"][hits[0]].astype(np.float64), (image.shape[1], image.shape[0]), model)
+    tex = photo_texture(image, fit, model, size=size, source=rel_path)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(f".{os.getpid()}.tmp.npz")
+    tex.save(tmp)
+    os.replace(tmp, cached)  # atomic: parallel workers may write the same texture
+    return tex
+
+
+_MEMORY: dict[tuple[str, str, int], np.ndarray] = {}
+
+
+def random_texture(rng: np.random.Generator, lfw_dir: str | Path, size: int = 256) -> Optional[np.ndarray]:
+    """A random photo texture of the LFW pool as float32 BGR [0, 1] (size, size, 3).
+
+    Each texture is computed once (a fit and a sampling, ~0.5 s) and then served from memory
+    and the disk cache. Returns None when the drawn photo's fit is poor (the caller falls back
+    to its procedural texture).
+    """
+    pool = lfw_pool()
+    rel = pool[int(rng.integers(len(pool)))]
+    key = (str(lfw_dir), rel, size)
+    if key not in _MEMORY:
+        tex = lfw_texture(lfw_dir, rel, size)
+        _MEMORY[key] = tex.as_float() if tex.reprojection_error <= MAX_FIT_ERROR else None
+    return _MEMORY[key]
+
+
+def precompute(lfw_dir: str | Path, size: int = 256, n: int = POOL_SIZE, cache_dir: Optional[str | Path] = None) -> int:
+    """Compute the textures of the first ``n`` pool photos into the cache; returns the count."""
+    for rel in lfw_pool()[:n]:
+        lfw_texture(lfw_dir, rel, size, cache_dir)
+    return n

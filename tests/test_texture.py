@@ -1,0 +1,96 @@
+"""Photo textures: sampling a photo into the UV atlas through a fit, fills, overlay removal, cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from facemtl.geometry.rotations import euler_to_matrix
+from facemtl.synth import raster
+from facemtl.synth.facemodel import SKIN_V, FaceModel
+from facemtl.synth.fit import FitResult
+from facemtl.synth.texture import PhotoTexture, lfw_pool, lfw_texture, photo_texture, remove_overlay
+
+
+@pytest.fixture(scope="module")
+def model(shared: Path) -> FaceModel:
+    p = shared / "facemodels" / "ict-facekit" / "ict_facekit_light.npz"
+    if not p.is_file():
+        pytest.skip(f"{p} not found")
+    return FaceModel.load(p)
+
+
+def _known_fit(model: FaceModel, yaw: float) -> FitResult:
+    return FitResult(
+        rotation=euler_to_matrix(np.array([yaw, 5.0, 0.0])),
+        translation=np.array([0.0, 0.0, 1000.0]),
+        focal=900.0,
+        center=np.array([127.5, 127.5]),
+        identity=np.zeros(40),
+        expression=np.zeros(53),
+        landmark_vertex=model.landmark_index,
+        errors=np.zeros(68),
+        image_size=(256, 256),
+    )
+
+
+def _render(model: FaceModel, fit: FitResult, atlas: np.ndarray) -> np.ndarray:
+    rm = model.render_mesh()
+    head = fit.vertices(model, index=rm.vertex_index)
+    verts = np.c_[fit.project(head), fit.to_camera(head)[:, 2]]
+    frags = raster.rasterize(verts, rm.triangles, 256, 256)
+    attrs = np.c_[rm.uv, np.ones(len(rm.uv)), np.zeros((len(rm.uv), 3)), np.ones((len(rm.uv), 3))]
+    colour = raster.shade(frags, rm.triangles, attrs, atlas.astype(np.float32) / 255)
+    return np.clip(colour * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def test_sampling_recovers_the_texture_a_photo_was_rendered_with(model):
+    A = 128
+    u, v = np.meshgrid((np.arange(A) + 0.5) / A, (np.arange(A) + 0.5) / A)
+    atlas = np.stack([40 + 180 * u, 60 + 120 * v, np.full_like(u, 200)], -1)  # smooth BGR ramp
+    fit = _known_fit(model, yaw=30.0)
+    photo = _render(model, fit, atlas)
+    tex = photo_texture(photo, fit, model, size=A)
+    seen = tex.seen == 1
+    skin = np.zeros((A, A), bool)
+    skin[: int(SKIN_V * A)] = True
+    assert seen[skin].mean() > 0.2  # the front of the head
+    err = np.abs(tex.texture.astype(float) - atlas)[seen & skin].mean()
+    assert err < 4.0, err
+    # Yawed 30 deg, the face's far side is unseen and mirrored from the near side; the back of
+    # the head (u near 0 or 1) is never seen.
+    assert (tex.seen == 2).sum() > 0.05 * seen.sum()
+    assert not seen[:, : A // 10].any() and not seen[:, -A // 10 :].any()
+    assert tex.texture.shape == (A, A, 3) and tex.texture.dtype == np.uint8
+
+
+def test_remove_overlay_takes_out_thin_green_drawings():
+    rng = np.random.default_rng(0)
+    img = np.clip(rng.normal([110, 140, 190], 6, (120, 120, 3)), 0, 255).astype(np.uint8)  # skin-ish BGR
+    img[:, 90:] = (40, 160, 50)  # a large green area (a lawn) is kept
+    drawn = img.copy()
+    cv2.rectangle(drawn, (20, 20), (70, 80), (0, 128, 0), 2)
+    for p in rng.integers(30, 65, (10, 2)):
+        cv2.circle(drawn, (int(p[0]), int(p[1])), 1, (0, 128, 0), -1)
+    clean = remove_overlay(drawn)
+    px = clean[:, :85].astype(int)
+    assert (px[..., 1] - np.maximum(px[..., 0], px[..., 2]) > 0).sum() == 0
+    np.testing.assert_array_equal(clean[:, 100:], img[:, 100:])
+    assert np.abs(clean[:, :85].astype(int) - img[:, :85]).mean() < 3
+
+
+def test_lfw_texture_is_cached_and_round_trips(shared, model, tmp_path):
+    lfw = shared / "data" / "lfw"
+    rel = lfw_pool()[0]
+    tex = lfw_texture(lfw, rel, size=64, cache_dir=tmp_path)
+    files = list(tmp_path.rglob("*.npz"))
+    assert len(files) == 1
+    again = lfw_texture(lfw, rel, size=64, cache_dir=tmp_path)
+    np.testing.assert_array_equal(again.texture, tex.texture)
+    np.testing.assert_allclose(again.pose, tex.pose, atol=1e-4)
+    assert again.source == rel and tex.reprojection_error < 4
+    assert isinstance(PhotoTexture.load(files[0]), PhotoTexture)
+    assert 0 <= tex.as_float().min() and tex.as_float().max() <= 1
