@@ -59,7 +59,7 @@ def test_sampling_recovers_the_texture_a_photo_was_rendered_with(model):
     skin[: int(SKIN_V * A)] = True
     assert seen[skin].mean() > 0.2  # the front of the head
     err = np.abs(tex.texture.astype(float) - atlas)[seen & skin].mean()
-    assert err < 4.0, err
+    assert err < 1.0, err  # (a 10 deg wrong yaw gives ~2.3)
     # Yawed 30 deg, the face's far side is unseen and mirrored from the near side; the back of
     # the head (u near 0 or 1) is never seen.
     assert (tex.seen == 2).sum() > 0.05 * seen.sum()
