@@ -59,12 +59,13 @@ def contract_outputs(model: nn.Module, image: torch.Tensor) -> dict[str, torch.T
 
 
 def export_onnx(model: nn.Module, path: str | Path, input_size: int, crop_scale: float,
-                name: str | None = None, check: bool = True, atol: float = 1e-4) -> list[str]:
+                name: str | None = None, check: bool = True, atol: float = 1e-4, rtol: float = 1e-5) -> list[str]:
     """Write ``model`` as a facemtl ONNX file at ``path``; returns the output names.
 
     ``name`` (default: ``model.facemtl_name`` set by ``create_model``) goes to ``facemtl_model``.
     With ``check``, the file is run with onnxruntime on a random batch of another size than the
-    traced one and must match torch within ``atol`` (absolute, per element) on every output.
+    traced one and must match torch on every element: ``|onnx - torch| <= atol + rtol |torch|``
+    (float32 sums of 66 bins put degrees at ~1e-5 relative precision, so pose needs the ``rtol``).
     """
     import onnx
 
@@ -86,7 +87,9 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: int, crop_scale:
             traced = os.path.join(tmp, "model.onnx")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-                torch.onnx.export(_Contract(model, names), (dummy,), traced, dynamo=False, opset_version=OPSET,
+                # The wrapper must be in eval mode too: the exporter restores the wrapper's mode
+                # recursively afterwards, which would leave `model` training.
+                torch.onnx.export(_Contract(model, names).eval(), (dummy,), traced, dynamo=False, opset_version=OPSET,
                                   input_names=["image"], output_names=names,
                                   dynamic_axes={n: {0: "N"} for n in ["image", *names]})
             proto = onnx.load(traced)
@@ -100,17 +103,19 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: int, crop_scale:
             os.replace(traced, path)  # atomic: never a half-written model at `path`
         if check:
             image = torch.rand(3, 3, input_size, input_size, generator=gen) * 255
-            diff = max_abs_difference(model, path, image)
+            diff = max_abs_difference(model, path, image, rtol)
             bad = {k: v for k, v in diff.items() if not v <= atol}
             if bad:
-                raise RuntimeError(f"{path}: onnxruntime differs from torch by {bad} (> {atol})")
+                raise RuntimeError(f"{path}: onnxruntime differs from torch by {bad} (> {atol} + {rtol} |torch|)")
         return names
     finally:
         model.train(was_training)
 
 
-def max_abs_difference(model: nn.Module, path: str | Path, image: torch.Tensor) -> dict[str, float]:
-    """Largest absolute difference per output between torch and onnxruntime on ``image``."""
+def max_abs_difference(model: nn.Module, path: str | Path, image: torch.Tensor,
+                       rtol: float = 0.0) -> dict[str, float]:
+    """Largest ``|onnx - torch| - rtol |torch|`` per output on ``image`` (the plain absolute difference
+    for ``rtol = 0``)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -118,7 +123,7 @@ def max_abs_difference(model: nn.Module, path: str | Path, image: torch.Tensor) 
     want = contract_outputs(model, image)
     if set(got) != set(want):
         raise RuntimeError(f"{path}: outputs {sorted(got)} but the model gives {sorted(want)}")
-    return {k: float(np.abs(got[k] - want[k].numpy()).max()) for k in want}
+    return {k: float((np.abs(got[k] - want[k].numpy()) - rtol * np.abs(want[k].numpy())).max()) for k in want}
 
 
 def onnx_latency(path: str | Path, batch_size: int, threads: int = 2, runs: int = 30, warmup: int = 5) -> float:

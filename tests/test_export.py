@@ -1,0 +1,97 @@
+"""ONNX export: the contract's names, shapes and metadata, onnxruntime equal to torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from facemtl.data.sample import EXPRESSIONS
+from facemtl.models import create_model
+from facemtl.models.export import CONTRACT_OUTPUTS, contract_outputs, export_onnx, max_abs_difference
+
+S = 64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def trained_looking(model: torch.nn.Module) -> torch.nn.Module:
+    """Perturb every weight and set BN statistics from data, so outputs vary from image to image
+    (a fresh model's heads sit at their near-constant initialisation, which would test little)."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average over the calibration passes
+        model.train()
+        for _ in range(3):
+            model(torch.rand(8, 3, S, S) * 255)
+    return model.eval()
+
+
+def session(path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_multitask_export_matches_torch(tmp_path):
+    model = trained_looking(create_model("mtl_mobilenetv3_small", width=0.5))
+    path = tmp_path / "m.onnx"
+    names = export_onnx(model, path, S, 1.5)
+    assert names == list(CONTRACT_OUTPUTS)
+    sess = session(path)
+    (inp,) = sess.get_inputs()
+    assert inp.name == "image" and inp.shape[1:] == [3, S, S] and isinstance(inp.shape[0], str)
+    assert [o.name for o in sess.get_outputs()] == names
+    image = torch.rand(5, 3, S, S, generator=torch.Generator().manual_seed(3)) * 255
+    got = dict(zip(names, sess.run(None, {"image": image.numpy()})))
+    want = contract_outputs(model, image)
+    shapes = {"pose": (5, 3), "pose_std": (5, 3), "rotation": (5, 3, 3), "landmarks": (5, 68, 2),
+              "visibility": (5, 68), "expression": (5, 7)}
+    for k in names:
+        assert got[k].shape == shapes[k] and got[k].dtype == np.float32
+        np.testing.assert_allclose(got[k], want[k].numpy(), atol=1e-4, rtol=1e-5)
+    # The outputs are not trivially constant: a real comparison.
+    assert got["pose"].std(0).min() > 0.1 and got["landmarks"].std(0).mean() > 1e-3
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert meta == {"facemtl_model": "mtl_mobilenetv3_small", "facemtl_input_size": str(S),
+                    "facemtl_crop_scale": "1.5", "facemtl_expressions": ",".join(EXPRESSIONS)}
+    assert model.training is False
+
+
+def test_normalisation_is_in_the_graph(tmp_path):
+    # BGR 0..255 in: a channel swap must change the result (no silent RGB/BGR ambiguity).
+    model = trained_looking(create_model("sixdrepnet", backbone="resnet18"))
+    path = tmp_path / "r.onnx"
+    assert export_onnx(model, path, S, 1.2) == ["pose", "rotation"]
+    image = torch.rand(2, 3, S, S) * 255
+    sess = session(path)
+    bgr = sess.run(["pose"], {"image": image.numpy()})[0]
+    rgb = sess.run(["pose"], {"image": image.flip(1).numpy()})[0]
+    assert np.abs(bgr - rgb).max() > 1e-3
+    assert max(max_abs_difference(model, path, image).values()) < 1e-4
+
+
+def test_pose_only_model_exports_its_heads_and_keeps_training_mode(tmp_path):
+    model = trained_looking(create_model("hopenet", backbone="resnet18")).train()
+    names = export_onnx(model, tmp_path / "h.onnx", S, 1.2)
+    assert names == ["pose", "pose_std", "rotation"]
+    assert model.training
+
+
+def test_export_needs_a_name(tmp_path):
+    from facemtl.models.sixdrepnet import SixDRepNet
+
+    with pytest.raises(ValueError, match="registry name"):
+        export_onnx(SixDRepNet(), tmp_path / "x.onnx", S, 1.2)
+    assert not (tmp_path / "x.onnx").exists()
