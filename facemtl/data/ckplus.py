@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from facemtl.data._common import IMAGE_SUFFIXES, require
 from facemtl.data.sample import EXPRESSIONS, DatasetError, Sample
 
 # Folder name -> EXPRESSIONS name. Contempt has no class among the seven.
@@ -22,7 +23,6 @@ FOLDERS = {
     "anger": "angry",
     "contempt": None,
 }
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 _SUBJECT = re.compile(r"^(S\d+)_")
 
 
@@ -35,9 +35,7 @@ def read_ckplus(root: str | Path, include_contempt: bool = False) -> list[Sample
     the file name carries it. Images are read lazily (``image_path``). Raises
     :class:`DatasetError` for a missing root, an unknown class folder or no images.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(root, "CK+ root folder not found")
+    root = require(Path(root), "CK+ root folder", is_dir=True)
     samples = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         if folder.name.lower() not in FOLDERS:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from facemtl.data._common import require
 from facemtl.data.sample import EXPRESSIONS, DatasetError, Sample
 
 LABEL_FILE = "list_patition_label.txt"
@@ -58,9 +59,8 @@ def read_rafdb(root: str | Path, split: Optional[str] = "train", aligned: bool =
             raise DatasetError(label_file, f"line {number}: image name {name!r} does not start with train_ or test_")
         if split is not None and row_split != split:
             continue
-        path = image_dir / (f"{Path(name).stem}_aligned{Path(name).suffix}" if aligned else name)
-        if not path.is_file():
-            raise DatasetError(path, f"image not found (listed on line {number} of {label_file})")
+        path = require(image_dir / (f"{Path(name).stem}_aligned{Path(name).suffix}" if aligned else name),
+                       f"image (listed on line {number} of {label_file})")
         samples.append(Sample(source="rafdb", image_path=str(path),
                               expression=EXPRESSIONS.index(RAF_CLASSES[label - 1]),
                               meta={"split": row_split, "name": name}))
