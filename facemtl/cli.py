@@ -17,6 +17,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("study", "landmark-to-pose"), "facemtl.evaluate.landmark_to_pose",
      "Hopenet §4.2: pose from landmarks with a mean face (points, jitter, face shape)"),
     (("train",), "facemtl.train.cli", "train a model from a YAML config (resumable, DDP under torchrun)"),
+    (("synth",), "facemtl.synth.cli", "render labelled synthetic faces (ICT-FaceKit head) as .jpg + .mat or .npz shards"),
 ]
 
 

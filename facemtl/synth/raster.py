@@ -12,7 +12,7 @@ Conventions
 
 :func:`rasterize` writes, per pixel, the nearest triangle id (-1 = empty), its depth and the
 barycentric weights of its first two corners; :func:`interpolate` turns these into any
-per-vertex attribute image; :func:`shade_layers` is the textured shader of the synthetic
+per-vertex attribute image; :func:`shade` is the textured, lit shader of the synthetic
 engine. All kernels are compiled once (``cache=True``) and release the GIL.
 """
 
@@ -153,9 +153,9 @@ def interpolate(frags: Fragments, tris: np.ndarray, attrs: np.ndarray) -> np.nda
 
 
 @numba.njit(cache=True, nogil=True)
-def _shade_kernel(tri_id, bary, tris, attrs, layers, colors, out):
+def _shade_kernel(tri_id, bary, tris, attrs, texture, out):
     height, width = tri_id.shape
-    tex_h, tex_w, n_layers = layers.shape
+    tex_h, tex_w = texture.shape[0], texture.shape[1]
     for py in range(height):
         for px in range(width):
             t = tri_id[py, px]
@@ -164,54 +164,47 @@ def _shade_kernel(tri_id, bary, tris, attrs, layers, colors, out):
             b0, b1 = bary[py, px, 0], bary[py, px, 1]
             b2 = 1.0 - b0 - b1
             i0, i1, i2 = tris[t, 0], tris[t, 1], tris[t, 2]
-            a = np.empty(9, dtype=np.float32)
-            for c in range(9):
-                a[c] = b0 * attrs[i0, c] + b1 * attrs[i1, c] + b2 * attrs[i2, c]
-            r, g, b = a[3], a[4], a[5]
-            tw = a[2]
+            c0 = b0 * attrs[i0, 3] + b1 * attrs[i1, 3] + b2 * attrs[i2, 3]
+            c1 = b0 * attrs[i0, 4] + b1 * attrs[i1, 4] + b2 * attrs[i2, 4]
+            c2 = b0 * attrs[i0, 5] + b1 * attrs[i1, 5] + b2 * attrs[i2, 5]
+            tw = b0 * attrs[i0, 2] + b1 * attrs[i1, 2] + b2 * attrs[i2, 2]
             if tw > 0.0:
+                u = b0 * attrs[i0, 0] + b1 * attrs[i1, 0] + b2 * attrs[i2, 0]
+                v = b0 * attrs[i0, 1] + b1 * attrs[i1, 1] + b2 * attrs[i2, 1]
                 # Bilinear texel fetch; texel centres at (k + 0.5) / size.
-                fu = min(max(a[0] * tex_w - 0.5, 0.0), tex_w - 1.0)
-                fv = min(max(a[1] * tex_h - 0.5, 0.0), tex_h - 1.0)
+                fu = min(max(u * tex_w - 0.5, 0.0), tex_w - 1.0)
+                fv = min(max(v * tex_h - 0.5, 0.0), tex_h - 1.0)
                 u0, v0 = int(fu), int(fv)
                 u1, v1 = min(u0 + 1, tex_w - 1), min(v0 + 1, tex_h - 1)
                 du, dv = fu - u0, fv - v0
-                tr, tg, tb = 0.0, 0.0, 0.0
-                for k in range(n_layers):
-                    m = ((1 - dv) * ((1 - du) * layers[v0, u0, k] + du * layers[v0, u1, k])
-                         + dv * ((1 - du) * layers[v1, u0, k] + du * layers[v1, u1, k]))
-                    tr += m * colors[k, 0]
-                    tg += m * colors[k, 1]
-                    tb += m * colors[k, 2]
-                r = tw * tr + (1 - tw) * r
-                g = tw * tg + (1 - tw) * g
-                b = tw * tb + (1 - tw) * b
-            out[py, px, 0] = r * a[6]
-            out[py, px, 1] = g * a[7]
-            out[py, px, 2] = b * a[8]
+                w00, w01, w10, w11 = (1 - dv) * (1 - du), (1 - dv) * du, dv * (1 - du), dv * du
+                t0 = w00 * texture[v0, u0, 0] + w01 * texture[v0, u1, 0] + w10 * texture[v1, u0, 0] + w11 * texture[v1, u1, 0]
+                t1 = w00 * texture[v0, u0, 1] + w01 * texture[v0, u1, 1] + w10 * texture[v1, u0, 1] + w11 * texture[v1, u1, 1]
+                t2 = w00 * texture[v0, u0, 2] + w01 * texture[v0, u1, 2] + w10 * texture[v1, u0, 2] + w11 * texture[v1, u1, 2]
+                c0 = tw * t0 + (1 - tw) * c0
+                c1 = tw * t1 + (1 - tw) * c1
+                c2 = tw * t2 + (1 - tw) * c2
+            out[py, px, 0] = c0 * (b0 * attrs[i0, 6] + b1 * attrs[i1, 6] + b2 * attrs[i2, 6])
+            out[py, px, 1] = c1 * (b0 * attrs[i0, 7] + b1 * attrs[i1, 7] + b2 * attrs[i2, 7])
+            out[py, px, 2] = c2 * (b0 * attrs[i0, 8] + b1 * attrs[i1, 8] + b2 * attrs[i2, 8])
 
 
-def shade_layers(
-    frags: Fragments, tris: np.ndarray, attrs: np.ndarray, layers: np.ndarray, colors: np.ndarray
-) -> np.ndarray:
+def shade(frags: Fragments, tris: np.ndarray, attrs: np.ndarray, texture: np.ndarray) -> np.ndarray:
     """Textured, lit colour image (H, W, 3) float32 (0 where empty).
 
     ``attrs`` (N, 9) per vertex: ``u, v`` texture coordinates in [0, 1] (u right, v down),
-    ``w`` texture weight, ``r, g, b`` vertex colour, ``sr, sg, sb`` light (multiplies).
-    The texture is a stack of ``layers`` (Ht, Wt, L) sampled bilinearly and mixed by
-    ``colors`` (L, 3): ``texel = sum_k layers[..., k] * colors[k]`` (a colour texture is
-    3 layers with ``colors = eye(3)``). Pixel colour =
-    ``(w * texel + (1 - w) * rgb) * light``.
+    ``w`` texture weight, ``c0, c1, c2`` vertex colour, ``l0, l1, l2`` light (multiplies).
+    ``texture`` (Ht, Wt, 3) is sampled bilinearly. Pixel colour =
+    ``(w * texture(u, v) + (1 - w) * c) * l`` per channel.
     """
     attrs = np.ascontiguousarray(attrs, dtype=np.float32)
     if attrs.ndim != 2 or attrs.shape[1] != 9:
         raise ValueError(f"attrs must be (N, 9), got {attrs.shape}")
-    layers = np.ascontiguousarray(layers, dtype=np.float32)
-    colors = np.ascontiguousarray(colors, dtype=np.float32)
-    if layers.ndim != 3 or colors.shape != (layers.shape[2], 3):
-        raise ValueError(f"layers (H, W, L) and colors (L, 3) disagree: {layers.shape}, {colors.shape}")
+    texture = np.ascontiguousarray(texture, dtype=np.float32)
+    if texture.ndim != 3 or texture.shape[2] != 3:
+        raise ValueError(f"texture must be (H, W, 3), got {texture.shape}")
     out = np.zeros(frags.tri_id.shape + (3,), dtype=np.float32)
-    _shade_kernel(frags.tri_id, frags.bary, np.ascontiguousarray(tris, dtype=np.int32), attrs, layers, colors, out)
+    _shade_kernel(frags.tri_id, frags.bary, np.ascontiguousarray(tris, dtype=np.int32), attrs, texture, out)
     return out
 
 
@@ -243,4 +236,62 @@ def vertex_normals(verts: np.ndarray, tris: np.ndarray) -> np.ndarray:
     """
     out = np.zeros((len(verts), 3), dtype=np.float32)
     _normals_kernel(np.ascontiguousarray(verts, dtype=np.float32), np.ascontiguousarray(tris, dtype=np.int32), out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _blend_kernel(base, weights, rows, out):
+    out[:] = base
+    for k in range(weights.shape[0]):
+        w = weights[k]
+        if w != 0.0:
+            for i in range(out.shape[0]):
+                out[i] += w * rows[k, i]
+
+
+def blend(base: np.ndarray, weights: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``base + weights @ rows`` for (n,), (k,), (k, n) float32, skipping zero weights.
+
+    A numba loop rather than BLAS: single-threaded and memory-bound, so it never competes
+    with the other render workers for cores.
+    """
+    out = np.empty(base.shape, dtype=np.float32)
+    _blend_kernel(np.ascontiguousarray(base, dtype=np.float32), np.ascontiguousarray(weights, dtype=np.float32),
+                  np.ascontiguousarray(rows, dtype=np.float32), out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _compose_kernel(layers, boxes, colors, out):
+    out[:] = 0.0
+    for k in range(layers.shape[0]):
+        c0, c1, c2 = colors[k, 0], colors[k, 1], colors[k, 2]
+        if c0 == 0.0 and c1 == 0.0 and c2 == 0.0:
+            continue
+        for y in range(boxes[k, 0], boxes[k, 1]):
+            for x in range(boxes[k, 2], boxes[k, 3]):
+                m = layers[k, y, x]
+                out[y, x, 0] += m * c0
+                out[y, x, 1] += m * c1
+                out[y, x, 2] += m * c2
+
+
+def layer_boxes(layers: np.ndarray) -> np.ndarray:
+    """(L, 4) int32 ``y0, y1, x0, x1`` of each (L, H, W) layer's nonzero texels (empty: 0, 0, 0, 0)."""
+    boxes = np.zeros((len(layers), 4), dtype=np.int32)
+    for k, layer in enumerate(layers):
+        ys, xs = np.nonzero(np.any(layer != 0, 1)), np.nonzero(np.any(layer != 0, 0))
+        if len(ys[0]):
+            boxes[k] = ys[0][0], ys[0][-1] + 1, xs[0][0], xs[0][-1] + 1
+    return boxes
+
+
+def compose(layers: np.ndarray, boxes: np.ndarray, colors: np.ndarray) -> np.ndarray:
+    """Texture (H, W, 3) float32 = ``sum_k layers[k] * colors[k]`` over (L, H, W) layers.
+
+    ``boxes`` from :func:`layer_boxes` bound each layer's work; layers with a zero colour are
+    skipped.
+    """
+    out = np.empty(layers.shape[1:] + (3,), dtype=np.float32)
+    _compose_kernel(layers, boxes, np.ascontiguousarray(colors, dtype=np.float32), out)
     return out
