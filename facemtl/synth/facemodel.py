@@ -140,6 +140,8 @@ class FaceModel:
         self.contours = contours
         self.alignment = alignment
         self._render_mesh: Optional[RenderMesh] = None
+        # Basis slices of the vertex subsets evaluated repeatedly (landmarks, render mesh).
+        self._slices: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     @property
     def n_vertices(self) -> int:
@@ -182,17 +184,33 @@ class FaceModel:
         scale); ``expression`` (..., 53) blendshape weights (0 = neutral, 1 = full); either may
         be ``None`` (zeros). ``index`` restricts the evaluation to those model vertices.
         """
-        sel = slice(None) if index is None else np.asarray(index)
-        out = self.neutral[sel]
+        neutral, id_basis, expr_basis = self._bases(index)
+        n = neutral.shape[0]
+        out = neutral.reshape(-1)
         if identity is not None:
             identity = np.asarray(identity, dtype=np.float32)
-            k = identity.shape[-1]
-            basis = self.id_basis[:k, sel]
-            out = out + np.tensordot(identity, basis, axes=([-1], [0]))
+            out = out + identity @ id_basis[: identity.shape[-1]]
         if expression is not None:
-            expression = np.asarray(expression, dtype=np.float32)
-            out = out + np.tensordot(expression, self.expr_basis[:, sel], axes=([-1], [0]))
-        return np.array(out, dtype=np.float32, copy=True) if out is self.neutral[sel] else out
+            out = out + np.asarray(expression, dtype=np.float32) @ expr_basis
+        return np.array(out, dtype=np.float32).reshape(out.shape[:-1] + (n, 3))
+
+    def _bases(self, index: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Neutral (n, 3) and flattened bases (K, 3n), (E, 3n) at ``index`` (cached slices)."""
+        if index is None:
+            V = self.n_vertices
+            return self.neutral, self.id_basis.reshape(-1, 3 * V), self.expr_basis.reshape(-1, 3 * V)
+        index = np.asarray(index)
+        key = index.tobytes()
+        if key not in self._slices:
+            if len(self._slices) >= 8:
+                self._slices.pop(next(iter(self._slices)))
+            n = len(index)
+            self._slices[key] = (
+                self.neutral[index],
+                np.ascontiguousarray(self.id_basis[:, index].reshape(-1, 3 * n)),
+                np.ascontiguousarray(self.expr_basis[:, index].reshape(-1, 3 * n)),
+            )
+        return self._slices[key]
 
     def landmarks_3d(self, identity: Optional[np.ndarray] = None, expression: Optional[np.ndarray] = None) -> np.ndarray:
         """The 68 iBUG landmarks in the head frame, mm, (..., 68, 3)."""

@@ -147,7 +147,7 @@ def photo_texture(
     skin_tex[mirror] = skin_tex[:, ::-1][mirror]
     skin_seen[mirror] = 2
     if (skin_seen > 0).any():
-        skin_tex[:] = _push_pull(skin_tex, skin_seen > 0)
+        skin_tex[:] = push_pull_fill(skin_tex, skin_seen > 0)
     else:
         skin_tex[:] = (180, 190, 215)
     # Swatches: photo where seen, else a default scaled to the photo's face brightness.
@@ -160,7 +160,7 @@ def photo_texture(
             cell_tex[:] = default  # a closed mouth shows neither; a few texels are noise
             seen[v0:v1, u0:u1] = 0
         else:
-            cell_tex[:] = _push_pull(cell_tex, cell_seen, base=default)
+            cell_tex[:] = push_pull_fill(cell_tex, cell_seen, base=default)
     return PhotoTexture(
         texture=np.clip(tex + 0.5, 0, 255).astype(np.uint8),
         seen=seen,
@@ -191,26 +191,30 @@ def remove_overlay(image: np.ndarray) -> np.ndarray:
     return cv2.inpaint(image, mask, 3, cv2.INPAINT_TELEA)
 
 
-def _push_pull(img: np.ndarray, known: np.ndarray, base: Optional[np.ndarray] = None) -> np.ndarray:
+def push_pull_fill(img: np.ndarray, known: np.ndarray, base: Optional[np.ndarray] = None) -> np.ndarray:
     """Fill the unknown pixels of ``img`` (H, W, C) smoothly from the known ones.
 
     Push: average the known pixels down an image pyramid; pull: fill each level's holes from
     the next coarser level, upsampled. ``base`` colours the coarsest level where nothing is known.
     """
+    def resize(a: np.ndarray, shape: tuple[int, ...], interpolation: int) -> np.ndarray:
+        # (cv2 drops a single channel axis; keep it.)
+        return cv2.resize(a, (shape[1], shape[0]), interpolation=interpolation).reshape(shape[:2] + a.shape[2:])
+
     levels = []
     cur, wt = img.astype(np.float32) * known[..., None], known.astype(np.float32)
     while True:
         levels.append((cur, wt))
         if min(cur.shape[:2]) <= 2:
             break
-        cur = cv2.resize(cur, (max(cur.shape[1] // 2, 1), max(cur.shape[0] // 2, 1)), interpolation=cv2.INTER_AREA)
-        wt = cv2.resize(wt, (cur.shape[1], cur.shape[0]), interpolation=cv2.INTER_AREA)
+        half = (max(cur.shape[0] // 2, 1), max(cur.shape[1] // 2, 1))
+        cur, wt = resize(cur, half, cv2.INTER_AREA), resize(wt, half, cv2.INTER_AREA)
     cur, wt = levels[-1]
     filled = cur / np.maximum(wt, 1e-6)[..., None]
     if base is not None:
         filled = np.where(wt[..., None] > 1e-6, filled, base)
     for cur, wt in reversed(levels[:-1]):
-        up = cv2.resize(filled, (cur.shape[1], cur.shape[0]), interpolation=cv2.INTER_LINEAR)
+        up = resize(filled, cur.shape, cv2.INTER_LINEAR)
         a = np.clip(wt, 0, 1)[..., None]
         filled = a * (cur / np.maximum(wt, 1e-6)[..., None]) + (1 - a) * up
     return np.where(known[..., None], img, filled)

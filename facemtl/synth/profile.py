@@ -1,0 +1,149 @@
+"""Face profiling (300W-LP style): turn the head of a whole real photo to a new yaw.
+
+Zhu et al. (CVPR 2016, "Face Alignment Across Large Poses: A 3D Solution") made 300W-LP by
+fitting a 3D face to a photo, giving the rest of the photo an estimated depth, and rotating
+the whole thing, so the new view keeps real hair, ears, neck and background. Here:
+
+* the head is the fitted ICT mesh (:mod:`facemtl.synth.fit`), coloured by the photo's own
+  texture (:mod:`facemtl.synth.texture`, whose mirror fill covers the side that comes into
+  view);
+* everything else is a grid mesh over the photo (one vertex every ``step`` pixels) whose depth
+  is the head's depth where the head is and a smooth fill toward the head centre's depth
+  elsewhere; each grid point turns with the head by a weight that is 1 on and near the head
+  and fades to 0 at about half a face-width from it, so the hair and the neck follow the
+  head while the image border stays put;
+* both are drawn with one z-buffer (:mod:`facemtl.synth.raster`); the grid takes the photo's
+  colours at its original pixels.
+
+The head turns about its own origin (the ICT head centre, between the ears) so its
+translation is unchanged; the label pose is ``[yaw + delta_yaw, pitch, roll]`` of the fit, in
+the ``Pose_Para`` convention, and the 68 landmarks are the model's own landmark vertices
+projected, with self-occlusion visibility.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from facemtl.geometry.rotations import axis_angle_to_matrix, euler_to_matrix, matrix_to_axis_angle
+from facemtl.synth import raster
+from facemtl.synth.facemodel import PARTS, FaceModel
+from facemtl.synth.fit import FitResult
+from facemtl.synth.labels import FaceLabels, box_of, expression_class, landmark_visibility
+from facemtl.synth.texture import PhotoTexture, photo_texture, push_pull_fill, remove_overlay
+
+# Grid points within NEAR face widths of the head turn fully; the weight then fades to 0 over
+# FADE face widths, and over BORDER x the image size toward the image border (which stays put).
+NEAR = 0.15
+FADE = 0.6
+BORDER = 0.2
+# The head mesh stops this far (mm) below the chin: the lower neck and the shoulders do not
+# turn with the head; the grid carries them with a fading weight.
+NECK_MM = 25.0
+
+
+def profile_photo(
+    image: np.ndarray,
+    fit: FitResult,
+    delta_yaw: float,
+    model: Optional[FaceModel] = None,
+    texture: Optional[PhotoTexture] = None,
+    step: int = 2,
+    identity: int = -1,
+) -> tuple[np.ndarray, FaceLabels]:
+    """The photo with the head turned by ``delta_yaw`` degrees, and the labels of the new face.
+
+    ``image`` BGR uint8 (H, W, 3), ``fit`` its landmark fit; ``texture`` the photo's
+    :class:`PhotoTexture` (computed when not given; pass a cached one for speed). Returns the
+    image (H, W, 3) uint8 and :class:`facemtl.synth.labels.FaceLabels` (camera = the fit's).
+    """
+    model = model or FaceModel.load()
+    image = remove_overlay(image)
+    if texture is None:
+        texture = photo_texture(image, fit, model)
+    h, w = image.shape[:2]
+    K = fit.camera_matrix()
+    t = np.asarray(fit.translation, dtype=np.float64)
+    pose = fit.pose + np.array([delta_yaw, 0.0, 0.0])
+    R_new = euler_to_matrix(pose)
+    turn = R_new @ fit.rotation.T  # camera-frame rotation about the head origin t
+
+    rm = model.render_mesh()
+    head = fit.vertices(model, index=rm.vertex_index).astype(np.float64)
+    chin = model.landmarks_3d(fit.identity, fit.expression)[8, 1]
+    skull = model.part_mask("head_neck")[rm.vertex_index]
+    tris = rm.triangles[(head[rm.triangles, 1] < chin + NECK_MM).any(1) & ~skull[rm.triangles].all(1)]
+    # The photo's depth where the head is.
+    old = head @ fit.rotation.T + t
+    old_px = _project(old, K)
+    depth_old = raster.rasterize(np.c_[old_px, old[:, 2]], tris, h, w).depth
+    on_head = np.isfinite(depth_old)
+
+    # Grid over the photo: depth filled smoothly from the head toward the head centre's depth.
+    gx, gy = np.meshgrid(np.r_[np.arange(0, w - 1, step), w - 1], np.r_[np.arange(0, h - 1, step), h - 1])
+    known = on_head.copy()
+    known[[0, -1], :] = known[:, [0, -1]] = True
+    depth = np.where(on_head, depth_old, t[2]).astype(np.float32)
+    depth = push_pull_fill(depth[..., None], known)[..., 0]
+    gd = depth[gy, gx].astype(np.float64)
+    # Grid points on the head lie just behind the mesh, which draws the head itself.
+    gd = gd + 5.0 * on_head[gy, gx]
+    pts = np.stack([(gx - K[0, 2]) / K[0, 0] * gd, (gy - K[1, 2]) / K[1, 1] * gd, gd], -1).reshape(-1, 3)
+    face_w = np.ptp(old_px[np.isin(rm.vertex_index, model.landmark_index)][:, 0]) + 1e-6
+    dist = cv2.distanceTransform((~on_head).astype(np.uint8), cv2.DIST_L2, 5)
+    yy, xx = np.mgrid[0:h, 0:w]
+    to_border = np.minimum(np.minimum(xx, w - 1 - xx), np.minimum(yy, h - 1 - yy)) / (BORDER * min(h, w))
+    weight = np.clip(np.minimum(1 - (dist / face_w - NEAR) / FADE, to_border), 0, 1)
+    weight = weight * weight * (3 - 2 * weight)  # smoothstep
+    a = matrix_to_axis_angle(turn)
+    Rw = axis_angle_to_matrix(weight[gy, gx].reshape(-1, 1) * a)
+    moved = np.einsum("nij,nj->ni", Rw, pts - t) + t
+    nx = gx.shape[1]
+    cell = (np.arange(gx.shape[0] - 1)[:, None] * nx + np.arange(nx - 1)[None, :]).ravel()
+    grid_tris = np.concatenate([np.c_[cell, cell + nx, cell + 1], np.c_[cell + 1, cell + nx, cell + nx + 1]]).astype(np.int32)
+
+    # Head mesh at the new pose (drawn first: its z-buffer alone gives self-occlusion).
+    new = head @ R_new.T + t
+    new_px = _project(new, K)
+    frags = raster.rasterize(np.c_[new_px, new[:, 2]], tris, h, w)
+    head_depth = frags.depth.copy()
+    n_head = len(tris)
+    raster.rasterize(np.c_[_project(moved, K), moved[:, 2]], grid_tris, h, w, cull=False, into=frags, id_offset=n_head)
+
+    # Colour: the grid samples the photo at its original pixels, the head its texture atlas.
+    A = texture.texture.shape[0]
+    attrs = np.concatenate([np.c_[rm.uv * A - 0.5], np.c_[gx.ravel(), gy.ravel()]]).astype(np.float32)
+    src = raster.interpolate(frags, np.concatenate([tris, grid_tris + len(rm.uv)]), attrs)
+    from_head = (frags.tri_id >= 0) & (frags.tri_id < n_head)
+    photo = cv2.remap(image, src[..., 0], src[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    tex = cv2.remap(texture.texture, src[..., 0], src[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out = np.where(from_head[..., None], tex, photo)
+
+    # Labels.
+    lm3d = model.landmarks_3d(fit.identity, fit.expression).astype(np.float64) @ R_new.T + t
+    lm2d = _project(lm3d, K)
+    vis = landmark_visibility(lm2d, lm3d[:, 2], head_depth, tolerance_mm=3.0)
+    face = model.vertices(fit.identity, fit.expression, index=np.arange(*PARTS["face_narrow"])[::4]) @ R_new.T + t
+    labels = FaceLabels(
+        pose=pose,
+        rotation=R_new,
+        translation=t.copy(),
+        camera=K,
+        landmarks=lm2d,
+        landmarks_3d=lm3d,
+        visibility=vis,
+        box=box_of(lm2d),
+        face_box=box_of(np.concatenate([lm2d, _project(face, K)])),
+        expr_weights=np.asarray(fit.expression, dtype=np.float64),
+        expr_class=int(expression_class(np.asarray(fit.expression), model.expr_names)),
+        identity=identity,
+        meta={"source": texture.source, "delta_yaw": float(delta_yaw), "fit_pose": fit.pose},
+    )
+    return out, labels
+
+
+def _project(xc: np.ndarray, K: np.ndarray) -> np.ndarray:
+    return xc[:, :2] / xc[:, 2:3] * K[[0, 1], [0, 1]] + K[:2, 2]

@@ -1,0 +1,71 @@
+"""Face profiling: a real LFW photo turned to new yaws, with exact labels of the turned head."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facemtl.geometry.rotations import euler_to_matrix
+from facemtl.io import read_image
+from facemtl.synth.facemodel import FaceModel
+from facemtl.synth.fit import fit_landmarks
+from facemtl.synth.labels import project
+from facemtl.synth.profile import profile_photo
+from facemtl.synth.texture import lfw_pool, photo_texture, remove_overlay
+
+ASSET = Path(__file__).resolve().parents[1] / "facemtl" / "assets" / "lfw_landmarks.npz"
+
+
+@pytest.fixture(scope="module")
+def photo(shared: Path):
+    p = shared / "facemodels" / "ict-facekit" / "ict_facekit_light.npz"
+    if not p.is_file():
+        pytest.skip(f"{p} not found")
+    model = FaceModel.load(p)
+    d = np.load(ASSET)
+    # A near-frontal photo of the texture pool.
+    for rel in lfw_pool()[:20]:
+        i = int(np.flatnonzero(d["path"] == rel)[0])
+        image = read_image(shared / "data" / "lfw" / rel)
+        fit = fit_landmarks(d["landmarks"][i].astype(np.float64), (250, 250), model)
+        if abs(fit.pose[0]) < 10 and fit.reprojection_error < 2.5:
+            return model, image, fit, photo_texture(remove_overlay(image), fit, model)
+    pytest.skip("no near-frontal photo among the first 20 of the pool")
+
+
+def test_zero_turn_reproduces_the_photo(photo):
+    model, image, fit, tex = photo
+    out, labels = profile_photo(image, fit, 0.0, model, tex)
+    clean = remove_overlay(image).astype(float)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert np.abs(out - clean).mean() < 6  # the face is redrawn from its texture, the rest is the photo
+    np.testing.assert_allclose(labels.pose, fit.pose, atol=1e-9)
+    proj = fit.project(model.landmarks_3d(fit.identity, fit.expression))
+    np.testing.assert_allclose(labels.landmarks, proj, atol=1e-6)
+
+
+def test_turned_head_labels(photo):
+    model, image, fit, tex = photo
+    before = fit.project(model.landmarks_3d(fit.identity, fit.expression))
+    for delta in (-60.0, 45.0):
+        out, labels = profile_photo(image, fit, delta, model, tex)
+        np.testing.assert_allclose(labels.pose, fit.pose + [delta, 0, 0], atol=1e-9)
+        np.testing.assert_allclose(euler_to_matrix(labels.pose), labels.rotation, atol=1e-12)
+        np.testing.assert_allclose(project(labels.landmarks_3d, labels.camera), labels.landmarks, atol=1e-6)
+        # Positive yaw puts the nose tip left of the outer eye corners' mid-point (AFLW2000 sign).
+        def nose_offset(lm):
+            return lm[30, 0] - (lm[36, 0] + lm[45, 0]) / 2
+
+        assert np.sign(nose_offset(labels.landmarks) - nose_offset(before)) == -np.sign(delta)
+        # The contour of the side turned away is hidden, the near side's eye is seen (negative
+        # yaw turns the nose to the image right, hiding the contour points 12-16 there).
+        far = slice(12, 17) if delta < 0 else slice(0, 5)
+        near_eye = slice(36, 42) if delta < 0 else slice(42, 48)
+        assert labels.visibility[far].sum() <= 2 and labels.visibility[near_eye].all()
+        # The image border stays put; the head region changes.
+        clean = remove_overlay(image).astype(float)
+        assert np.abs(out[[0, -1]] - clean[[0, -1]]).mean() < 3
+        x1, y1, x2, y2 = labels.box.astype(int)
+        assert np.abs(out[y1:y2, x1:x2] - clean[y1:y2, x1:x2]).mean() > 10
