@@ -32,6 +32,7 @@ Expression class (rule on the ICT / ARKit blendshape weights, FACS-based EMFACS 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -60,20 +61,40 @@ EXPRESSION_SHAPES: dict[str, tuple[str, ...]] = {
 }
 
 
+@lru_cache(maxsize=4)
+def _prototype_index(names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flattened rule: for each (class, unit, alternative) group, the weight columns to average.
+
+    Returns ``columns`` (G, 2) (a group has 1, 2 or 4 shapes; shorter groups repeat a column so
+    that the mean is unchanged), ``group_unit`` (G,) and ``unit_class`` (U,) indices.
+    """
+    index = {n: i for i, n in enumerate(names)}
+    columns, group_unit, unit_class = [], [], []
+    for name, units in _PROTOTYPES.items():
+        for alternatives in units:
+            for group in alternatives:
+                cols = [index[s] for s in group]
+                columns.append((cols * (4 // len(cols)))[:4])
+                group_unit.append(len(unit_class))
+            unit_class.append(EXPRESSIONS.index(name))
+    return np.array(columns), np.array(group_unit), np.array(unit_class)
+
+
 def expression_scores(weights: np.ndarray, names: Sequence[str]) -> np.ndarray:
     """Score of each class of ``EXPRESSIONS`` (neutral scores 0), (..., 53) -> (..., 7).
 
     See the module docstring for the rule.
     """
     w = np.asarray(weights, dtype=np.float64)
-    index = {n: i for i, n in enumerate(names)}
-    scores = np.zeros(w.shape[:-1] + (len(EXPRESSIONS),))
-    for name, units in _PROTOTYPES.items():
-        unit_scores = []
-        for alternatives in units:
-            alt = [w[..., [index[s] for s in group]].mean(-1) for group in alternatives]
-            unit_scores.append(np.max(alt, axis=0))
-        scores[..., EXPRESSIONS.index(name)] = np.min(unit_scores, axis=0)
+    columns, group_unit, unit_class = _prototype_index(tuple(names))
+    group = w[..., columns].mean(-1)  # (..., G)
+    unit = np.full(w.shape[:-1] + (len(unit_class),), -np.inf)
+    for g, u in enumerate(group_unit):  # a unit takes its best alternative
+        unit[..., u] = np.maximum(unit[..., u], group[..., g])
+    scores = np.full(w.shape[:-1] + (len(EXPRESSIONS),), np.inf)
+    for u, c in enumerate(unit_class):  # a class needs all its units
+        scores[..., c] = np.minimum(scores[..., c], unit[..., u])
+    scores[..., 0] = 0.0
     return scores
 
 
@@ -110,14 +131,16 @@ def landmark_visibility(
     inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
     x = np.clip(xy[:, 0], 0, w - 1)
     y = np.clip(xy[:, 1], 0, h - 1)
-    far = np.full(len(xy), -np.inf)
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            far = np.maximum(far, zbuffer[np.clip(y + dy, 0, h - 1), np.clip(x + dx, 0, w - 1)])
+    ny = np.clip(y[:, None] + _NEIGHBOURS[:, 1], 0, h - 1)
+    nx = np.clip(x[:, None] + _NEIGHBOURS[:, 0], 0, w - 1)
+    far = zbuffer[ny, nx].max(1)
     visible = inside & (np.asarray(depth_mm) <= far + tolerance_mm)
     if occluded is not None:
         visible &= ~occluded[y, x]
     return visible.astype(np.float64)
+
+
+_NEIGHBOURS = np.array([(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
 
 
 def box_of(points_2d: np.ndarray) -> np.ndarray:
