@@ -1,6 +1,16 @@
-"""Geometry: rotations and head-pose conventions (numpy; torch twins in ``rotations_torch``)."""
+"""Geometry: rotations, head-pose conventions, PnP with the mean face, drawing (numpy; torch twins in ``rotations_torch``)."""
 
 from facemtl.geometry.conventions import convert, from_convention, read_biwi_pose
+from facemtl.geometry.draw import draw_axes, draw_box, draw_cube, draw_landmarks
+from facemtl.geometry.pnp import (
+    POINT_SUBSETS,
+    PnPError,
+    camera_matrix,
+    landmarks_to_pose,
+    mean_face,
+    project_points,
+    solve_pose,
+)
 from facemtl.geometry.rotations import (
     axis_angle_to_matrix,
     euler_to_matrix,
@@ -19,6 +29,17 @@ from facemtl.geometry.rotations import (
 )
 
 __all__ = [
+    "POINT_SUBSETS",
+    "PnPError",
+    "camera_matrix",
+    "draw_axes",
+    "draw_box",
+    "draw_cube",
+    "draw_landmarks",
+    "landmarks_to_pose",
+    "mean_face",
+    "project_points",
+    "solve_pose",
     "axis_angle_to_matrix",
     "convert",
     "from_convention",
