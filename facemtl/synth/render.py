@@ -720,7 +720,8 @@ def _torso(person: Person, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     rows = len(ys)
     i = np.arange(rows - 1)[:, None] * cols + np.arange(cols)[None, :]
     j = np.arange(rows - 1)[:, None] * cols + (np.arange(cols)[None, :] + 1) % cols
-    tris = np.concatenate([np.stack([i, j, i + cols], -1).reshape(-1, 3), np.stack([j, j + cols, i + cols], -1).reshape(-1, 3)])
+    # Wound outward (front faces seen from outside, see raster's convention).
+    tris = np.concatenate([np.stack([i, i + cols, j], -1).reshape(-1, 3), np.stack([j, i + cols, j + cols], -1).reshape(-1, 3)])
     attrs = np.zeros((len(verts), 6))
     attrs[:, 3:6] = person.cloth
     # Open neckline: skin on the upper chest, a V toward the front.
@@ -730,17 +731,6 @@ def _torso(person: Person, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     if rng.random() < 0.3:  # a collar or stripe in a second colour
         attrs[(ys[:, None] < 130).repeat(cols, 1).ravel() & ~open_.ravel(), 3:6] = person.cloth2
     return verts, tris.astype(np.int32), attrs
-
-
-def _orient_outward(verts: np.ndarray, tris: np.ndarray, axis_z: float) -> np.ndarray:
-    """Flip triangles whose normal points toward the vertical axis ``x = 0, z = axis_z``."""
-    a, b, c = verts[tris[:, 0]], verts[tris[:, 1]], verts[tris[:, 2]]
-    n = np.cross(b - a, c - a)
-    radial = (a + b + c) / 3 - np.array([0.0, 0.0, axis_z])
-    inward = n[:, 0] * radial[:, 0] + n[:, 2] * radial[:, 2] < 0
-    tris = tris.copy()
-    tris[inward] = tris[inward][:, [0, 2, 1]]
-    return tris
 
 
 def build_head(assets: Assets, lod: Lod, person: Person, expression: np.ndarray, pose: np.ndarray,
@@ -776,14 +766,11 @@ def build_head(assets: Assets, lod: Lod, person: Person, expression: np.ndarray,
     head.parts.append(Part(to_camera(v_head, lod.neck), lod.tris, attrs, lod.ao))
     n_head = raster.vertex_normals(v_head, lod.tris).astype(np.float64)
     for verts, tris, a, two_sided in _hair_parts(assets, lod, person, v_head, n_head, rng):
-        if two_sided:
-            tris = _orient_outward(verts, tris, AXIS_Z)
         ao = np.full(len(verts), 0.8, np.float32)
         head.parts.append(Part(to_camera(verts, neck_weight(verts)), tris.astype(np.int32), a, ao,
                                cull=not two_sided, two_sided=two_sided))
     if torso:
         verts, tris, a = _torso(person, rng)
-        tris = _orient_outward(verts, tris, 15.0)
         head.parts.append(Part(to_camera(verts, np.ones(len(verts), np.float32)), tris, a,
                                np.full(len(verts), 0.9, np.float32)))
     return head
@@ -935,13 +922,14 @@ def black_border(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
 
 
 def augment(rng: np.random.Generator, image: np.ndarray, config: SynthConfig) -> np.ndarray:
-    """Photometric augmentation of a float BGR image, in place semantics; returns the result."""
+    """Photometric augmentation of a float BGR image in [0, 1]; returns uint8 BGR.
+
+    Hopenet §3.5 low resolution (down-sample by ``low_res_factor``, log-uniform, then back up)
+    and Gaussian blur, sensor noise, greyscale, then colour (gain per channel, contrast,
+    gamma) as one lookup table on the 8-bit image.
+    """
     size = image.shape[0]
-    # Colour: gain per channel, contrast, gamma.
-    image = image * rng.uniform(0.93, 1.07, 3).astype(np.float32)
-    image = (image - 0.5) * rng.uniform(0.8, 1.2) + 0.5
-    image = np.clip(image, 0, 1) ** rng.uniform(0.8, 1.25)
-    if rng.random() < config.p_low_res:  # Hopenet §3.5: down-sample, then back up
+    if rng.random() < config.p_low_res:
         factor = np.exp(rng.uniform(*np.log(config.low_res_factor)))
         small = max(int(round(size / factor)), 2)
         image = cv2.resize(cv2.resize(image, (small, small), interpolation=cv2.INTER_AREA), (size, size),
@@ -951,9 +939,13 @@ def augment(rng: np.random.Generator, image: np.ndarray, config: SynthConfig) ->
     sd = rng.uniform(*config.noise_sd)
     if sd > 0:
         image = image + rng.standard_normal(image.shape).astype(np.float32) * sd
+    out = np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8)
     if rng.random() < config.p_grey:
-        image = np.repeat(cv2.cvtColor(np.clip(image, 0, 1).astype(np.float32), cv2.COLOR_BGR2GRAY)[..., None], 3, 2)
-    return image
+        out = np.repeat(cv2.cvtColor(out, cv2.COLOR_BGR2GRAY)[..., None], 3, 2)
+    x = np.arange(256) / 255.0
+    gain, contrast, gamma = rng.uniform(0.93, 1.07, 3), rng.uniform(0.8, 1.2), rng.uniform(0.8, 1.25)
+    lut = np.clip((x[:, None] * gain - 0.5) * contrast + 0.5, 0, 1) ** gamma
+    return cv2.LUT(out, np.round(lut * 255).astype(np.uint8)[:, None, :])
 
 
 # ----------------------------------------------------------------------------------------
@@ -1074,9 +1066,8 @@ def render_sample(rng: np.random.Generator, config: SynthConfig = SynthConfig())
     if rng.random() < config.p_black_border:
         border = black_border(rng, image)
         occluded = border if occluded is None else occluded | border
-    image = augment(rng, image, config)
     labels = _labels(assets, head, K, depth, ss, occluded, size, tolerance_mm=max(3.0, 2 * distance / f))
-    return _to_uint8(image), labels
+    return augment(rng, image, config), labels
 
 
 def render_scene(rng: np.random.Generator, config: SynthConfig = SynthConfig()) -> tuple[np.ndarray, list[FaceLabels]]:
@@ -1108,9 +1099,8 @@ def render_scene(rng: np.random.Generator, config: SynthConfig = SynthConfig()) 
     light = sample_light(rng)
     colour, coverage, depth = _draw(heads, light, K, size, ss)
     image = colour + (1 - coverage[..., None]) * sample_background(rng, assets, size, config.p_photo_background)
-    image = augment(rng, image, replace(config, p_low_res=0.0))
     labels = [_labels(assets, h, K, depth, ss, None, size, tolerance_mm=max(3.0, 2 * h.translation[2] / f)) for h in heads]
-    return _to_uint8(image), labels
+    return augment(rng, image, replace(config, p_low_res=0.0)), labels
 
 
 def _photo_texture(rng: np.random.Generator, config: SynthConfig, assets: Assets) -> Optional[np.ndarray]:
@@ -1120,10 +1110,6 @@ def _photo_texture(rng: np.random.Generator, config: SynthConfig, assets: Assets
     from facemtl.synth import texture
 
     return texture.random_texture(rng, config.textures, assets.atlas)
-
-
-def _to_uint8(image: np.ndarray) -> np.ndarray:
-    return np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
 class SynthDataset:
