@@ -1,8 +1,8 @@
 """The ``facemtl`` command line.
 
 Each command lives in its own module, which provides ``add_arguments(parser)`` and
-``run(args) -> int``. Command modules import heavy dependencies (torch, matplotlib) inside
-``run`` so that ``facemtl --help`` stays fast.
+``run(args) -> int``. Only the module of the command being run is imported, so a command
+whose extras (torch, numba) are not installed does not break the others.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; the arguments of the command that ``argv`` names are added to it."""
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="facemtl", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"facemtl {_version()}")
     groups: dict[str, argparse._SubParsersAction] = {}
@@ -37,9 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
                 groups[key].required = True
             subparsers = groups[key]
         sub = subparsers.add_parser(words[-1], help=help_text, description=help_text)
-        module = importlib.import_module(module_name)
-        module.add_arguments(sub)
-        sub.set_defaults(_run=module.run)
+        if list(words) == argv[: len(words)]:
+            module = importlib.import_module(module_name)
+            module.add_arguments(sub)
+            sub.set_defaults(_run=module.run)
     return parser
 
 
@@ -50,7 +53,7 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     return int(args._run(args) or 0)
 
 

@@ -45,7 +45,7 @@ class Sample:
 
     source: str  # dataset name, e.g. "aflw2000"
     image_path: Optional[str] = None
-    image: Optional[np.ndarray] = None  # BGR uint8; set for in-memory datasets (FER2013)
+    image: Optional[np.ndarray] = None  # BGR uint8, in-memory datasets (FER2013); may be a read-only view
     box: Optional[np.ndarray] = None  # (4,) x1, y1, x2, y2
     pose: Optional[np.ndarray] = None  # (3,) yaw, pitch, roll in degrees
     landmarks: Optional[np.ndarray] = None  # (68, 2), NaN rows where not annotated

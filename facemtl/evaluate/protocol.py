@@ -16,19 +16,20 @@ from typing import Callable, Sequence
 import numpy as np
 
 from facemtl.data.sample import Sample
-from facemtl.data.transforms import apply_affine, crop_face, invert_affine, landmark_box
+from facemtl.data.transforms import apply_affine, crop_face, invert_affine, landmark_box, tight_crop_box
 from facemtl.metrics import accuracy, nme, occlusion_recall_at_precision, pose_mae, mean_signed_error
 
 Predict = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 
-def face_box(sample: Sample) -> np.ndarray:
-    """The box the protocol crops around: tight landmark box, else the sample's box."""
+def face_box(sample: Sample, image: np.ndarray) -> np.ndarray:
+    """The box the protocol crops around: the tight landmark box, else the sample's box, else
+    (expression datasets of tight face crops) :func:`tight_crop_box` of the whole image."""
     if sample.landmarks is not None and np.isfinite(sample.landmarks).any():
         return landmark_box(sample.landmarks)
-    if sample.box is None:
-        raise ValueError(f"{sample.image_path or sample.source}: sample has no landmarks and no box")
-    return np.asarray(sample.box, dtype=np.float64)
+    if sample.box is not None:
+        return np.asarray(sample.box, dtype=np.float64)
+    return tight_crop_box(image.shape[1], image.shape[0])
 
 
 def predict_samples(predict: Predict, samples: Sequence[Sample], size: int, crop_scale: float,
@@ -37,7 +38,8 @@ def predict_samples(predict: Predict, samples: Sequence[Sample], size: int, crop
     outputs: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(samples), batch_size):
         chunk = samples[start:start + batch_size]
-        crops, mats = zip(*(crop_face(s.load_image(), face_box(s), crop_scale, size) for s in chunk))
+        images = [s.load_image() for s in chunk]
+        crops, mats = zip(*(crop_face(im, face_box(s, im), crop_scale, size) for s, im in zip(chunk, images)))
         out = predict(np.stack(crops))
         if "landmarks" in out:
             crop_px = np.asarray(out["landmarks"]) * size - 0.5

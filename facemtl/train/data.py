@@ -26,8 +26,9 @@ import cv2
 import numpy as np
 
 from facemtl.data.sample import Sample
+from facemtl.evaluate.protocol import face_box
 from facemtl.data.transforms import (FLIP_68, Augment, apply_affine, crop_face, flip_landmarks, flip_pose,
-                                     landmark_box)
+                                     tight_crop_box)
 
 N_LANDMARKS = 68
 
@@ -91,14 +92,15 @@ class Source(Protocol):
 class SampleSource:
     """Examples from reader samples (any dataset in :mod:`facemtl.data.registry`).
 
-    The face box is the tight box of the labelled landmarks when there are any (the box the
-    model sees at inference after refinement), else the sample's own box.
+    The face box is :func:`facemtl.evaluate.protocol.face_box`: the tight box of the labelled
+    landmarks (the box the model sees at inference after refinement), else the sample's box, else
+    the whole image as a tight face crop.
     """
 
     def __init__(self, samples: Sequence[Sample], size: int, crop_scale: float, augment: Augment | None):
-        self.samples = [s for s in samples if s.landmarks is not None or s.box is not None]
-        if not self.samples:
-            raise ValueError("no sample has landmarks or a box to crop around")
+        if not samples:
+            raise ValueError("no samples")
+        self.samples = list(samples)
         self.size, self.crop_scale, self.augment = size, crop_scale, augment
 
     def __len__(self) -> int:
@@ -106,20 +108,15 @@ class SampleSource:
 
     def example(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         s = self.samples[index % len(self.samples)]
-        box = landmark_box(s.landmarks) if s.landmarks is not None else s.box
-        return make_example(s.load_image(), self.size, self.crop_scale, rng, self.augment, box,
+        image = s.load_image()
+        return make_example(image, self.size, self.crop_scale, rng, self.augment, face_box(s, image),
                             pose=s.pose, landmarks=s.landmarks, visibility=s.visibility,
                             expression=s.expression)
 
 
 class ExpressionArraySource:
-    """Expression-only examples from tight grey face crops (FER2013, CK+ arrays).
-
-    The crops show about the landmark box of a face (brows to chin); they are padded so the face
-    fills the same part of the model's input as a landmark-box crop at ``crop_scale`` does.
-    """
-
-    FACE_FRACTION = 0.9  # landmark box side / crop side of a FER2013 image (estimated by eye)
+    """Expression-only examples from tight grey face crops (FER2013, CK+ arrays), cropped around
+    :func:`facemtl.data.transforms.tight_crop_box` like any face."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, size: int, crop_scale: float,
                  augment: Augment | None):
@@ -132,10 +129,7 @@ class ExpressionArraySource:
     def example(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         grey = self.images[index % len(self.images)]
         image = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
-        n = grey.shape[0]
-        half = n * self.FACE_FRACTION / 2
-        c = (n - 1) / 2
-        box = np.array([c - half, c - half, c + half, c + half])
+        box = tight_crop_box(grey.shape[1], grey.shape[0])
         return make_example(image, self.size, self.crop_scale, rng, self.augment, box,
                             expression=int(self.labels[index % len(self.labels)]))
 
