@@ -1,0 +1,210 @@
+"""``FaceAnalyzer``: image -> faces (box, landmarks, visibility, pose, expression), no torch.
+
+Pipeline per image: detect faces (or take the caller's boxes) -> cut the model's square crop
+around each box (:func:`facemtl.data.transforms.crop_face`, the one crop of training and
+evaluation) -> run the ONNX model (``docs/model-format.md``) on all crops at once -> map the
+landmarks back to the image through the crop matrix -> re-crop once on the tight box of the
+predicted landmarks (the box the model is trained on; detector and tracker boxes only
+approximate it) and run the model again -> :class:`~facemtl.infer.results.Face` results.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import cv2
+import numpy as np
+
+from facemtl.data.sample import EXPRESSIONS
+from facemtl.data.transforms import apply_affine, crop_face, invert_affine, landmark_box
+from facemtl.geometry.rotations import euler_to_matrix, matrix_to_euler
+from facemtl.infer.detector import Detector, create_detector
+from facemtl.infer.results import Expression, Face, Pose
+from facemtl.io import read_image, to_bgr8
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "default.onnx"
+CONTRACT_OUTPUTS = ("pose", "pose_std", "rotation", "landmarks", "visibility", "expression")
+
+ImageLike = Union[np.ndarray, str, Path]
+
+
+class ModelError(ValueError):
+    """A model file is missing or does not follow the ONNX contract; the message names the file."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+class FaceAnalyzer:
+    """Analyse every face of an image with a facemtl ONNX model.
+
+    ``model_path``: an ONNX file following ``docs/model-format.md``; ``None`` loads the shipped
+    ``facemtl/assets/default.onnx``. ``detector``: a name of :mod:`facemtl.infer.detector`
+    (``"opencv"``, ``"dlib"``, ``"mediapipe"``), a callable ``image -> (boxes, scores)``, or
+    ``None`` to always pass boxes. ``threads``: CPU threads of onnxruntime and OpenCV (OpenCV's
+    setting is process-wide). ``refine``: re-crop once on the predicted landmarks' box.
+    ``max_batch``: most crops per model call.
+    """
+
+    def __init__(self, model_path: str | Path | None = None,
+                 detector: Union[str, Detector, None] = "opencv", threads: int = 2,
+                 refine: bool = True, max_batch: int = 64):
+        import onnxruntime as ort
+
+        if model_path is None:
+            if not DEFAULT_MODEL.is_file():
+                raise ModelError(DEFAULT_MODEL, "no default model is shipped yet; pass model_path= an ONNX "
+                                                "file that follows docs/model-format.md")
+            model_path = DEFAULT_MODEL
+        path = Path(model_path)
+        if not path.is_file():
+            raise ModelError(path, "model file not found")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types for bad files
+            raise ModelError(path, f"not a loadable ONNX model ({e})") from e
+        meta = self.session.get_modelmeta().custom_metadata_map
+        try:
+            self.input_size = int(meta["facemtl_input_size"])
+            self.crop_scale = float(meta["facemtl_crop_scale"])
+        except (KeyError, ValueError) as e:
+            raise ModelError(path, f"metadata facemtl_input_size / facemtl_crop_scale missing or invalid ({e})") from e
+        self.model_name = meta.get("facemtl_model", "")
+        self.expressions = tuple(meta["facemtl_expressions"].split(",")) if meta.get(
+            "facemtl_expressions") else EXPRESSIONS
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if "image" not in inputs:
+            raise ModelError(path, f"no input named 'image' (inputs: {', '.join(inputs)})")
+        batch_dim = inputs["image"].shape[0]
+        # A model exported with a fixed batch size takes exactly that many crops per call.
+        self.fixed_batch = batch_dim if isinstance(batch_dim, int) else None
+        self.max_batch = self.fixed_batch or max_batch
+        self.outputs = [o.name for o in self.session.get_outputs() if o.name in CONTRACT_OUTPUTS]
+        if not self.outputs:
+            raise ModelError(path, f"none of the contract outputs {', '.join(CONTRACT_OUTPUTS)}")
+        self.model_path = path
+        self.refine = refine
+        cv2.setNumThreads(threads)
+        self.detector: Optional[Detector] = create_detector(detector) if isinstance(detector, str) else detector
+
+    def __call__(self, image: ImageLike, boxes: Optional[np.ndarray] = None) -> list[Face]:
+        """Faces of one image (BGR/grey/BGRA array or file path).
+
+        ``boxes``: (K, 4) ``[x1, y1, x2, y2]`` or (K, 5) with a score, to skip detection (e.g.
+        from a tracker); the model applies its own crop margin around them.
+        """
+        return self.batch([image], None if boxes is None else [boxes])[0]
+
+    def batch(self, images: Sequence[ImageLike],
+              boxes: Optional[Sequence[Optional[np.ndarray]]] = None) -> list[list[Face]]:
+        """Faces of several images; the crops of all images share model calls.
+
+        ``boxes``: one entry per image, ``None`` to detect in that image.
+        """
+        if boxes is not None and len(boxes) != len(images):
+            raise ValueError(f"{len(images)} images but {len(boxes)} box lists")
+        arrays = [self._load(im) for im in images]
+        all_boxes, all_scores, owner = [], [], []
+        for i, image in enumerate(arrays):
+            b, s = self._boxes(image, None if boxes is None else boxes[i])
+            all_boxes.append(b)
+            all_scores.append(s)
+            owner.extend([i] * len(b))
+        crop_boxes = np.concatenate(all_boxes) if all_boxes else np.zeros((0, 4))
+        scores = np.concatenate(all_scores) if all_scores else np.zeros(0)
+        out, matrices = self._run(arrays, owner, crop_boxes)
+        if self.refine and "landmarks" in out and len(crop_boxes):
+            refined = landmark_box(self._landmarks(out["landmarks"], matrices))
+            w, h = refined[:, 2] - refined[:, 0], refined[:, 3] - refined[:, 1]
+            ok = np.all(np.isfinite(refined), axis=1) & (w >= 1) & (h >= 1)
+            crop_boxes = np.where(ok[:, None], refined, crop_boxes)
+            out, matrices = self._run(arrays, owner, crop_boxes)
+        faces = self._decode(out, matrices, crop_boxes, scores)
+        result: list[list[Face]] = [[] for _ in arrays]
+        for i, face in zip(owner, faces):
+            result[i].append(face)
+        return result
+
+    # -- steps -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _load(image: ImageLike) -> np.ndarray:
+        if isinstance(image, (str, Path)):
+            return read_image(image)
+        return to_bgr8(np.asarray(image))
+
+    def _boxes(self, image: np.ndarray, boxes: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        if boxes is None:
+            if self.detector is None:
+                raise ValueError("this FaceAnalyzer has no detector: pass boxes")
+            b, s = self.detector(image)
+            return np.asarray(b, dtype=np.float64).reshape(-1, 4), np.asarray(s, dtype=np.float64).reshape(-1)
+        b = np.asarray(boxes, dtype=np.float64)
+        if b.size == 0:
+            return np.zeros((0, 4)), np.zeros(0)
+        if b.ndim != 2 or b.shape[1] not in (4, 5):
+            raise ValueError(f"boxes must be (K, 4) [x1, y1, x2, y2] or (K, 5) with a score, got shape {b.shape}")
+        bad = ~np.all(np.isfinite(b), axis=1) | (b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])
+        if bad.any():
+            raise ValueError(f"invalid box {b[np.argmax(bad)].tolist()}: need finite x1 < x2 and y1 < y2")
+        return b[:, :4], (b[:, 4] if b.shape[1] == 5 else np.ones(len(b)))
+
+    def _run(self, images: list[np.ndarray], owner: list[int],
+             boxes: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Model outputs for the crops around ``boxes`` (image ``owner[k]`` for box k), and the crop matrices."""
+        n, size = len(boxes), self.input_size
+        crops = np.zeros((n, size, size, 3), np.uint8)
+        matrices = np.zeros((n, 2, 3))
+        for k, (i, box) in enumerate(zip(owner, boxes)):
+            crops[k], matrices[k] = crop_face(images[i], box, self.crop_scale, size)
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in self.outputs}
+        for start in range(0, n, self.max_batch):
+            chunk = crops[start:start + self.max_batch].transpose(0, 3, 1, 2).astype(np.float32)
+            m = len(chunk)
+            if self.fixed_batch is not None and m < self.fixed_batch:
+                chunk = np.concatenate([chunk, np.zeros((self.fixed_batch - m,) + chunk.shape[1:], np.float32)])
+            for name, value in zip(self.outputs, self.session.run(self.outputs, {"image": chunk})):
+                parts[name].append(np.asarray(value)[:m])
+        out = {name: (np.concatenate(v) if v else np.zeros((0,))) for name, v in parts.items()}
+        return out, matrices
+
+    def _landmarks(self, normalised: np.ndarray, matrices: np.ndarray) -> np.ndarray:
+        """Normalised crop coordinates (N, 68, 2) -> image pixels through the crop matrices."""
+        crop_pixels = normalised.astype(np.float64) * self.input_size - 0.5
+        return apply_affine(crop_pixels, invert_affine(matrices))
+
+    def _decode(self, out: dict[str, np.ndarray], matrices: np.ndarray, boxes: np.ndarray,
+                scores: np.ndarray) -> list[Face]:
+        n = len(boxes)
+        landmarks = self._landmarks(out["landmarks"], matrices) if "landmarks" in out and n else None
+        rotation = out["rotation"].astype(np.float64) if "rotation" in out else None
+        ypr = out["pose"].astype(np.float64) if "pose" in out else None
+        if rotation is None and ypr is not None:
+            rotation = euler_to_matrix(ypr)
+        if ypr is None and rotation is not None:
+            ypr = matrix_to_euler(rotation)
+        faces = []
+        for k in range(n):
+            pose = None
+            if rotation is not None:
+                pose = Pose(matrix=rotation[k], yaw=float(ypr[k, 0]), pitch=float(ypr[k, 1]), roll=float(ypr[k, 2]),
+                            uncertainty=out["pose_std"][k].astype(np.float64) if "pose_std" in out else None)
+            expression = None
+            if "expression" in out:
+                probs = out["expression"][k].astype(np.float64)
+                expression = Expression(label=self.expressions[int(np.argmax(probs))], probs=probs,
+                                        names=self.expressions)
+            faces.append(Face(
+                box=landmark_box(landmarks[k]) if landmarks is not None else boxes[k].copy(),
+                score=float(scores[k]),
+                landmarks=None if landmarks is None else landmarks[k],
+                visibility=out["visibility"][k].astype(np.float64) if "visibility" in out else None,
+                pose=pose, expression=expression))
+        return faces

@@ -1,0 +1,84 @@
+"""Typed results of :class:`facemtl.infer.FaceAnalyzer`, and their JSON form.
+
+Pixel coordinates are 0-based, x right, y down, in the analysed image. Pose angles are degrees
+in the 300W-LP ``Pose_Para`` convention (:mod:`facemtl.geometry.rotations`); ``matrix`` maps
+head coordinates to OpenCV camera coordinates. A field the model has no head for is ``None``
+(``null`` in JSON).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+
+def _floats(a: Optional[np.ndarray]) -> Any:
+    """Nested lists of Python floats for JSON (NaN becomes ``None``: JSON has no NaN)."""
+    if a is None:
+        return None
+    a = np.asarray(a, dtype=np.float64)
+    return np.where(np.isfinite(a), a, None).tolist()
+
+
+@dataclass
+class Pose:
+    """Head pose: rotation ``matrix`` (3, 3), Euler angles in degrees, per-angle ``uncertainty``."""
+
+    matrix: np.ndarray
+    yaw: float
+    pitch: float
+    roll: float
+    uncertainty: Optional[np.ndarray] = None  # (3,) standard deviation of yaw, pitch, roll (degrees)
+
+    @property
+    def ypr(self) -> np.ndarray:
+        """``[yaw, pitch, roll]`` in degrees."""
+        return np.array([self.yaw, self.pitch, self.roll])
+
+    def to(self, convention: str) -> np.ndarray:
+        """The rotation in another tool's convention: 'opencv', 'mediapipe', 'openface', '6drepnet',
+        'img2pose' or 'biwi' (see :mod:`facemtl.geometry.conventions`)."""
+        from facemtl.geometry.conventions import convert
+
+        return convert(self.matrix, convention)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"yaw": float(self.yaw), "pitch": float(self.pitch), "roll": float(self.roll),
+                "matrix": _floats(self.matrix), "uncertainty": _floats(self.uncertainty)}
+
+
+@dataclass
+class Expression:
+    """Most probable expression ``label`` and ``probs``, one probability per name in ``names``."""
+
+    label: str
+    probs: np.ndarray  # (K,)
+    names: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "probs": {n: float(p) for n, p in zip(self.names, self.probs)}}
+
+
+@dataclass
+class Face:
+    """One analysed face."""
+
+    box: np.ndarray  # (4,) x1, y1, x2, y2
+    score: float  # detector confidence in [0, 1]; 1 for boxes given by the caller
+    landmarks: Optional[np.ndarray] = None  # (68, 2) iBUG-68
+    visibility: Optional[np.ndarray] = None  # (68,) probability that each landmark is visible
+    pose: Optional[Pose] = None
+    expression: Optional[Expression] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The face record of ``facemtl predict --json``."""
+        return {
+            "box": _floats(self.box),
+            "score": float(self.score),
+            "landmarks": _floats(self.landmarks),
+            "visibility": _floats(self.visibility),
+            "pose": None if self.pose is None else self.pose.to_dict(),
+            "expression": None if self.expression is None else self.expression.to_dict(),
+        }

@@ -1,0 +1,197 @@
+"""FaceAnalyzer on a tiny contract-conforming ONNX model built here with onnx.helper (no torch).
+
+The toy model (``build_model``) outputs a fixed 68-point layout in normalised crop coordinates,
+``pose = mean(B, G, R) of the crop - 128`` degrees, ``pose_std = [1, 2, 3]``, a fixed
+visibility ramp and softmax expression scores of the mean colour: simple enough that every
+result can be computed by hand.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper  # noqa: E402
+
+from facemtl.geometry.rotations import euler_to_matrix  # noqa: E402
+from facemtl.infer import FaceAnalyzer, ModelError  # noqa: E402
+
+EXPRESSION_WEIGHTS = np.array([[1, 0, 0, 0, 0, 0, -1], [0, 1, 0, 0, 0, -1, 0], [0, 0, 1, 0, -1, 0, 0]],
+                              dtype=np.float32)
+
+
+def face_layout() -> np.ndarray:
+    """A plausible iBUG-68 layout in the unit square, touching all four sides."""
+    t = np.linspace(0, np.pi, 17)
+    jaw = np.stack([0.5 - 0.5 * np.cos(t), 0.25 + 0.75 * np.sin(t)], 1)
+    brow = np.stack([np.linspace(0.1, 0.4, 5), [0.1, 0.03, 0.0, 0.03, 0.1]], 1)
+    brows = np.concatenate([brow, np.stack([1 - brow[::-1, 0], brow[::-1, 1]], 1)])
+    nose = np.concatenate([np.stack([np.full(4, 0.5), np.linspace(0.3, 0.55, 4)], 1),
+                           np.stack([np.linspace(0.4, 0.6, 5), [0.62, 0.64, 0.65, 0.64, 0.62]], 1)])
+    eye = np.array([[0.2, 0.3], [0.25, 0.27], [0.3, 0.27], [0.35, 0.3], [0.3, 0.32], [0.25, 0.32]])
+    eyes = np.concatenate([eye, np.stack([1 - eye[[3, 2, 1, 0, 5, 4], 0], eye[[3, 2, 1, 0, 5, 4], 1]], 1)])
+    a = np.linspace(0, 2 * np.pi, 13)[:12]
+    outer = np.stack([0.5 - 0.15 * np.cos(a), 0.8 - 0.06 * np.sin(a)], 1)
+    a = np.linspace(0, 2 * np.pi, 9)[:8]
+    inner = np.stack([0.5 - 0.1 * np.cos(a), 0.8 - 0.03 * np.sin(a)], 1)
+    points = np.concatenate([jaw, brows, nose, eyes, outer, inner])
+    assert points.shape == (68, 2)
+    return (points - points.min(0)) / (points.max(0) - points.min(0))
+
+
+def build_model(path: Path, size: int = 32, crop_scale: float = 1.5, layout: np.ndarray | None = None,
+                outputs: tuple[str, ...] = ("pose", "pose_std", "landmarks", "visibility", "expression"),
+                batch: int | str = "N", metadata: bool = True) -> Path:
+    """Write the toy model. ``layout``: (68, 2) normalised crop coordinates (default: the face
+    layout filling the landmark box, i.e. ``1/6 .. 5/6`` at crop scale 1.5)."""
+    if layout is None:
+        layout = 0.5 + (face_layout() - 0.5) / crop_scale
+    c = lambda name, a: helper.make_tensor(name, TensorProto.FLOAT, a.shape, np.asarray(a, np.float32).ravel())  # noqa: E731
+    inits = [c("c128", np.array(128.0)), c("zero", np.array(0.0)), c("inv255", np.array(1 / 255)),
+             c("layout", layout), c("std", np.array([1.0, 2.0, 3.0])), c("vis", np.linspace(0, 1, 68)),
+             c("w_expr", EXPRESSION_WEIGHTS),
+             helper.make_tensor("shape_n11", TensorProto.INT64, [3], [-1, 1, 1]),
+             helper.make_tensor("shape_n1", TensorProto.INT64, [2], [-1, 1])]
+    nodes = [
+        helper.make_node("ReduceMean", ["image"], ["mean"], axes=[2, 3], keepdims=0),  # (N, 3) BGR means
+        helper.make_node("Mul", ["mean", "zero"], ["mean0"]),
+        helper.make_node("ReduceMean", ["mean0"], ["n0"], axes=[1], keepdims=1),  # (N, 1) zeros
+        helper.make_node("Sub", ["mean", "c128"], ["pose"]),
+        helper.make_node("Add", ["mean0", "std"], ["pose_std"]),
+        helper.make_node("Reshape", ["n0", "shape_n11"], ["n00"]),
+        helper.make_node("Add", ["n00", "layout"], ["landmarks"]),
+        helper.make_node("Add", ["n0", "vis"], ["visibility"]),
+        helper.make_node("Mul", ["mean", "inv255"], ["mean01"]),
+        helper.make_node("MatMul", ["mean01", "w_expr"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["expression"], axis=-1),
+    ]
+    shapes = {"pose": [batch, 3], "pose_std": [batch, 3], "landmarks": [batch, 68, 2],
+              "visibility": [batch, 68], "expression": [batch, 7]}
+    graph = helper.make_graph(
+        nodes, "toy", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, size, size])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, shapes[n]) for n in outputs], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    if metadata:
+        helper.set_model_props(model, {"facemtl_model": "toy", "facemtl_input_size": str(size),
+                                       "facemtl_crop_scale": str(crop_scale),
+                                       "facemtl_expressions": "neutral,happy,sad,surprise,fear,disgust,angry"})
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def toy_model(tmp_path_factory) -> Path:
+    return build_model(tmp_path_factory.mktemp("model") / "toy.onnx")
+
+
+def _expected(layout01: np.ndarray, box: np.ndarray, crop_scale: float = 1.5) -> np.ndarray:
+    """Hand formula: normalised crop point l of the square crop around ``box`` -> image pixel
+    ``centre + (l - 0.5) * crop_scale * max(w, h)`` (the crop's edges are l = 0 and 1)."""
+    centre = (box[:2] + box[2:]) / 2
+    return centre + (layout01 - 0.5) * crop_scale * max(box[2] - box[0], box[3] - box[1])
+
+
+def test_landmarks_fill_the_given_box(toy_model):
+    image = np.full((200, 300, 3), (148, 118, 138), np.uint8)
+    box = np.array([100.0, 50.0, 180.0, 130.0])
+    faces = FaceAnalyzer(toy_model, detector=None)(image, boxes=box[None])
+    assert len(faces) == 1
+    face = faces[0]
+    # The toy layout spans 1/6..5/6 of the crop, i.e. exactly the box: it maps back onto it.
+    np.testing.assert_allclose(face.landmarks, box[:2] + face_layout() * 80, atol=1e-3)
+    np.testing.assert_allclose(face.box, box, atol=1e-3)
+    assert face.score == 1.0
+    # Pose = crop mean colour - 128 (the crop lies inside the uniform image).
+    assert (face.pose.yaw, face.pose.pitch, face.pose.roll) == pytest.approx((20, -10, 10), abs=1e-3)
+    np.testing.assert_allclose(face.pose.matrix, euler_to_matrix([20, -10, 10]), atol=1e-6)
+    np.testing.assert_allclose(face.pose.uncertainty, [1, 2, 3])
+    np.testing.assert_allclose(face.visibility, np.linspace(0, 1, 68), atol=1e-6)
+    logits = np.array([148, 118, 138]) / 255 @ EXPRESSION_WEIGHTS
+    probs = np.exp(logits) / np.exp(logits).sum()
+    np.testing.assert_allclose(face.expression.probs, probs, atol=1e-6)
+    assert face.expression.label == ("neutral", "happy", "sad", "surprise", "fear", "disgust", "angry")[probs.argmax()]
+
+
+def test_refinement_recrops_on_the_landmark_box(tmp_path):
+    # A layout off-centre and smaller than the box: each crop moves, so refinement is visible.
+    layout = 0.3 + face_layout() * np.array([0.5, 0.4])
+    model = build_model(tmp_path / "m.onnx", size=48, layout=layout)
+    image = np.full((400, 400, 3), 90, np.uint8)
+    box = np.array([120.0, 100.0, 220.0, 240.0])  # not square: the crop side follows the height
+    once = _expected(layout, box)
+    twice = _expected(layout, np.r_[once.min(0), once.max(0)])
+    plain = FaceAnalyzer(model, detector=None, refine=False)(image, boxes=box[None])[0]
+    np.testing.assert_allclose(plain.landmarks, once, atol=1e-3)
+    refined = FaceAnalyzer(model, detector=None)(image, boxes=box[None])[0]
+    np.testing.assert_allclose(refined.landmarks, twice, atol=1e-3)
+    np.testing.assert_allclose(refined.box, np.r_[twice.min(0), twice.max(0)], atol=1e-3)
+
+
+def test_batch_many_faces_and_fixed_batch_model(tmp_path):
+    model = build_model(tmp_path / "fixed.onnx", batch=1)  # exported with batch size 1
+    analyzer = FaceAnalyzer(model, detector=None, max_batch=64)
+    assert analyzer.max_batch == 1
+    images = [np.full((120, 160), v, np.uint8) for v in (60, 200)]  # grey images
+    boxes = [np.array([[10, 10, 40, 40, 0.9], [50, 20, 90, 60, 0.5], [100, 30, 130, 60, 0.7]]),
+             np.zeros((0, 4))]
+    faces = analyzer.batch(images, boxes)
+    assert [len(f) for f in faces] == [3, 0]
+    assert [f.score for f in faces[0]] == [0.9, 0.5, 0.7]
+    for f, b in zip(faces[0], boxes[0]):
+        np.testing.assert_allclose(f.box, b[:4], atol=1e-3)
+
+
+def test_optional_outputs_and_json(tmp_path):
+    model = build_model(tmp_path / "pose_only.onnx", outputs=("pose",))
+    face = FaceAnalyzer(model, detector=None)(np.full((100, 100, 3), 128, np.uint8), boxes=[[30, 30, 70, 70]])[0]
+    assert face.landmarks is None and face.visibility is None and face.expression is None
+    assert face.pose.uncertainty is None
+    np.testing.assert_allclose(face.box, [30, 30, 70, 70])
+    record = face.to_dict()
+    assert record["landmarks"] is None and record["pose"]["uncertainty"] is None
+    assert record["pose"]["yaw"] == pytest.approx(0, abs=1e-4)
+    # Conversion to another tool's convention goes through facemtl.geometry.conventions.
+    np.testing.assert_allclose(face.pose.to("opencv"), np.zeros(3), atol=1e-6)
+
+
+def test_model_errors(tmp_path):
+    with pytest.raises(ModelError, match="model file not found"):
+        FaceAnalyzer(tmp_path / "missing.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="not a loadable ONNX model"):
+        FaceAnalyzer(tmp_path / "junk.onnx")
+    with pytest.raises(ModelError, match="facemtl_input_size"):
+        FaceAnalyzer(build_model(tmp_path / "nometa.onnx", metadata=False))
+    analyzer = FaceAnalyzer(build_model(tmp_path / "ok.onnx"), detector=None)
+    with pytest.raises(ValueError, match="no detector"):
+        analyzer(np.zeros((50, 50, 3), np.uint8))
+    with pytest.raises(ValueError, match="invalid box"):
+        analyzer(np.zeros((50, 50, 3), np.uint8), boxes=[[10, 10, 5, 20]])
+
+
+def test_default_model_message():
+    from facemtl.infer.analyzer import DEFAULT_MODEL
+
+    if DEFAULT_MODEL.is_file():
+        pytest.skip("a default model is shipped")
+    with pytest.raises(ModelError, match="no default model is shipped yet"):
+        FaceAnalyzer()
+
+
+def test_detects_and_analyses_real_photo(shared, toy_model):
+    faces = FaceAnalyzer(toy_model)(shared / "data" / "photos" / "couple.jpg")
+    assert len(faces) >= 2
+    for f in faces:
+        assert f.landmarks.shape == (68, 2) and 0 < f.score <= 1
+        np.testing.assert_allclose(f.box, np.r_[f.landmarks.min(0), f.landmarks.max(0)])
+
+
+def test_no_torch_import():
+    code = "import sys, facemtl.infer, facemtl.infer.predict; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
