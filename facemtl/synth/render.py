@@ -302,6 +302,11 @@ class Assets:
         self._lods: dict[float, Lod] = {}
         self.layers, self.layer_names = self._texture_layers()
         self.layer_boxes = raster.layer_boxes(self.layers)
+        # Texels just above the forehead (front of the two lower hair bands).
+        band = self.layers[self.layer_names.index("hair1")] + self.layers[self.layer_names.index("hair2")]
+        front = np.abs((np.arange(atlas) + 0.5) / atlas - 0.5) < 0.1
+        self.hairline_texels = (band > 0.5) & front[None, :]
+        self.cheek_texels = self.layers[self.layer_names.index("cheeks")] > 0.3
         # Vertices whose boxes label the face: the 68 landmarks + the narrow face area.
         face = np.arange(*PARTS["face_narrow"])
         self.label_index = np.concatenate([m.landmark_index, face[::4]])
@@ -1052,7 +1057,7 @@ def render_sample(rng: np.random.Generator, config: SynthConfig = SynthConfig())
     centre = c + rng.uniform(-1, 1, 2) * config.center_jitter * size
     t = _place(rng, assets, person, expression, pose, f, centre, distance, K)
     lod = assets.lod(_lod_cell(distance / (f * ss)))
-    texture = _photo_texture(rng, config, assets)
+    texture, person = _photo_texture(rng, config, assets, person)
     head = build_head(assets, lod, person, expression, pose, t, rng, torso=rng.random() < config.p_torso,
                       texture=texture)
     light = sample_light(rng)
@@ -1094,8 +1099,9 @@ def render_scene(rng: np.random.Generator, config: SynthConfig = SynthConfig()) 
         centre = np.array([(k + rng.uniform(0.2, 0.8)) * size / n, rng.uniform(0.2, 0.8) * size])
         t = _place(rng, assets, person, expression, pose, f, centre, distance, K)
         lod = assets.lod(_lod_cell(distance / (f * ss)))
+        texture, person = _photo_texture(rng, config, assets, person)
         heads.append(build_head(assets, lod, person, expression, pose, t, rng, torso=rng.random() < config.p_torso,
-                                texture=_photo_texture(rng, config, assets)))
+                                texture=texture))
     light = sample_light(rng)
     colour, coverage, depth = _draw(heads, light, K, size, ss)
     image = colour + (1 - coverage[..., None]) * sample_background(rng, assets, size, config.p_photo_background)
@@ -1103,13 +1109,42 @@ def render_scene(rng: np.random.Generator, config: SynthConfig = SynthConfig()) 
     return augment(rng, image, replace(config, p_low_res=0.0)), labels
 
 
-def _photo_texture(rng: np.random.Generator, config: SynthConfig, assets: Assets) -> Optional[np.ndarray]:
-    """A photo texture from ``config.textures`` with probability ``p_photo_texture``, else None."""
-    if not config.textures or rng.random() >= config.p_photo_texture:
-        return None
-    from facemtl.synth import texture
+def _photo_texture(rng: np.random.Generator, config: SynthConfig, assets: Assets,
+                   person: Person) -> tuple[Optional[np.ndarray], Person]:
+    """A photo texture from ``config.textures`` with probability ``p_photo_texture``, with the
+    person's hair painted over its scalp; ``(None, person)`` otherwise.
 
-    return texture.random_texture(rng, config.textures, assets.atlas)
+    The photo atlas has the photo's skin on most of the skull (its fill spreads the forehead).
+    The person's hair bands are painted over it in the photo's own hair colour (the mean of the
+    darkest quarter of the atlas just above the forehead, where the photo shows the hairline)
+    when that is clearly darker than the cheeks, else in the person's own hair colour; the
+    person then takes it for its hair sheet.
+    """
+    if not config.textures or rng.random() >= config.p_photo_texture:
+        return None, person
+    from facemtl.synth import texture as photo
+
+    tex = photo.random_texture(rng, config.textures, assets.atlas)
+    if tex is None:
+        return None, person
+    above = tex[assets.hairline_texels]
+    lum = above.sum(1)
+    hair = above[lum <= np.quantile(lum, 0.25)].mean(0).astype(np.float64)
+    cheeks = np.median(tex[assets.cheek_texels], axis=0)
+    if hair.sum() < 0.7 * cheeks.sum():
+        person = replace(person, hair_colour=hair)
+    hair = person.hair_colour
+    if person.hair_style == "bald":
+        return tex, person
+    cover = 0.55 if person.hair_style == "buzz" else 1.0
+    alpha = np.zeros((len(assets.layer_names), 3))
+    paint = np.zeros((len(assets.layer_names), 3))
+    for i, a in enumerate(person.hairline):
+        alpha[assets.layer_names.index(f"hair{i}")] = a * cover
+        paint[assets.layer_names.index(f"hair{i}")] = hair * a * cover
+    paint[assets.layer_names.index("hair_strands")] = hair * 0.2 * cover
+    a = raster.compose(assets.layers, assets.layer_boxes, alpha)
+    return tex * (1 - np.clip(a, 0, 1)) + raster.compose(assets.layers, assets.layer_boxes, paint), person
 
 
 class SynthDataset:
