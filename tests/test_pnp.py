@@ -14,6 +14,7 @@ from facemtl.geometry.pnp import (
     camera_matrix,
     landmarks_to_pose,
     mean_face,
+    mean_face_alignment,
     project_points,
     solve_pose,
     subset_indices,
@@ -52,8 +53,9 @@ def test_mean_face_asset():
     meta = json.loads(MEAN_FACE_PATH.with_suffix(".json").read_text())
     # aligned = R_off @ unaligned, the offset a pure pitch (both faces are left-right symmetric)
     R_off = euler_to_matrix(np.array(meta["alignment_ypr_deg"]))
+    np.testing.assert_allclose(mean_face_alignment(), R_off)
     np.testing.assert_allclose(mean_face(aligned=False) @ R_off.T, face, atol=1e-9)
-    assert meta["alignment_ypr_deg"][0] == meta["alignment_ypr_deg"][2] == 0
+    assert meta["alignment_ypr_deg"][0] == meta["alignment_ypr_deg"][2] == 0 != meta["alignment_ypr_deg"][1]
     np.testing.assert_allclose(face[[36, 45], 0], -face[[45, 36], 0], atol=1e-3)  # symmetric
     assert mean_face("5").shape == (5, 3)
     np.testing.assert_array_equal(mean_face([30, 8]), face[[30, 8]])
@@ -94,10 +96,9 @@ def test_unaligned_face_reads_the_offset_back():
     K = camera_matrix(450, 450)
     ypr = np.array([20.0, 10.0, -5.0])
     lm = project_points(mean_face(), euler_to_matrix(ypr), np.array([0.0, 0.0, 700.0]), K)
-    meta = json.loads(MEAN_FACE_PATH.with_suffix(".json").read_text())
     R, _ = solve_pose(lm, mean_face(aligned=False), K)
     # R @ unaligned = R_true @ R_off @ unaligned  =>  R = R_true @ R_off
-    expected = euler_to_matrix(ypr) @ euler_to_matrix(np.array(meta["alignment_ypr_deg"]))
+    expected = euler_to_matrix(ypr) @ mean_face_alignment()
     assert geodesic_distance(R, expected) < 1e-4
 
 

@@ -8,6 +8,7 @@ from facemtl.geometry.pnp import (
     camera_matrix,
     landmarks_to_pose,
     mean_face,
+    mean_face_alignment,
     project_points,
     solve_pose,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "draw_landmarks",
     "landmarks_to_pose",
     "mean_face",
+    "mean_face_alignment",
     "project_points",
     "solve_pose",
     "axis_angle_to_matrix",

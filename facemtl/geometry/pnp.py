@@ -85,6 +85,11 @@ def _load_mean_face() -> tuple[np.ndarray, np.ndarray]:
     return face, euler_to_matrix(np.asarray(ypr, dtype=np.float64))
 
 
+def mean_face_alignment() -> np.ndarray:
+    """``R_off`` (3, 3) of the stored mean face: ``aligned = R_off @ unaligned`` (about the centroid)."""
+    return _load_mean_face()[1].copy()
+
+
 def mean_face(subset: Subset = None, aligned: bool = True) -> np.ndarray:
     """The mean 3D face (N, 3) in mm, head frame, centred on the centroid of the 68 points.
 
