@@ -149,6 +149,8 @@ def _hair_bands(phi: np.ndarray, y: np.ndarray, brow_y: float) -> np.ndarray:
 _JAW_A = np.array([95.0, -100.0])
 _NAPE_B = np.array([20.0, 90.0])
 _NECK_FADE = 70.0
+# Height (head frame y, mm) of the clothes' collar around the neck.
+COLLAR_Y = 122.0
 # The neck's joint with the torso (head frame, mm): the head turns about it.
 NECK_JOINT = np.array([0.0, 140.0, 10.0])
 
@@ -410,6 +412,12 @@ class Assets:
         for i in range(3):
             layers[f"hair{i}"] = bands[..., i]
         layers["hair_strands"] = noise(0.6, 6.0) * bands.sum(-1)
+        # Clothes on the model's own shoulder stub, continuing the torso's (collar at
+        # y = COLLAR_Y); a V-neck opening at the front.
+        cloth = _smoothstep((y - COLLAR_Y) / 6.0) * skin
+        layers["cloth"] = cloth
+        v_depth = 60.0 * (1 - np.abs(np.rad2deg(phi)) / 45.0)
+        layers["cloth_v"] = cloth * _smoothstep((COLLAR_Y + v_depth - y) / 6.0)
         # Lash lines: the upper lids (36-39, 42-45) dark and thick, the lower ones faint.
         lashes = np.maximum(line(lm[36:40], 1.6, 0.4), line(lm[42:46], 1.6, 0.4))
         lower = np.maximum(line(lm[[39, 40, 41, 36]], 0.8, 0.4), line(lm[[45, 46, 47, 42]], 0.8, 0.4))
@@ -647,9 +655,11 @@ def _skin_texture(assets: Assets, person: Person, rng: np.random.Generator) -> n
             C[row[f"hair{i}"]] = (person.hair_colour - skin) * a * cover
         C[row["hair_strands"]] = person.hair_colour * 0.2 * cover
     C[row["eye_shadow"]] = -skin * 0.15
+    C[row["cloth"]] = person.cloth - skin
+    C[row["cloth_v"]] = -(person.cloth - skin) * (person.neckline > 0)
     C[row["lashes"]] = (person.brow_colour * 0.5 - skin) * 0.9
     C[row["mouth"]] = _bgr([0.30, 0.12, 0.12]) * rng.uniform(0.6, 1.2)
-    C[row["sclera"]] = _bgr([0.72, 0.66, 0.62]) * rng.uniform(0.8, 1.0)
+    C[row["sclera"]] = _bgr([0.62, 0.57, 0.54]) * rng.uniform(0.8, 1.0)
     C[row["iris"]] = person.eye_colour
     C[row["pupil"]] = 0.02 - person.eye_colour
     C[row["teeth"]] = _bgr([0.85, 0.82, 0.72]) * rng.uniform(0.8, 1.05)
@@ -685,7 +695,7 @@ def _hair_curtain(assets: Assets, person: Person, v_head: np.ndarray,
                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """Long hair: a two-sided sheet hanging from the sides and back of the head."""
     cols, rows = 25, 7
-    front = np.deg2rad(rng.uniform(70, 95))
+    front = np.deg2rad(rng.uniform(80, 110))
     phi = np.linspace(front, 2 * np.pi - front, cols)
     top = assets.brow_y - 10.0
     # Head radius about the vertical axis near the top of the sheet, per 15 deg of azimuth.
@@ -696,9 +706,12 @@ def _hair_curtain(assets: Assets, person: Person, v_head: np.ndarray,
     np.maximum.at(by_bin, bins, np.hypot(x, z))
     by_bin[by_bin == 0] = by_bin.max()
     radius = by_bin[(phi / (2 * np.pi) * 24).astype(np.int64) % 24]
+    # Uneven ends, shorter toward the face.
+    ends = person.hair_length * (0.85 + 0.3 * rng.random(cols))
+    ends *= 0.5 + 0.5 * _smoothstep(np.minimum(phi - front, 2 * np.pi - front - phi) / np.deg2rad(40))
     t = np.linspace(0, 1, rows)[:, None]
-    r = radius[None, :] + person.hair_thickness + 4 + t * person.hair_length * 0.12
-    y = np.broadcast_to(top + t * person.hair_length, r.shape)
+    r = radius[None, :] + person.hair_thickness + 4 + t * ends[None, :] * 0.12
+    y = top + t * ends[None, :]
     verts = np.stack([r * np.sin(phi), y, AXIS_Z - r * np.cos(phi)], -1).reshape(-1, 3)
     i = np.arange(rows - 1)[:, None] * cols + np.arange(cols - 1)[None, :]
     tris = np.concatenate([np.stack([i, i + cols, i + 1], -1).reshape(-1, 3),
@@ -712,10 +725,12 @@ def _hair_curtain(assets: Assets, person: Person, v_head: np.ndarray,
 def _torso(person: Person, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Shoulders and chest in the head frame at rest (superelliptic rings), clothed."""
     half_w, half_d = person.torso
-    ys = np.array([105, 125, 150, 185, 230, 320, 700.0])
-    aw = np.array([70, 105, half_w - 30, half_w - 5, half_w, half_w + 5, half_w + 10])
-    ad = np.array([62, 70, half_d - 15, half_d, half_d, half_d, half_d])
-    zc = np.array([10, 12, 15, 18, 18, 18, 18.0])
+    # Rings from a collar around the neck (about 5 cm below the chin) over the top of the
+    # model's own shoulder stub (|x| <= 124 mm at y = 120-160) to the shoulders and chest.
+    ys = np.array([COLLAR_Y, 135, 150, 185, 230, 320, 700.0])
+    aw = np.array([68, 118, 135, half_w - 10, half_w, half_w + 5, half_w + 10])
+    ad = np.array([60, 72, 85, half_d, half_d, half_d, half_d])
+    zc = np.array([12, 14, 16, 18, 18, 18, 18.0])
     cols = 36
     theta = np.linspace(0, 2 * np.pi, cols, endpoint=False)
     c, s = np.cos(theta), np.sin(theta)
@@ -731,10 +746,8 @@ def _torso(person: Person, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     attrs[:, 3:6] = person.cloth
     # Open neckline: skin on the upper chest, a V toward the front.
     front = np.abs(np.angle(np.exp(1j * theta))) < np.deg2rad(45)
-    open_ = (person.neckline > 0) & front[None, :] & (ys[:, None] < 130 + 80 * person.neckline)
+    open_ = (person.neckline > 0) & front[None, :] & (ys[:, None] < COLLAR_Y + 60 * person.neckline)
     attrs[open_.ravel(), 3:6] = person.skin * 0.9
-    if rng.random() < 0.3:  # a collar or stripe in a second colour
-        attrs[(ys[:, None] < 130).repeat(cols, 1).ravel() & ~open_.ravel(), 3:6] = person.cloth2
     return verts, tris.astype(np.int32), attrs
 
 
