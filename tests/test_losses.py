@@ -225,4 +225,5 @@ def test_bad_configuration_raises():
     with pytest.raises(ValueError, match="weighting"):
         MultiTaskLoss(weighting="gradnorm")
     with pytest.raises(ValueError, match="no loss"):
-        MultiTaskLoss()({"expression_logits": torch.zeros(1, 7)}, {"pose": torch.zeros(1, 3), "pose_mask": torch.ones(1)})
+        MultiTaskLoss()({"expression_logits": torch.zeros(1, 7)},
+                        {"pose": torch.zeros(1, 3), "pose_mask": torch.ones(1)})
