@@ -183,7 +183,7 @@ def run_study(data: dict, sigmas: list[float], stretches: list[float], repeats: 
     result["stretch"] = stretch
 
     result["alignment"] = {
-        "offset_ypr_deg": matrix_to_euler(mean_face_alignment()).round(4).tolist(),
+        "offset_ypr_deg": (matrix_to_euler(mean_face_alignment()).round(4) + 0.0).tolist(),  # no -0.0
         "results": [
             {"subset": name, "mean_face": "aligned" if aligned else "unaligned",
              **_score(_solve(lm, size, name, mean_face(aligned=aligned)), gt, bias=True)}
