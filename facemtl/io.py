@@ -20,9 +20,15 @@ class ImageError(ValueError):
         super().__init__(f"{path}: {problem}")
 
 
-def _header_size(data: np.ndarray) -> tuple[int, int] | None:
-    """(width, height) from a PNG or JPEG header without decoding the pixels, else None."""
-    b = data.tobytes()[:1 << 16]
+# Enough bytes to reach the size field of every format below (JPEG APP segments come first and
+# are at most 64 KiB each).
+_HEADER_BYTES = 1 << 20
+
+
+def _header_size(b: bytes) -> tuple[int, int] | None:
+    """(width, height) from the header of a PNG, JPEG, BMP, GIF, WebP or TIFF file without
+    decoding the pixels, else None."""
+    le = lambda i, n: int.from_bytes(b[i:i + n], "little")  # noqa: E731
     if b[:8] == b"\x89PNG\r\n\x1a\n" and len(b) >= 24:
         return int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big")
     if b[:2] == b"\xff\xd8":
@@ -35,6 +41,38 @@ def _header_size(data: np.ndarray) -> tuple[int, int] | None:
             if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
                 return int.from_bytes(b[i + 7:i + 9], "big"), int.from_bytes(b[i + 5:i + 7], "big")
             i += 2 + int.from_bytes(b[i + 2:i + 4], "big")
+        return None
+    if b[:2] == b"BM" and len(b) >= 26:
+        if le(14, 4) == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
+            return le(18, 2), le(20, 2)
+        return abs(int.from_bytes(b[18:22], "little", signed=True)), abs(int.from_bytes(b[22:26], "little", signed=True))
+    if b[:6] in (b"GIF87a", b"GIF89a") and len(b) >= 10:
+        return le(6, 2), le(8, 2)
+    if b[:4] == b"RIFF" and b[8:12] == b"WEBP" and len(b) >= 30:
+        chunk = b[12:16]
+        if chunk == b"VP8 ":
+            return le(26, 2) & 0x3FFF, le(28, 2) & 0x3FFF
+        if chunk == b"VP8L":
+            bits = le(21, 4)
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        if chunk == b"VP8X":
+            return le(24, 3) + 1, le(27, 3) + 1
+        return None
+    if b[:4] in (b"II*\x00", b"MM\x00*"):
+        order = "little" if b[:2] == b"II" else "big"
+        u = lambda i, n: int.from_bytes(b[i:i + n], order)  # noqa: E731
+        ifd = u(4, 4)
+        if ifd + 2 > len(b):
+            return None
+        size = {}
+        for k in range(u(ifd, 2)):
+            e = ifd + 2 + 12 * k
+            if e + 12 > len(b):
+                break
+            tag, kind = u(e, 2), u(e + 2, 2)
+            if tag in (256, 257):  # ImageWidth, ImageLength: SHORT or LONG
+                size[tag] = u(e + 8, 2) if kind == 3 else u(e + 8, 4)
+        return (size[256], size[257]) if len(size) == 2 else None
     return None
 
 
@@ -61,18 +99,28 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image file as uint8 BGR (H, W, 3).
 
     Grey, RGBA and 16-bit files are converted. Raises :class:`ImageError` for a missing,
-    empty, non-image, corrupt or oversized file (checked from the header before decoding).
+    empty, non-image, corrupt or oversized file. The size is checked from the header (PNG,
+    JPEG, BMP, GIF, WebP, TIFF) before the file is read whole or decoded, so a huge image
+    costs no memory.
     """
     path = Path(path)
     if not path.is_file():
         raise ImageError(path, "file not found")
     if path.stat().st_size == 0:
         raise ImageError(path, "file is empty (0 bytes)")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    size = _header_size(data)
-    if size is not None and size[0] * size[1] > max_pixels:
-        raise ImageError(path, f"image is {size[0]}x{size[1]}, more than {max_pixels} pixels")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_HEADER_BYTES)
+            size = _header_size(head)
+            if size is not None and size[0] * size[1] > max_pixels:
+                raise ImageError(path, f"image is {size[0]}x{size[1]}, more than {max_pixels} pixels")
+            data = np.frombuffer(head + f.read(), dtype=np.uint8)
+    except OSError as e:
+        raise ImageError(path, f"cannot read file ({e.strerror or e})") from e
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:  # decoders assert on some malformed headers instead of returning None
+        raise ImageError(path, f"not a readable image ({str(e).strip().splitlines()[-1]})") from e
     if image is None:
         raise ImageError(path, "not a readable image (corrupt or unsupported format)")
     return to_bgr8(image, str(path))

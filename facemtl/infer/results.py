@@ -15,10 +15,11 @@ import numpy as np
 
 
 def _floats(a: Optional[np.ndarray]) -> Any:
-    """Nested lists of Python floats for JSON (NaN becomes ``None``: JSON has no NaN)."""
+    """Nested lists of Python floats for JSON, to 1e-4 (pixels, degrees, probabilities); NaN
+    becomes ``None``: JSON has no NaN."""
     if a is None:
         return None
-    a = np.asarray(a, dtype=np.float64)
+    a = np.round(np.asarray(a, dtype=np.float64), 4)
     return np.where(np.isfinite(a), a, None).tolist()
 
 
@@ -45,8 +46,9 @@ class Pose:
         return convert(self.matrix, convention)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"yaw": float(self.yaw), "pitch": float(self.pitch), "roll": float(self.roll),
-                "matrix": _floats(self.matrix), "uncertainty": _floats(self.uncertainty)}
+        yaw, pitch, roll = _floats(self.ypr)
+        return {"yaw": yaw, "pitch": pitch, "roll": roll, "matrix": _floats(self.matrix),
+                "uncertainty": _floats(self.uncertainty)}
 
 
 @dataclass
@@ -58,7 +60,7 @@ class Expression:
     names: tuple[str, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "probs": {n: float(p) for n, p in zip(self.names, self.probs)}}
+        return {"label": self.label, "probs": {n: round(float(p), 4) for n, p in zip(self.names, self.probs)}}
 
 
 @dataclass
@@ -76,7 +78,7 @@ class Face:
         """The face record of ``facemtl predict --json``."""
         return {
             "box": _floats(self.box),
-            "score": float(self.score),
+            "score": round(float(self.score), 4),
             "landmarks": _floats(self.landmarks),
             "visibility": _floats(self.visibility),
             "pose": None if self.pose is None else self.pose.to_dict(),

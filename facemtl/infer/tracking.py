@@ -19,12 +19,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from facemtl.data.transforms import landmark_box
+from facemtl.geometry.rotations import euler_to_matrix
+from facemtl.infer.results import Face, Pose
 from facemtl.metrics.detection import iou
+
+if TYPE_CHECKING:
+    from facemtl.infer.analyzer import FaceAnalyzer
 
 
 def _alpha(dt: float, cutoff: np.ndarray) -> np.ndarray:
@@ -175,3 +181,167 @@ class IoUTracker:
             ids[c] = self.next_id
             self.next_id += 1
         return ids
+
+
+@dataclass
+class FilterSettings:
+    """One-Euro parameters (:class:`OneEuroFilter`)."""
+
+    min_cutoff: float
+    beta: float
+    d_cutoff: float = 1.0
+
+
+# Landmarks (and box): MediaPipe's face-landmark smoothing (face_landmark_front_cpu: min_cutoff
+# 0.05, beta 80, derivative cutoff 1), with the speed in face sizes per second as there.
+LANDMARK_FILTER = FilterSettings(min_cutoff=0.05, beta=80.0)
+# Pose in degrees, speed in degrees per second.
+POSE_FILTER = FilterSettings(min_cutoff=0.5, beta=0.3)
+
+
+@dataclass
+class TrackedFace:
+    """A face of one video frame: stable ``id``, the (smoothed) ``face``, and whether the detector
+    found it in this frame (``detected``) or it was followed from the previous frame."""
+
+    id: int
+    face: Face
+    detected: bool
+
+
+@dataclass
+class _Candidate:
+    """A box to analyse in the current frame: a followed face (``id``) or a new detection (``None``)."""
+
+    id: Optional[int]
+    box: np.ndarray
+    score: float
+    detected: bool
+
+
+class _Followed:
+    """What :class:`FaceTracker` keeps per face id."""
+
+    def __init__(self, smooth: bool, landmark_filter: FilterSettings, pose_filter: FilterSettings):
+        self.box: Optional[np.ndarray] = None  # raw landmark box of the last frame: the next crop
+        self.score = 0.0  # last detector score
+        self.unconfirmed = 0  # detector runs in a row that did not find this face
+        self.active = False  # analysed in the last frame
+        self.landmarks = OneEuroFilter(**vars(landmark_filter)) if smooth else None
+        self.box_filter = OneEuroFilter(**vars(landmark_filter)) if smooth else None
+        self.pose = OneEuroFilter(**vars(pose_filter), period=360.0) if smooth else None
+
+
+class FaceTracker:
+    """Analyse the frames of a video with stable face ids, smoothed results and sparse detection.
+
+    Call it once per frame, in order, with the frame's time in seconds:
+    ``tracker(frame, t) -> list[TrackedFace]``.
+
+    The detector (``analyzer.detector``) runs on the first frame, then every ``detect_every``
+    frames, and on any frame where no face is followed or a face was lost in the frame before.
+    Each followed face is analysed in the tight box of its landmarks of the previous frame; on
+    detection frames the detections that overlap no followed face (IoU < ``match_iou``) are added.
+    A followed face is lost when its box gets smaller than ``min_size`` pixels or leaves the
+    image (less than half of it inside), when it overlaps an older face (IoU > ``match_iou``:
+    two boxes on one face), or when ``max_unconfirmed`` detector runs in a row miss it (so a
+    drift onto background ends). Ids come from an :class:`IoUTracker` on the final boxes, so a
+    face lost for up to ``max_missing`` frames gets its id back when it reappears nearby.
+
+    With ``smooth``, landmarks, box and pose of each id go through :class:`OneEuroFilter`
+    (``landmark_filter`` with the speed in face sizes per second, ``pose_filter`` in degrees per
+    second with angle wrap-around); the next crop always uses the raw landmarks (no lag). The
+    score of a followed face is its last detector score.
+    """
+
+    def __init__(self, analyzer: FaceAnalyzer, detect_every: int = 5, smooth: bool = True,
+                 max_unconfirmed: int = 2, max_missing: int = 15, match_iou: float = 0.3,
+                 min_size: float = 8.0, landmark_filter: FilterSettings = LANDMARK_FILTER,
+                 pose_filter: FilterSettings = POSE_FILTER):
+        if detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, not {detect_every}")
+        if analyzer.detector is None:
+            raise ValueError("FaceTracker needs a FaceAnalyzer with a detector")
+        self.analyzer, self.detect_every, self.smooth = analyzer, detect_every, smooth
+        self.max_unconfirmed, self.match_iou, self.min_size = max_unconfirmed, match_iou, min_size
+        self.landmark_filter, self.pose_filter = landmark_filter, pose_filter
+        self.ids = IoUTracker(min_iou=match_iou, max_missing=max_missing)
+        self.faces: dict[int, _Followed] = {}
+        self.since_detection = detect_every  # detect on the first frame
+        self.lost = False
+
+    def __call__(self, frame: np.ndarray, t: float) -> list[TrackedFace]:
+        candidates = [_Candidate(i, f.box, f.score, False) for i, f in self.faces.items() if f.active]
+        followed = {c.id for c in candidates}
+        if self.since_detection >= self.detect_every or not candidates or self.lost:
+            candidates = self._detect(frame, candidates)
+            self.since_detection = 0
+        self.since_detection += 1
+        boxes = np.array([np.r_[c.box, c.score] for c in candidates]).reshape(-1, 5)
+        faces = self.analyzer(frame, boxes=boxes) if len(boxes) else []
+        keep = self._keep(faces, frame.shape[:2])
+        # A followed face that did not make it is lost: detect in the next frame to find it again.
+        self.lost = bool(followed - {candidates[k].id for k in keep})
+        ids = self.ids.update(np.array([faces[k].box for k in keep]).reshape(-1, 4))
+        live = {track.id for track in self.ids.tracks}
+        self.faces = {i: f for i, f in self.faces.items() if i in live}
+        for f in self.faces.values():
+            f.active = False
+        out = []
+        for k, i in zip(keep, ids):
+            face = faces[k]
+            state = self.faces.setdefault(int(i), _Followed(self.smooth, self.landmark_filter, self.pose_filter))
+            state.box, state.score, state.active = face.box.copy(), face.score, True
+            out.append(TrackedFace(int(i), self._smoothed(state, face, t), candidates[k].detected))
+        return out
+
+    def _detect(self, frame: np.ndarray, candidates: list[_Candidate]) -> list[_Candidate]:
+        """The followed faces the detector has not missed too often, plus the new detections."""
+        det_boxes, det_scores = self.analyzer.detector(frame)
+        det_boxes = np.asarray(det_boxes, dtype=np.float64).reshape(-1, 4)
+        det_scores = np.asarray(det_scores, dtype=np.float64).reshape(-1)
+        boxes = np.array([c.box for c in candidates]).reshape(-1, 4)
+        ov = iou(boxes, det_boxes)
+        if ov.size:
+            for r, c in zip(*linear_sum_assignment(-ov)):
+                if ov[r, c] >= self.match_iou:
+                    candidates[r].detected, candidates[r].score = True, float(det_scores[c])
+        kept = []
+        for c in candidates:
+            state = self.faces[c.id]
+            state.unconfirmed = 0 if c.detected else state.unconfirmed + 1
+            if state.unconfirmed <= self.max_unconfirmed:
+                kept.append(c)
+        new = ov.max(axis=0) < self.match_iou if ov.size else np.ones(len(det_boxes), bool)
+        order = np.flatnonzero(new)[np.argsort(-det_scores[new], kind="stable")]
+        return kept + [_Candidate(None, det_boxes[j], float(det_scores[j]), True) for j in order]
+
+    def _keep(self, faces: list[Face], shape: tuple[int, int]) -> list[int]:
+        """Indices of the faces to keep, in order: valid boxes, no two on one face (the first wins)."""
+        h, w = shape
+        kept: list[int] = []
+        for k, face in enumerate(faces):
+            b = face.box
+            if not np.all(np.isfinite(b)) or min(b[2] - b[0], b[3] - b[1]) < self.min_size:
+                continue
+            inside = (min(b[2], w) - max(b[0], 0)) * (min(b[3], h) - max(b[1], 0))
+            if max(inside, 0) < 0.5 * (b[2] - b[0]) * (b[3] - b[1]):
+                continue
+            if kept and iou(b[None], np.array([faces[j].box for j in kept])).max() > self.match_iou:
+                continue
+            kept.append(k)
+        return kept
+
+    def _smoothed(self, state: _Followed, face: Face, t: float) -> Face:
+        """``face`` with its landmarks, box and pose through the id's One-Euro filters."""
+        if not self.smooth:
+            return face
+        size = max(float(np.mean(face.box[2:] - face.box[:2])), 1.0)  # face size for the speed
+        landmarks = None if face.landmarks is None else state.landmarks(face.landmarks, t, scale=size)
+        box = landmark_box(landmarks) if landmarks is not None else state.box_filter(face.box, t, scale=size)
+        pose = face.pose
+        if pose is not None:
+            ypr = state.pose(pose.ypr, t)
+            pose = Pose(matrix=euler_to_matrix(ypr), yaw=float(ypr[0]), pitch=float(ypr[1]), roll=float(ypr[2]),
+                        uncertainty=pose.uncertainty)
+        return replace(face, box=box, landmarks=landmarks, pose=pose)

@@ -1,0 +1,252 @@
+"""``facemtl predict PATH...``: every face of every image, as JSON, CSV and annotated images.
+
+PATH may be files, folders (their image files, not recursive) or quoted globs. A bad input
+(missing, empty, corrupt, non-image or oversized file, invalid box) becomes a record with an
+``error`` message; the batch goes on and failures are listed at the end (exit status 1).
+Output files are written whole at the end through a temporary file and a rename, so an
+existing file is only ever replaced by a complete one. With no output option the JSON goes
+to stdout.
+
+JSON: a list of ``{"image", "width", "height", "faces": [Face.to_dict()], "error"}``.
+CSV: one row per face (an image without faces has no row; a failed image has one row with
+its ``error``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif",
+                  ".pbm", ".pgm", ".ppm", ".pnm", ".jp2"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders or quoted globs")
+    parser.add_argument("--out-dir", type=Path, help="write annotated images (box, landmarks, pose axes, labels) here")
+    parser.add_argument("--json", type=Path, help="write the records as JSON to this file")
+    parser.add_argument("--csv", type=Path, help="write one row per face to this CSV file")
+    parser.add_argument("--boxes", type=Path,
+                        help="JSON {image file name: [[x1, y1, x2, y2], ...]}: use these boxes instead of "
+                             "detecting (images not listed are detected as usual)")
+    parser.add_argument("--detector", default="opencv", help="face detector: opencv (default), dlib, mediapipe")
+    parser.add_argument("--model", type=Path, help="ONNX model (default: the shipped model)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+
+
+def expand_inputs(paths: list[str]) -> list[tuple[str, Optional[str]]]:
+    """``(path, error)`` per input image in order, without duplicates: folders and globs give
+    their image files; a missing path, an empty folder or a glob without match gives an error."""
+    items: list[tuple[str, Optional[str]]] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            files = sorted(str(f) for f in path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            items += [(f, None) for f in files] if files else [(p, "folder has no image files")]
+        elif path.is_file():
+            items.append((p, None))
+        elif glob.has_magic(p):
+            files = sorted(f for f in glob.glob(p, recursive=True)
+                           if Path(f).is_file() and Path(f).suffix.lower() in IMAGE_SUFFIXES)
+            items += [(f, None) for f in files] if files else [(p, "no image file matches this pattern")]
+        else:
+            items.append((p, "file not found"))
+    seen: set[str] = set()
+    unique = []
+    for path, error in items:
+        key = os.path.abspath(path)
+        if key not in seen:
+            seen.add(key)
+            unique.append((path, error))
+    return unique
+
+
+def read_boxes(path: Path) -> dict[str, list[list[float]]]:
+    """The ``--boxes`` file: ``{image file name: [[x1, y1, x2, y2], ...]}``; ValueError naming the file."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: cannot read the boxes file ({e})") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object {{image file name: [[x1, y1, x2, y2], ...]}}")
+    for name, boxes in data.items():
+        if not (isinstance(boxes, list) and all(
+                isinstance(b, list) and len(b) in (4, 5) and all(isinstance(v, (int, float)) for v in b)
+                for b in boxes)):
+            raise ValueError(f"{path}: entry {name!r} is not a list of [x1, y1, x2, y2] boxes")
+    return data
+
+
+def dumps(records: list[dict[str, Any]]) -> str:
+    """The JSON list with one image record per line."""
+    return "[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]\n"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def draw_faces(image, faces) -> Any:
+    """Draw each face's box (with expression and score), landmarks (red where the model thinks
+    they are hidden) and pose axes on a copy of ``image``."""
+    import numpy as np
+
+    from facemtl.geometry.draw import draw_axes, draw_box, draw_landmarks
+
+    canvas = image.copy()
+    for face in faces:
+        side = float(max(face.box[2] - face.box[0], face.box[3] - face.box[1]))
+        thickness = max(1, round(side / 150))  # sized by the face, not the image
+        label = f"{face.score:.2f}"
+        if face.expression is not None:
+            label = f"{face.expression.label} {label}"
+        if face.pose is not None:
+            label += f" y{face.pose.yaw:+.0f} p{face.pose.pitch:+.0f} r{face.pose.roll:+.0f}"
+        draw_box(canvas, face.box, label=label, thickness=thickness)
+        if face.landmarks is not None:
+            visible = None if face.visibility is None else (face.visibility >= 0.5).astype(np.float64)
+            draw_landmarks(canvas, face.landmarks, visible, radius=max(1.0, side / 80))
+        if face.pose is not None:
+            centre = face.landmarks[30] if face.landmarks is not None else (face.box[:2] + face.box[2:]) / 2
+            draw_axes(canvas, face.pose.matrix, centre, side / 2, thickness=thickness)
+    return canvas
+
+
+def csv_rows(records: list[dict[str, Any]], expressions: tuple[str, ...]) -> list[list[Any]]:
+    """Header and rows of the CSV: one row per face, one row per failed image."""
+    header = (["image", "face", "x1", "y1", "x2", "y2", "score", "yaw", "pitch", "roll",
+               "yaw_std", "pitch_std", "roll_std", "expression"] + [f"p_{n}" for n in expressions]
+              + [f"x_{i}" for i in range(68)] + [f"y_{i}" for i in range(68)] + [f"v_{i}" for i in range(68)]
+              + ["error"])
+    rows: list[list[Any]] = [header]
+    blank = [""] * (len(header) - 2)
+    for r in records:
+        if r["error"] is not None:
+            rows.append([r["image"]] + blank + [r["error"]])
+        for k, f in enumerate(r["faces"]):
+            pose, expr = f["pose"], f["expression"]
+            lm = f["landmarks"]
+            row = [r["image"], k] + f["box"] + [f["score"]]
+            row += [pose[a] for a in ("yaw", "pitch", "roll")] if pose else [""] * 3
+            row += (pose["uncertainty"] if pose and pose["uncertainty"] else [""] * 3)
+            row += [expr["label"]] + [expr["probs"].get(n, "") for n in expressions] if expr else [""] * (
+                1 + len(expressions))
+            row += [p[0] for p in lm] + [p[1] for p in lm] if lm else [""] * 136
+            row += f["visibility"] if f["visibility"] else [""] * 68
+            rows.append(row + [""])
+    return [["" if v is None else v for v in row] for row in rows]
+
+
+class _Progress:
+    """``predict 12/340 name.jpg`` on one stderr line, only when stderr is a terminal."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.enabled = total > 1 and sys.stderr.isatty()
+
+    def update(self, done: int, name: str) -> None:
+        if self.enabled:
+            sys.stderr.write(f"\r\033[Kpredict {done}/{self.total} {Path(name).name}"[:200])
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def _annotated_path(out_dir: Path, source: str, used: set[Path]) -> Path:
+    """``out_dir/<name>``; ``<stem>-1<suffix>``... when that would overwrite the input or an
+    image already written in this run. Formats OpenCV cannot write become ``.jpg``."""
+    src = Path(source)
+    suffix = src.suffix.lower() if src.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff",
+                                                          ".webp"} else ".jpg"
+    candidate, k = out_dir / (src.stem + suffix), 0
+    while candidate.resolve() in used or candidate.resolve() == src.resolve():
+        k += 1
+        candidate = out_dir / f"{src.stem}-{k}{suffix}"
+    used.add(candidate.resolve())
+    return candidate
+
+
+def run(args: argparse.Namespace) -> int:
+    import cv2
+
+    from facemtl.infer.analyzer import FaceAnalyzer, ModelError
+    from facemtl.io import ImageError, read_image
+
+    # Decoder errors are reported per file below; OpenCV's own log lines would only repeat them.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        given = read_boxes(args.boxes) if args.boxes else {}
+        analyzer = FaceAnalyzer(args.model, detector=args.detector, threads=args.threads)
+    except (ModelError, ValueError) as e:
+        print(f"facemtl predict: {e}", file=sys.stderr)
+        return 2
+    items = expand_inputs(args.paths)
+    records: list[dict[str, Any]] = []
+    used: set[Path] = set()
+    progress = _Progress(len(items))
+    for done, (path, error) in enumerate(items, 1):
+        progress.update(done, path)
+        record: dict[str, Any] = {"image": path, "width": None, "height": None, "faces": [], "error": error}
+        records.append(record)
+        if error is not None:
+            continue
+        try:
+            image = read_image(path)
+            record["height"], record["width"] = image.shape[:2]
+            boxes = given.get(path, given.get(Path(path).name))
+            faces = analyzer(image, boxes=boxes)  # [] in the boxes file: no face, no detection
+            record["faces"] = [f.to_dict() for f in faces]
+            if args.out_dir:
+                out = _annotated_path(args.out_dir, path, used)
+                ok, buf = cv2.imencode(out.suffix, draw_faces(image, faces))
+                if not ok:
+                    raise OSError(f"cannot encode {out}")
+                write_atomic(out, buf.tobytes())
+        except ImageError as e:
+            record["error"] = e.problem
+        except Exception as e:  # one bad file must not stop the batch: report it in its record
+            record["error"] = f"{type(e).__name__}: {e}"
+    progress.close()
+    try:
+        if args.json:
+            write_atomic(args.json, dumps(records).encode())
+        if args.csv:
+            import csv
+            import io
+
+            text = io.StringIO()
+            csv.writer(text).writerows(csv_rows(records, analyzer.expressions))
+            write_atomic(args.csv, text.getvalue().encode())
+    except OSError as e:
+        print(f"facemtl predict: cannot write output: {e}", file=sys.stderr)
+        return 2
+    if not (args.json or args.csv or args.out_dir):
+        sys.stdout.write(dumps(records))
+    failed = [r for r in records if r["error"] is not None]
+    n_faces = sum(len(r["faces"]) for r in records)
+    print(f"facemtl predict: {len(records)} images, {n_faces} faces, {len(failed)} failed", file=sys.stderr)
+    for r in failed:
+        print(f"  {r['image']}: {r['error']}", file=sys.stderr)
+    return 1 if failed else 0
