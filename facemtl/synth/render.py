@@ -956,7 +956,11 @@ def augment(rng: np.random.Generator, image: np.ndarray, config: SynthConfig) ->
         image = cv2.GaussianBlur(image, (0, 0), rng.uniform(*config.blur_sigma))
     sd = rng.uniform(*config.noise_sd)
     if sd > 0:
-        image = image + rng.standard_normal(image.shape).astype(np.float32) * sd
+        # OpenCV's generator (seeded from ours) is 4x faster than numpy's normals.
+        cv2.setRNGSeed(int(rng.integers(1 << 31)))
+        noise = np.empty(image.shape, np.float32)
+        cv2.randn(noise, 0.0, float(sd))
+        image = image + noise
     out = np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8)
     if rng.random() < config.p_grey:
         out = np.repeat(cv2.cvtColor(out, cv2.COLOR_BGR2GRAY)[..., None], 3, 2)
@@ -1015,6 +1019,14 @@ def _draw(heads: list[Head], light: Light, K: np.ndarray, size: int, ss: int) ->
     return colour, coverage, frags.depth
 
 
+def _soften_edges(image: np.ndarray, coverage: np.ndarray) -> np.ndarray:
+    """Cheap anti-aliasing: on the pixels along the silhouette, average with a 3x3 box blur."""
+    mask = (coverage > 0.5).astype(np.uint8)
+    edge = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(bool)
+    image[edge] = 0.5 * image[edge] + 0.5 * cv2.blur(image, (3, 3))[edge]
+    return image
+
+
 def _labels(assets: Assets, head: Head, K: np.ndarray, depth: np.ndarray, ss: int, occluded: Optional[np.ndarray],
             size: int, tolerance_mm: float) -> FaceLabels:
     pts = head.label_points
@@ -1041,7 +1053,7 @@ def _labels(assets: Assets, head: Head, K: np.ndarray, depth: np.ndarray, ss: in
     )
 
 
-def _place(rng: np.random.Generator, assets: Assets, person: Person, expression: np.ndarray, pose: np.ndarray,
+def _place(assets: Assets, person: Person, expression: np.ndarray, pose: np.ndarray,
            f: float, centre_px: np.ndarray, distance: float, K: np.ndarray) -> np.ndarray:
     """Translation putting the landmark centroid at pixel ``centre_px`` at depth ``distance``."""
     c = assets.landmarks(person.shape, expression).mean(0)
@@ -1068,7 +1080,7 @@ def render_sample(rng: np.random.Generator, config: SynthConfig = SynthConfig())
     c = (size - 1) / 2
     K = np.array([[f, 0, c], [0, f, c], [0, 0, 1.0]])
     centre = c + rng.uniform(-1, 1, 2) * config.center_jitter * size
-    t = _place(rng, assets, person, expression, pose, f, centre, distance, K)
+    t = _place(assets, person, expression, pose, f, centre, distance, K)
     lod = assets.lod(_lod_cell(distance / (f * ss)))
     texture, person = _photo_texture(rng, config, assets, person)
     head = build_head(assets, lod, person, expression, pose, t, rng, torso=rng.random() < config.p_torso,
@@ -1077,6 +1089,8 @@ def render_sample(rng: np.random.Generator, config: SynthConfig = SynthConfig())
     colour, coverage, depth = _draw([head], light, K, size, ss)
     background = sample_background(rng, assets, size, config.p_photo_background)
     image = colour + (1 - coverage[..., None]) * background
+    if ss == 1:
+        image = _soften_edges(image, coverage)
     occluded = None
     lm2d = project(head.label_points[:68], K)
     if rng.random() < config.p_occluder:
@@ -1110,7 +1124,7 @@ def render_scene(rng: np.random.Generator, config: SynthConfig = SynthConfig()) 
         lm_width = np.ptp(assets.landmarks(person.shape, expression)[:, 0])
         distance = f * lm_width / width_px
         centre = np.array([(k + rng.uniform(0.2, 0.8)) * size / n, rng.uniform(0.2, 0.8) * size])
-        t = _place(rng, assets, person, expression, pose, f, centre, distance, K)
+        t = _place(assets, person, expression, pose, f, centre, distance, K)
         lod = assets.lod(_lod_cell(distance / (f * ss)))
         texture, person = _photo_texture(rng, config, assets, person)
         heads.append(build_head(assets, lod, person, expression, pose, t, rng, torso=rng.random() < config.p_torso,
@@ -1118,6 +1132,8 @@ def render_scene(rng: np.random.Generator, config: SynthConfig = SynthConfig()) 
     light = sample_light(rng)
     colour, coverage, depth = _draw(heads, light, K, size, ss)
     image = colour + (1 - coverage[..., None]) * sample_background(rng, assets, size, config.p_photo_background)
+    if ss == 1:
+        image = _soften_edges(image, coverage)
     labels = [_labels(assets, h, K, depth, ss, None, size, tolerance_mm=max(3.0, 2 * h.translation[2] / f)) for h in heads]
     return augment(rng, image, replace(config, p_low_res=0.0)), labels
 
