@@ -117,17 +117,18 @@ class FaceAnalyzer:
             all_boxes.append(b)
             all_scores.append(s)
             owner.extend([i] * len(b))
-        crop_boxes = np.concatenate(all_boxes) if all_boxes else np.zeros((0, 4))
-        scores = np.concatenate(all_scores) if all_scores else np.zeros(0)
+        result: list[list[Face]] = [[] for _ in arrays]
+        if not owner:
+            return result
+        crop_boxes, scores = np.concatenate(all_boxes), np.concatenate(all_scores)
         out, matrices = self._run(arrays, owner, crop_boxes)
-        if self.refine and "landmarks" in out and len(crop_boxes):
+        if self.refine and "landmarks" in out:
             refined = landmark_box(self._landmarks(out["landmarks"], matrices))
             w, h = refined[:, 2] - refined[:, 0], refined[:, 3] - refined[:, 1]
             ok = np.all(np.isfinite(refined), axis=1) & (w >= 1) & (h >= 1)
             crop_boxes = np.where(ok[:, None], refined, crop_boxes)
             out, matrices = self._run(arrays, owner, crop_boxes)
         faces = self._decode(out, matrices, crop_boxes, scores)
-        result: list[list[Face]] = [[] for _ in arrays]
         for i, face in zip(owner, faces):
             result[i].append(face)
         return result
@@ -165,15 +166,14 @@ class FaceAnalyzer:
         for k, (i, box) in enumerate(zip(owner, boxes)):
             crops[k], matrices[k] = crop_face(images[i], box, self.crop_scale, size)
         parts: dict[str, list[np.ndarray]] = {name: [] for name in self.outputs}
-        for start in range(0, n, self.max_batch):
+        for start in range(0, n, self.max_batch):  # n >= 1
             chunk = crops[start:start + self.max_batch].transpose(0, 3, 1, 2).astype(np.float32)
             m = len(chunk)
             if self.fixed_batch is not None and m < self.fixed_batch:
                 chunk = np.concatenate([chunk, np.zeros((self.fixed_batch - m,) + chunk.shape[1:], np.float32)])
             for name, value in zip(self.outputs, self.session.run(self.outputs, {"image": chunk})):
                 parts[name].append(np.asarray(value)[:m])
-        out = {name: (np.concatenate(v) if v else np.zeros((0,))) for name, v in parts.items()}
-        return out, matrices
+        return {name: np.concatenate(v) for name, v in parts.items()}, matrices
 
     def _landmarks(self, normalised: np.ndarray, matrices: np.ndarray) -> np.ndarray:
         """Normalised crop coordinates (N, 68, 2) -> image pixels through the crop matrices."""
@@ -183,7 +183,7 @@ class FaceAnalyzer:
     def _decode(self, out: dict[str, np.ndarray], matrices: np.ndarray, boxes: np.ndarray,
                 scores: np.ndarray) -> list[Face]:
         n = len(boxes)
-        landmarks = self._landmarks(out["landmarks"], matrices) if "landmarks" in out and n else None
+        landmarks = self._landmarks(out["landmarks"], matrices) if "landmarks" in out else None
         rotation = out["rotation"].astype(np.float64) if "rotation" in out else None
         ypr = out["pose"].astype(np.float64) if "pose" in out else None
         if rotation is None and ypr is not None:

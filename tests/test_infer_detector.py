@@ -1,0 +1,99 @@
+"""Face detectors: NMS and box mapping by hand, the registry, and the cascades on real photos."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from facemtl.infer.detector import (
+    BOX_TO_LANDMARKS,
+    CascadeDetector,
+    adjust_boxes,
+    available_detectors,
+    create_detector,
+    nms,
+)
+from facemtl.metrics.detection import iou
+
+MULTI_FACE = {"couple.jpg": 2, "selfie-many-people.jpg": 3}
+
+
+def test_nms_by_hand():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [22, 22, 26, 26], [40, 0, 50, 10.0]])
+    scores = np.array([0.5, 0.9, 0.8, 0.95, 0.1])
+    # 3 (0.95) first; 2 contains it entirely (containment 1) -> dropped; 1 keeps, 0 overlaps 1
+    # with IoU 81/119 = 0.68 -> dropped; 4 is alone.
+    assert nms(boxes, scores).tolist() == [3, 1, 4]
+    assert nms(boxes, scores, iou_threshold=0.7, containment=1.01).tolist() == [3, 1, 2, 0, 4]
+    assert nms(np.zeros((0, 4)), np.zeros(0)).tolist() == []
+
+
+def test_adjust_boxes_by_hand():
+    box = np.array([[10.0, 20.0, 110.0, 220.0]])  # w 100, h 200, centre (60, 120)
+    # Centre moves by (0.1 w, -0.05 h) = (10, -10); size becomes (50, 300).
+    np.testing.assert_allclose(adjust_boxes(box, (0.1, -0.05, 0.5, 1.5)), [[45, -40, 95, 260]])
+    np.testing.assert_allclose(adjust_boxes(box, (0, 0, 1, 1)), box)
+
+
+def test_registry():
+    assert available_detectors()[0] == "opencv"
+    assert isinstance(create_detector("opencv", min_face=0.2), CascadeDetector)
+    with pytest.raises(ValueError, match="unknown detector 'yolo'; known: opencv, dlib, mediapipe"):
+        create_detector("yolo")
+    with pytest.raises(ValueError, match="profile must be"):
+        CascadeDetector(profile="sometimes")
+    with pytest.raises(ValueError, match="min_face"):
+        CascadeDetector(min_face=0)
+    for name in ("dlib", "mediapipe"):
+        if name not in available_detectors():
+            with pytest.raises(ValueError, match=f"needs the '{name}' package"):
+                create_detector(name)
+
+
+def test_nothing_in_a_blank_image():
+    boxes, scores = CascadeDetector()(np.full((480, 640, 3), 127, np.uint8))
+    assert boxes.shape == (0, 4) and scores.shape == (0,)
+
+
+def _photos(shared):
+    return sorted(p for p in (shared / "data" / "photos").glob("*.jpg"))
+
+
+def test_cascades_on_real_photos(shared):
+    det = CascadeDetector()
+    missed = []
+    for path in _photos(shared):
+        image = cv2.imread(str(path))
+        boxes, scores = det(image)
+        assert boxes.shape == (len(scores), 4) and np.all(np.diff(scores) <= 0) and np.all((scores > 0) & (scores < 1))
+        assert np.all(boxes[:, 2] > boxes[:, 0]) and np.all(boxes[:, 3] > boxes[:, 1])
+        if len(boxes) < MULTI_FACE.get(path.name, 1):
+            missed.append((path.name, len(boxes)))
+    assert missed == []
+
+
+def test_boxes_match_landmark_boxes(shared):
+    """On dlib's annotated photos (the calibration data, not the evaluation set), calibrated
+    frontal boxes overlap the tight 68-landmark boxes well."""
+    from facemtl.data.dlib_xml import read_dlib_xml
+
+    samples = read_dlib_xml(shared / "data" / "format-samples" / "dlib-faces" / "training_with_face_landmarks.xml")
+    det = CascadeDetector(min_face=0.05)
+    best = []
+    for path in sorted({s.image_path for s in samples}):
+        gts = np.array([np.r_[s.landmarks.min(0), s.landmarks.max(0)] for s in samples if s.image_path == path])
+        boxes, _ = det(cv2.imread(path))
+        if len(boxes):
+            best += list(iou(boxes, gts).max(axis=0))
+    assert len(best) == len(samples)
+    assert np.median(best) > 0.6
+    # The frontal calibration shrinks the cascade box (it covers forehead and more).
+    assert BOX_TO_LANDMARKS["frontal"][2] < 1 and BOX_TO_LANDMARKS["frontal"][3] < 1
+
+
+def test_dlib_detector_when_installed(shared):
+    if "dlib" not in available_detectors():
+        pytest.skip("dlib is not installed")
+    boxes, scores = create_detector("dlib")(cv2.imread(str(shared / "data" / "photos" / "couple.jpg")))
+    assert len(boxes) == 2 and np.all(np.diff(scores) <= 0)
