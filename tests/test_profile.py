@@ -12,7 +12,7 @@ from facemtl.io import read_image
 from facemtl.synth.facemodel import FaceModel
 from facemtl.synth.fit import fit_landmarks
 from facemtl.synth.labels import project
-from facemtl.synth.profile import profile_photo
+from facemtl.synth.profile import profile_lfw, profile_photo
 from facemtl.synth.texture import lfw_pool, photo_texture, remove_overlay
 
 ASSET = Path(__file__).resolve().parents[1] / "facemtl" / "assets" / "lfw_landmarks.npz"
@@ -28,17 +28,17 @@ def photo(shared: Path):
     # A near-frontal photo of the texture pool.
     for rel in lfw_pool()[:20]:
         i = int(np.flatnonzero(d["path"] == rel)[0])
-        image = read_image(shared / "data" / "lfw" / rel)
+        image = remove_overlay(read_image(shared / "data" / "lfw" / rel))
         fit = fit_landmarks(d["landmarks"][i].astype(np.float64), (250, 250), model)
         if abs(fit.pose[0]) < 10 and fit.reprojection_error < 2.5:
-            return model, image, fit, photo_texture(remove_overlay(image), fit, model)
+            return model, image, fit, photo_texture(image, fit, model)
     pytest.skip("no near-frontal photo among the first 20 of the pool")
 
 
 def test_zero_turn_reproduces_the_photo(photo):
     model, image, fit, tex = photo
     out, labels = profile_photo(image, fit, 0.0, model, tex)
-    clean = remove_overlay(image).astype(float)
+    clean = image.astype(float)
     assert out.shape == image.shape and out.dtype == np.uint8
     assert np.abs(out - clean).mean() < 6  # the face is redrawn from its texture, the rest is the photo
     np.testing.assert_allclose(labels.pose, fit.pose, atol=1e-9)
@@ -65,7 +65,25 @@ def test_turned_head_labels(photo):
         near_eye = slice(36, 42) if delta < 0 else slice(42, 48)
         assert labels.visibility[far].sum() <= 2 and labels.visibility[near_eye].all()
         # The image border stays put; the head region changes.
-        clean = remove_overlay(image).astype(float)
+        clean = image.astype(float)
         assert np.abs(out[[0, -1]] - clean[[0, -1]]).mean() < 3
         x1, y1, x2, y2 = labels.box.astype(int)
         assert np.abs(out[y1:y2, x1:x2] - clean[y1:y2, x1:x2]).mean() > 10
+
+
+def test_pitch_turn_and_lfw_entry_point(photo, shared, tmp_path):
+    model, image, fit, tex = photo
+    before = fit.project(model.landmarks_3d(fit.identity, fit.expression))
+    _, labels = profile_photo(image, fit, 0.0, model, tex, delta_pitch=15.0)
+    np.testing.assert_allclose(labels.pose, fit.pose + [0, 15, 0], atol=1e-9)
+
+    # Positive pitch lifts the nose tip (30) toward the eyes (smaller y gap).
+    def gap(lm):
+        return lm[30, 1] - lm[36:48, 1].mean()
+
+    assert gap(labels.landmarks) < gap(before) - 2
+    rel = lfw_pool()[0]
+    out, labels = profile_lfw(shared / "data" / "lfw", rel, 30.0, cache_dir=tmp_path)
+    d = np.load(ASSET)
+    assert labels.identity == -1 - int(np.flatnonzero(d["path"] == rel)[0]) and out.shape == (250, 250, 3)
+    assert labels.meta["source"] == rel

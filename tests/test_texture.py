@@ -92,5 +92,7 @@ def test_lfw_texture_is_cached_and_round_trips(shared, model, tmp_path):
     np.testing.assert_array_equal(again.texture, tex.texture)
     np.testing.assert_allclose(again.pose, tex.pose, atol=1e-4)
     assert again.source == rel and tex.reprojection_error < 4
-    assert isinstance(PhotoTexture.load(files[0]), PhotoTexture)
+    loaded = PhotoTexture.load(files[0])
+    np.testing.assert_allclose(loaded.fit.rotation, tex.fit.rotation, atol=1e-12)
+    np.testing.assert_allclose(loaded.fit.project(np.zeros((1, 3))), tex.fit.project(np.zeros((1, 3))), atol=1e-9)
     assert 0 <= tex.as_float().min() and tex.as_float().max() <= 1

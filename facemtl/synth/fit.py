@@ -29,6 +29,7 @@ from facemtl.synth.facemodel import FaceModel
 
 # Per-landmark weights: contour 0.5 (its annotation slides along the cheek), the rest 1.
 CONTOUR_WEIGHT = 0.5
+TOL = 1e-5
 SLIDING = np.r_[0:6, 11:17]
 # Expression blendshapes used in the fit: those that move the 68 landmarks (not the gaze).
 FIT_EXPRESSIONS_EXCLUDE = ("eyeLook",)
@@ -280,7 +281,7 @@ def _levenberg_marquardt(residuals, jacobian, x, lower, upper, iterations: int =
             lam *= 4
         if cost_new >= cost:
             break
-        converged = cost - cost_new < 1e-7 * cost
+        converged = cost - cost_new < TOL * cost
         x, r, cost, lam = x_new, r_new, cost_new, max(lam / 3, 1e-7)
         if converged:
             break

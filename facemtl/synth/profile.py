@@ -23,6 +23,7 @@ projected, with self-occlusion visibility.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import cv2
@@ -33,7 +34,7 @@ from facemtl.synth import raster
 from facemtl.synth.facemodel import PARTS, FaceModel
 from facemtl.synth.fit import FitResult
 from facemtl.synth.labels import FaceLabels, box_of, expression_class, landmark_visibility
-from facemtl.synth.texture import PhotoTexture, photo_texture, push_pull_fill, remove_overlay
+from facemtl.synth.texture import PhotoTexture, lfw_photo, lfw_texture, photo_texture, push_pull_fill
 
 # Grid points within NEAR face widths of the head turn fully; the weight then fades to 0 over
 # FADE face widths, and over BORDER x the image size toward the image border (which stays put).
@@ -53,21 +54,24 @@ def profile_photo(
     texture: Optional[PhotoTexture] = None,
     step: int = 2,
     identity: int = -1,
+    delta_pitch: float = 0.0,
 ) -> tuple[np.ndarray, FaceLabels]:
     """The photo with the head turned by ``delta_yaw`` degrees, and the labels of the new face.
+
+    ``delta_pitch`` also tilts it (positive = looking further up); keep it small (the photo
+    holds nothing of the underside of the chin or the crown).
 
     ``image`` BGR uint8 (H, W, 3), ``fit`` its landmark fit; ``texture`` the photo's
     :class:`PhotoTexture` (computed when not given; pass a cached one for speed). Returns the
     image (H, W, 3) uint8 and :class:`facemtl.synth.labels.FaceLabels` (camera = the fit's).
     """
     model = model or FaceModel.load()
-    image = remove_overlay(image)
     if texture is None:
         texture = photo_texture(image, fit, model)
     h, w = image.shape[:2]
     K = fit.camera_matrix()
     t = np.asarray(fit.translation, dtype=np.float64)
-    pose = fit.pose + np.array([delta_yaw, 0.0, 0.0])
+    pose = fit.pose + np.array([delta_yaw, delta_pitch, 0.0])
     R_new = euler_to_matrix(pose)
     turn = R_new @ fit.rotation.T  # camera-frame rotation about the head origin t
 
@@ -140,10 +144,28 @@ def profile_photo(
         expr_weights=np.asarray(fit.expression, dtype=np.float64),
         expr_class=int(expression_class(np.asarray(fit.expression), model.expr_names)),
         identity=identity,
-        meta={"source": texture.source, "delta_yaw": float(delta_yaw), "fit_pose": fit.pose},
+        meta={"source": texture.source, "delta": (float(delta_yaw), float(delta_pitch)), "fit_pose": fit.pose},
     )
     return out, labels
 
 
 def _project(xc: np.ndarray, K: np.ndarray) -> np.ndarray:
     return xc[:, :2] / xc[:, 2:3] * K[[0, 1], [0, 1]] + K[:2, 2]
+
+
+def profile_lfw(
+    lfw_dir: str | Path,
+    rel_path: str,
+    delta_yaw: float,
+    delta_pitch: float = 0.0,
+    size: int = 256,
+    cache_dir: Optional[str | Path] = None,
+) -> tuple[np.ndarray, FaceLabels]:
+    """:func:`profile_photo` of one LFW photo, with its cached fit and texture.
+
+    The label's ``identity`` is ``-1 - k`` for the photo's row ``k`` of the landmark asset
+    (negative: real people, apart from the synthetic identities).
+    """
+    image, _, k = lfw_photo(lfw_dir, rel_path)
+    tex = lfw_texture(lfw_dir, rel_path, size, cache_dir)
+    return profile_photo(image, tex.fit, delta_yaw, texture=tex, identity=-1 - k, delta_pitch=delta_pitch)

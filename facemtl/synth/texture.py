@@ -13,11 +13,14 @@ default colours scaled to the photo's brightness. Lighting stays baked in, as in
 small ``.npz``. :func:`random_texture` serves the synthetic engine from a pool of LFW photos
 (landmarks from ``facemtl/assets/lfw_landmarks.npz``), computing each texture once and
 caching it in memory and on disk (``FACEMTL_TEXTURE_CACHE``, default
-``~/.cache/facemtl/textures``). Textures are never committed.
+``~/.cache/facemtl/textures``). Textures are never committed. The LFW copy in
+``../shared/data/lfw`` has a green box and dots drawn into every photo: :func:`lfw_photo`
+removes them (:func:`remove_overlay`) before anything samples the photo.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -58,46 +61,55 @@ class PhotoTexture:
     """A UV atlas texture (A, A, 3) BGR uint8 from one photo, with the fit it came from.
 
     ``seen`` (A, A) uint8: 1 where the texel was sampled from the photo, 2 where it came from
-    its mirror texel, 0 where it was filled. ``identity`` / ``expression`` / ``pose`` are the
-    fit's (so the head can be rendered with the photo's own shape); ``source`` names the photo.
+    its mirror texel, 0 where it was filled. ``fit`` is the photo's landmark fit (so the head
+    can be rendered with the photo's own shape, or the photo profiled); ``source`` names it.
     """
 
     texture: np.ndarray
     seen: np.ndarray
-    identity: np.ndarray
-    expression: np.ndarray
-    pose: np.ndarray
-    reprojection_error: float
+    fit: FitResult
     source: str = ""
+
+    @property
+    def identity(self) -> np.ndarray:
+        return self.fit.identity
+
+    @property
+    def expression(self) -> np.ndarray:
+        return self.fit.expression
+
+    @property
+    def pose(self) -> np.ndarray:
+        return self.fit.pose
+
+    @property
+    def reprojection_error(self) -> float:
+        return self.fit.reprojection_error
 
     def as_float(self) -> np.ndarray:
         """The atlas as float32 BGR in [0, 1] (what :func:`facemtl.synth.raster.shade` takes)."""
         return self.texture.astype(np.float32) / 255.0
 
     def save(self, path: str | Path) -> None:
+        f = self.fit
         np.savez_compressed(
             path,
             texture=self.texture,
             seen=self.seen,
-            identity=self.identity.astype(np.float32),
-            expression=self.expression.astype(np.float32),
-            pose=self.pose.astype(np.float32),
-            reprojection_error=np.float32(self.reprojection_error),
             source=np.array(self.source),
+            **{f"fit_{k}": np.asarray(getattr(f, k)) for k in _FIT_FIELDS},
         )
 
     @classmethod
     def load(cls, path: str | Path) -> "PhotoTexture":
         with np.load(path) as d:
-            return cls(
-                texture=d["texture"],
-                seen=d["seen"],
-                identity=d["identity"],
-                expression=d["expression"],
-                pose=d["pose"],
-                reprojection_error=float(d["reprojection_error"]),
-                source=str(d["source"]),
-            )
+            fields = {k: d[f"fit_{k}"] for k in _FIT_FIELDS}
+            fields["focal"] = float(fields["focal"])
+            fields["image_size"] = tuple(int(v) for v in fields["image_size"])
+            return cls(texture=d["texture"], seen=d["seen"], fit=FitResult(**fields), source=str(d["source"]))
+
+
+_FIT_FIELDS = ("rotation", "translation", "focal", "center", "identity", "expression", "landmark_vertex", "errors", "image_size")
 
 
 def photo_texture(
@@ -114,7 +126,6 @@ def photo_texture(
     view = -cam / np.linalg.norm(cam, axis=1, keepdims=True)
     facing = np.sum(normals * view, axis=1)
     head_part = model.part_mask("head_neck")[rm.vertex_index]
-    image = remove_overlay(image)
 
     # The photo's z-buffer of the fitted head.
     zbuf = raster.rasterize(np.c_[pix, cam[:, 2]], rm.triangles, h, w, cull=True).depth
@@ -161,15 +172,7 @@ def photo_texture(
             seen[v0:v1, u0:u1] = 0
         else:
             cell_tex[:] = push_pull_fill(cell_tex, cell_seen, base=default)
-    return PhotoTexture(
-        texture=np.clip(tex + 0.5, 0, 255).astype(np.uint8),
-        seen=seen,
-        identity=np.asarray(fit.identity, np.float32),
-        expression=np.asarray(fit.expression, np.float32),
-        pose=np.asarray(fit.pose, np.float32),
-        reprojection_error=fit.reprojection_error,
-        source=source,
-    )
+    return PhotoTexture(texture=np.clip(tex + 0.5, 0, 255).astype(np.uint8), seen=seen, fit=fit, source=source)
 
 
 def remove_overlay(image: np.ndarray) -> np.ndarray:
@@ -242,23 +245,33 @@ def lfw_pool(size: int = POOL_SIZE) -> list[str]:
     return [str(labels["path"][i]) for i in sorted(pick)]
 
 
-def lfw_texture(
-    lfw_dir: str | Path, rel_path: str, size: int = 256, cache_dir: Optional[str | Path] = None
-) -> PhotoTexture:
-    """The photo texture of one LFW photo (its dlib landmarks from the asset), disk-cached."""
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cached = cache / f"{size}" / (rel_path.replace("/", "__").rsplit(".", 1)[0] + ".npz")
-    if cached.is_file():
-        return PhotoTexture.load(cached)
+def lfw_photo(lfw_dir: str | Path, rel_path: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """An LFW photo with its drawn overlay removed, its 68 dlib landmarks and its asset index."""
     labels = _lfw_labels()
     hits = np.flatnonzero(labels["path"] == rel_path)
     if not len(hits):
         raise KeyError(f"{rel_path}: not in {LFW_LANDMARKS}")
     from facemtl.io import read_image
 
-    image = read_image(Path(lfw_dir) / rel_path)
+    image = remove_overlay(read_image(Path(lfw_dir) / rel_path))
+    return image, labels["landmarks"][hits[0]].astype(np.float64), int(hits[0])
+
+
+def lfw_texture(
+    lfw_dir: str | Path, rel_path: str, size: int = 256, cache_dir: Optional[str | Path] = None
+) -> PhotoTexture:
+    """The photo texture of one LFW photo (fit to its dlib landmarks of the asset), disk-cached.
+
+    The cache key includes the model's frame alignment, so a new frame refits.
+    """
     model = FaceModel.load()
-    fit = fit_landmarks(labels["landmarks"][hits[0]].astype(np.float64), (image.shape[1], image.shape[0]), model)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    frame = hashlib.sha1(np.round(model.alignment, 9).tobytes()).hexdigest()[:8]
+    cached = cache / f"v1-{frame}-{size}" / (rel_path.replace("/", "__").rsplit(".", 1)[0] + ".npz")
+    if cached.is_file():
+        return PhotoTexture.load(cached)
+    image, landmarks, _ = lfw_photo(lfw_dir, rel_path)
+    fit = fit_landmarks(landmarks, (image.shape[1], image.shape[0]), model)
     tex = photo_texture(image, fit, model, size=size, source=rel_path)
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(f".{os.getpid()}.tmp.npz")
@@ -267,23 +280,28 @@ def lfw_texture(
     return tex
 
 
-_MEMORY: dict[tuple[str, str, int], np.ndarray] = {}
+_MEMORY: dict[tuple[str, str, int], Optional[PhotoTexture]] = {}
 
 
-def random_texture(rng: np.random.Generator, lfw_dir: str | Path, size: int = 256) -> Optional[np.ndarray]:
-    """A random photo texture of the LFW pool as float32 BGR [0, 1] (size, size, 3).
+def random_photo_texture(rng: np.random.Generator, lfw_dir: str | Path, size: int = 256) -> Optional[PhotoTexture]:
+    """A random :class:`PhotoTexture` of the LFW pool, or None when its fit is poor.
 
     Each texture is computed once (a fit and a sampling, ~0.5 s) and then served from memory
-    and the disk cache. Returns None when the drawn photo's fit is poor (the caller falls back
-    to its procedural texture).
+    and the disk cache (:func:`precompute` fills the cache ahead of training).
     """
     pool = lfw_pool()
     rel = pool[int(rng.integers(len(pool)))]
     key = (str(lfw_dir), rel, size)
     if key not in _MEMORY:
         tex = lfw_texture(lfw_dir, rel, size)
-        _MEMORY[key] = tex.as_float() if tex.reprojection_error <= MAX_FIT_ERROR else None
+        _MEMORY[key] = tex if tex.reprojection_error <= MAX_FIT_ERROR else None
     return _MEMORY[key]
+
+
+def random_texture(rng: np.random.Generator, lfw_dir: str | Path, size: int = 256) -> Optional[np.ndarray]:
+    """The atlas of :func:`random_photo_texture` as float32 BGR [0, 1] (size, size, 3), or None."""
+    tex = random_photo_texture(rng, lfw_dir, size)
+    return None if tex is None else tex.as_float()
 
 
 def precompute(lfw_dir: str | Path, size: int = 256, n: int = POOL_SIZE, cache_dir: Optional[str | Path] = None) -> int:
