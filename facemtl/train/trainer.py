@@ -196,10 +196,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
             if log is not None and (step % cfg.log_every == 0 or step == cfg.steps):
                 rate = seen / (time.perf_counter() - tic)
                 row = {"step": step, "lr": learning_rate(cfg, step - 1), "loss": float(total), "images_per_s": rate}
-                row |= {f"loss_{k}": float(v) for k, v in parts.items()}
+                row |= {f"loss_{k}": float(v.detach()) for k, v in parts.items()}
                 log.write(row)
                 _log(f"[{cfg.name}] step {step}/{cfg.steps} loss {float(total):.4f} "
-                     + " ".join(f"{k} {float(v):.3f}" for k, v in parts.items()) + f" | {rate:.0f} img/s")
+                     + " ".join(f"{k} {float(v.detach()):.3f}" for k, v in parts.items()) + f" | {rate:.0f} img/s")
             if step % cfg.checkpoint_every == 0:
                 save()
         if step % cfg.epoch_steps == 0 or step == end:
