@@ -91,6 +91,12 @@ def test_render_mesh_is_consistent(model):
     assert abs(u36[0] + u45[0] - 1) < 1e-3 and abs(u36[1] - u45[1]) < 1e-3 and u45[0] > 0.5
 
 
+def test_atlas_does_not_depend_on_the_frame_alignment(ict_path, model):
+    a, b = model.render_mesh(), FaceModel.load(ict_path, align=False).render_mesh()
+    np.testing.assert_array_equal(a.vertex_index, b.vertex_index)
+    np.testing.assert_allclose(a.uv, b.uv, atol=1e-5)
+
+
 def test_part_mask(model):
     assert model.part_mask("face").sum() == 9409
     assert model.part_mask("iris_left", "iris_right").sum() == 1600

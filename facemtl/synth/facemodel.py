@@ -4,9 +4,11 @@ Frame (see :mod:`facemtl.geometry.rotations`): millimetres, x toward the image r
 frontal face (the subject's left), y down, z from the face toward the back of the head (the
 nose tip has negative z). ICT's own OBJ frame is centimetres, x the same, y up, z toward the
 viewer, so ``head = ALIGNMENT @ diag(10, -10, -10) @ ict``. ``ALIGNMENT`` is the small rotation
-that takes ICT's "frontal" onto the AFLW2000 / 300W-LP ``Pose_Para`` frontal (about 3.4 deg,
-mostly pitch); it is derived from ``facemtl/assets/mean_face_68.npy`` (see
-:func:`frame_alignment`), so the model and the geometry code share one frontal.
+that takes ICT's "frontal" onto the AFLW2000 / 300W-LP ``Pose_Para`` frontal (a pitch of a
+few degrees, fitted by ``scripts/compute_mean_face.py``); it is recovered from the aligned
+mean face ``facemtl/assets/mean_face_68.npy`` (see :func:`frame_alignment`), so the model and
+the geometry code share one frontal. The UV atlas is laid out in ICT's own frame and does not
+move with it.
 
 Shape: ``vertices = neutral + identity @ id_basis + expression @ expr_basis`` with identity
 weights ~ N(0, 1) (100 PCA modes) and expression weights in [0, 1] (53 ARKit-named blendshapes,
@@ -299,7 +301,9 @@ def _build_render_mesh(model: FaceModel) -> RenderMesh:
     # A triangle on a part border takes its corners' majority material (else its first's).
     material = np.where(tmat[:, 1] == tmat[:, 2], tmat[:, 1], tmat[:, 0])
 
-    x = model.neutral.astype(np.float64)
+    # The atlas is laid out in ICT's own frontal, so it does not move with the frame alignment.
+    # (Rounded, and -0 made +0, so the mid-line's side of the back seam is exact.)
+    x = np.round(model.neutral.astype(np.float64) @ model.alignment, 5) + 0.0
     uv = np.stack([_material_uv(x, mat, vmat) for mat in MATERIALS])  # (M, V, 2)
 
     # Render vertex = (model vertex, material, seam side): a vertex on a material border or on
