@@ -78,17 +78,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _warm_up(config) -> None:
-    from dataclasses import replace
+    """Build the meshes of every detail level and compile the kernels (forked workers share them)."""
+    from facemtl.synth.render import LOD_LEVELS, assets_for, render_sample, sample_rng
 
-    from facemtl.synth.render import render_sample, sample_rng
-
-    for i in range(4):  # a few poses touch the LODs of the common face sizes
-        render_sample(sample_rng(2**31 - 1, i), replace(config, p_occluder=1.0 if i == 0 else 0.0))
+    assets = assets_for(config)
+    for cell in LOD_LEVELS:
+        assets.lod(cell)
+    render_sample(sample_rng(2**31 - 1, 0), config)
 
 
 def _run_job(arg) -> None:
     (out, seed, config, scene), (shard, indices) = arg
     from pathlib import Path
+
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads only contend
 
     from facemtl.synth.render import render_sample, render_scene, sample_rng
     from facemtl.synth.writer import shard_arrays, write_face, write_npz

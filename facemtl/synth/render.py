@@ -309,7 +309,8 @@ class Assets:
         front = np.abs((np.arange(atlas) + 0.5) / atlas - 0.5) < 0.1
         self.hairline_texels = (band > 0.5) & front[None, :]
         self.cheek_texels = self.layers[self.layer_names.index("cheeks")] > 0.3
-        # Vertices whose boxes label the face: the 68 landmarks + the narrow face area.
+        # Label vertices: the 68 landmarks, then every 4th of the narrow face area (its box is
+        # the face box).
         face = np.arange(*PARTS["face_narrow"])
         self.label_index = np.concatenate([m.landmark_index, face[::4]])
         self.label_neutral = m.neutral[self.label_index]
@@ -461,8 +462,10 @@ def get_assets(model_path: Optional[str] = None, shared: Optional[str] = None, a
     return Assets(model_path, shared, atlas)
 
 
-def _atlas_size(size: int, supersample: int) -> int:
-    return 256 if size * supersample <= 192 else 512
+def assets_for(config: SynthConfig) -> Assets:
+    """The assets a configuration renders with (the atlas grows with the image size)."""
+    atlas = 256 if config.size * max(config.supersample, 1) <= 192 else 512
+    return get_assets(config.model_path, config.shared, atlas)
 
 
 # ----------------------------------------------------------------------------------------
@@ -759,7 +762,6 @@ def build_head(assets: Assets, lod: Lod, person: Person, expression: np.ndarray,
     R = euler_to_matrix(pose)
     shape = person.shape[: m.n_identity].astype(np.float32)
     expr = expression.astype(np.float32)
-    nz = np.flatnonzero(expr)
     coeffs = np.concatenate([shape, expr])
     v_head = raster.blend(lod.neutral.reshape(-1), coeffs, lod.basis).reshape(-1, 3).astype(np.float64)
     label_head = raster.blend(assets.label_neutral.reshape(-1), coeffs, assets.label_basis)
@@ -974,14 +976,17 @@ def augment(rng: np.random.Generator, image: np.ndarray, config: SynthConfig) ->
 # Putting it together.
 
 
+# Vertex-cluster sizes (mm) of the mesh detail levels.
+LOD_LEVELS = (2.0, 3.0, 4.5, 7.0, 10.0)
+
+
 def _lod_cell(mm_per_px: float) -> float:
     """Cluster size for faces drawn at ``mm_per_px``: up to 3 px, on a few fixed levels.
 
     Clusters of 3 px were indistinguishable from 1.5 px at 128 px (shading is smooth and the
     detail is in the texture) and halve the triangles.
     """
-    levels = (2.0, 3.0, 4.5, 7.0, 10.0)
-    return max([c for c in levels if c <= 3.0 * mm_per_px], default=levels[0])
+    return max([c for c in LOD_LEVELS if c <= 3.0 * mm_per_px], default=LOD_LEVELS[0])
 
 
 def _draw(heads: list[Head], light: Light, K: np.ndarray, size: int, ss: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -1067,7 +1072,7 @@ def render_sample(rng: np.random.Generator, config: SynthConfig = SynthConfig())
     Deterministic for a given generator state (use :func:`sample_rng` for dataset indices).
     """
     size, ss = config.size, max(int(config.supersample), 1)
-    assets = get_assets(config.model_path, config.shared, _atlas_size(size, ss))
+    assets = assets_for(config)
     m = assets.model
     person = sample_person(int(rng.integers(config.n_identities)), config.identity_modes)
     expression = sample_expression(rng, m.expr_names, config.p_neutral)
@@ -1109,7 +1114,7 @@ def render_scene(rng: np.random.Generator, config: SynthConfig = SynthConfig()) 
     pose, all in one z-buffer (nearer heads hide farther ones and their landmarks).
     """
     size, ss = config.size, max(int(config.supersample), 1)
-    assets = get_assets(config.model_path, config.shared, _atlas_size(size, ss))
+    assets = assets_for(config)
     m = assets.model
     n = int(rng.integers(config.scene_faces[0], config.scene_faces[1] + 1))
     f = size / (2 * np.tan(np.deg2rad(rng.uniform(40, 70)) / 2))
