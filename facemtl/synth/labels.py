@@ -160,7 +160,7 @@ class FaceLabels:
     of the 68 landmarks (how the real-data readers box faces); ``face_box`` (4,) box of the
     face surface (forehead to chin, cheek to cheek) for detection; ``expr_weights`` (53,)
     ICT blendshape weights; ``expr_class`` index into ``EXPRESSIONS``; ``identity`` id of the
-    sampled person (same id = same shape and appearance).
+    sampled person (same id = same shape and appearance; -1 for faces wearing a photo texture).
     """
 
     pose: np.ndarray

@@ -1152,7 +1152,8 @@ def _photo_texture(rng: np.random.Generator, config: SynthConfig, assets: Assets
     The person's hair bands are painted over it in the photo's own hair colour (the mean of the
     darkest quarter of the atlas just above the forehead, where the photo shows the hairline)
     when that is clearly darker than the cheeks, else in the person's own hair colour; the
-    person then takes it for its hair sheet.
+    person then takes it for its hair sheet. The person's identity becomes -1: the face wears
+    a photo's appearance, so it is nobody of the identity pool.
     """
     if not config.textures or rng.random() >= config.p_photo_texture:
         return None, person
@@ -1161,6 +1162,7 @@ def _photo_texture(rng: np.random.Generator, config: SynthConfig, assets: Assets
     tex = photo.random_texture(rng, config.textures, assets.atlas)
     if tex is None:
         return None, person
+    person = replace(person, identity=-1)
     above = tex[assets.hairline_texels]
     lum = above.sum(1)
     hair = above[lum <= np.quantile(lum, 0.25)].mean(0).astype(np.float64)
