@@ -6,12 +6,16 @@ offset of the crop's brightness centroid from the crop centre. A bright shape on
 background is thus followed like a face: the landmark box moves onto the shape. Pose is
 ``mean(B, G, R) of the crop - 128`` degrees, ``pose_std = [1, 2, 3]``, visibility a ramp
 0 .. 1, expression a softmax of the mean colour. Every output is a simple function of the crop.
+
+``squares_frame`` draws such a scene (white squares on a dark frame) and ``BlobDetector`` is a
+detector for it (bright blobs as faces).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -98,3 +102,33 @@ def build_model(path: Path, size: int = 32, crop_scale: float = 1.5, follow: boo
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def squares_frame(squares: list[tuple[float, float, float]], width: int = 160, height: int = 120) -> np.ndarray:
+    """A dark BGR frame with white squares ``(x, y, side)`` (pixel edges; sub-pixel by anti-aliasing)."""
+    image = np.full((height, width, 3), 20, np.uint8)
+    for x, y, side in squares:
+        pts = np.array([[x, y], [x + side, y], [x + side, y + side], [x, y + side]]) * 16
+        cv2.fillPoly(image, [np.round(pts).astype(np.int32)], (255, 255, 255), cv2.LINE_AA, shift=4)
+    return image
+
+
+class BlobDetector:
+    """Bright blobs (> 50 pixels) as faces: exact boxes in pixel-centre coordinates, score 0.9.
+
+    Counts its calls; raises ``raise_on_call``'s exception at that call number if given.
+    """
+
+    def __init__(self, raise_on_call: tuple[int, BaseException] | None = None):
+        self.calls = 0
+        self.raise_on_call = raise_on_call
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.calls += 1
+        if self.raise_on_call is not None and self.calls == self.raise_on_call[0]:
+            raise self.raise_on_call[1]
+        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        _, _, stats, _ = cv2.connectedComponentsWithStats((grey > 128).astype(np.uint8))
+        boxes = np.array([[x - 0.5, y - 0.5, x + w - 0.5, y + h - 0.5] for x, y, w, h, area in stats[1:]
+                          if area > 50], dtype=np.float64).reshape(-1, 4)
+        return boxes, np.full(len(boxes), 0.9)

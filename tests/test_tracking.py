@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 import pytest
 
 from facemtl.infer.tracking import FaceTracker, IoUTracker, OneEuroFilter, wrap
-from onnx_stub import build_model
+from onnx_stub import BlobDetector, build_model, squares_frame
 
 # -- One-Euro -------------------------------------------------------------------------------------
 
@@ -138,33 +137,9 @@ def test_tracker_far_jump_is_a_new_face():
 # -- FaceTracker on drawn shapes ------------------------------------------------------------------
 
 
-class BlobDetector:
-    """Bright blobs as faces (exact pixel-edge boxes), counting its calls."""
-
-    def __init__(self):
-        self.calls = 0
-
-    def __call__(self, image):
-        self.calls += 1
-        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        _, _, stats, _ = cv2.connectedComponentsWithStats((grey > 128).astype(np.uint8))
-        boxes = np.array([[x - 0.5, y - 0.5, x + w - 0.5, y + h - 0.5] for x, y, w, h, area in stats[1:]
-                          if area > 50], dtype=np.float64).reshape(-1, 4)
-        return boxes, np.full(len(boxes), 0.9)
-
-
 @pytest.fixture(scope="module")
 def stub(tmp_path_factory):
     return build_model(tmp_path_factory.mktemp("stub") / "stub.onnx")
-
-
-def _frame(squares: list[tuple[float, float, int]], jitter: float = 0.0) -> np.ndarray:
-    """A dark 160x120 frame with white squares (x, y, side); sub-pixel positions by anti-aliasing."""
-    image = np.full((120, 160, 3), 20, np.uint8)
-    for x, y, side in squares:
-        pts = np.array([[x, y], [x + side, y], [x + side, y + side], [x, y + side]]) * 16
-        cv2.fillPoly(image, [np.round(pts).astype(np.int32)], (255, 255, 255), cv2.LINE_AA, shift=4)
-    return image
 
 
 def test_face_tracker_detects_every_n_frames_and_follows(stub):
@@ -173,7 +148,7 @@ def test_face_tracker_detects_every_n_frames_and_follows(stub):
     detector = BlobDetector()
     tracker = FaceTracker(FaceAnalyzer(stub, detector=detector), detect_every=5, smooth=False)
     for k in range(20):
-        faces = tracker(_frame([(10 + 3 * k, 20, 30), (120 - 2 * k, 70, 26)]), k / 10)
+        faces = tracker(squares_frame([(10 + 3 * k, 20, 30), (120 - 2 * k, 70, 26)]), k / 10)
         assert [f.id for f in faces] == [0, 1]
         assert [f.detected for f in faces] == [k % 5 == 0] * 2
         # Followed from the previous frame's landmarks, the box still lands on the moved square.
@@ -191,12 +166,38 @@ def test_face_tracker_lost_face_and_return(stub):
     seen = []
     for k in range(40):
         squares = [(20, 30, 30)] + ([(100, 40, 30)] if not 8 <= k < 20 else [])
-        seen.append(sorted(f.id for f in tracker(_frame(squares), k / 30)))
+        seen.append(sorted(f.id for f in tracker(squares_frame(squares), k / 30)))
     assert seen[0] == [0, 1]
     # The vanished face is followed until two detector runs in a row (frames 10, 15) miss it ...
-    assert seen[14] == [0, 1] and seen[15] == [0] and seen[20] == [0]
-    # ... then detection runs on frames 16 (a face was lost), 21, ...: back nearby, it gets its old id.
-    assert seen[21] == [0, 1] and seen[-1] == [0, 1]
+    assert seen[14] == [0, 1] and seen[15] == [0] and seen[19] == [0]
+    # ... and when it is back nearby at the next detection (frame 20) it gets its old id.
+    assert seen[20] == [0, 1] and seen[-1] == [0, 1]
+    assert detector.calls == 8  # every 5 frames, with or without faces
+
+
+def test_face_tracker_two_boxes_on_one_face(stub):
+    from facemtl.infer import FaceAnalyzer
+
+    detector = BlobDetector()
+    tracker = FaceTracker(FaceAnalyzer(stub, detector=detector), detect_every=10, smooth=False)
+    out = []
+    for k in range(5):
+        # Two faces, then one between them: both followed boxes slide onto it.
+        squares = [(30, 40, 30), (80, 40, 30)] if k < 2 else [(55, 40, 30)]
+        out.append(([f.id for f in tracker(squares_frame(squares), k / 30)], detector.calls))
+    assert out[1] == ([0, 1], 1)
+    assert out[2] == ([0], 1)  # the younger duplicate is dropped, the older keeps its id though it moved far
+    assert out[3] == ([0], 2)  # a face was lost: the detector runs at once (and finds nothing new)
+
+
+def test_tracker_known_ids():
+    tr = IoUTracker()
+    tr.update([_box(50, 50), _box(150, 50)])
+    # Known ids win over geometry (a followed face that moved far); unknown boxes are matched or born.
+    assert list(tr.update([_box(100, 50), _box(148, 50), _box(300, 300)], ids=[0, -1, -1])) == [0, 1, 2]
+    assert list(tr.update([_box(140, 50)], ids=[7])) == [1]  # an unknown id is matched like -1
+    with pytest.raises(ValueError, match="2 ids for 1 boxes"):
+        tr.update([_box(0, 0)], ids=[0, 1])
 
 
 def test_face_tracker_smoothing_reduces_jitter(stub):
@@ -207,7 +208,7 @@ def test_face_tracker_smoothing_reduces_jitter(stub):
     centres = {}
     for smooth in (False, True):
         tracker = FaceTracker(FaceAnalyzer(stub, detector=BlobDetector()), detect_every=10, smooth=smooth)
-        boxes = [tracker(_frame([(60 + dx, 40 + dy, 36)]), k / 30)[0].face.box for k, (dx, dy) in enumerate(offsets)]
+        boxes = [tracker(squares_frame([(60 + dx, 40 + dy, 36)]), k / 30)[0].face.box for k, (dx, dy) in enumerate(offsets)]
         centres[smooth] = np.array([(b[:2] + b[2:]) / 2 for b in boxes])[10:]
     raw_jitter, smooth_jitter = (np.linalg.norm(np.diff(centres[s], axis=0), axis=1).mean() for s in (False, True))
     assert raw_jitter > 0.5

@@ -142,10 +142,17 @@ class IoUTracker:
         self.tracks: list[Track] = []
         self.next_id = 0
 
-    def _cost(self, boxes: np.ndarray) -> np.ndarray:
+    def _move(self, track: Track, box: np.ndarray) -> None:
+        """Move ``track`` to ``box`` and update its smoothed velocity (per frame, over missed frames too)."""
+        step = (_centres(box[None])[0] - _centres(track.box[None])[0]) / (track.missing + 1)
+        k = self.velocity_smoothing if track.age > 1 else 0.0
+        track.velocity = k * track.velocity + (1 - k) * step
+        track.box, track.missing = box.copy(), 0
+
+    def _cost(self, tracks: list[Track], boxes: np.ndarray) -> np.ndarray:
         """(tracks, boxes) assignment cost; ``inf`` where a pair is not allowed."""
-        last = np.array([t.box for t in self.tracks])
-        pred = np.array([t.predicted for t in self.tracks])
+        last = np.array([t.box for t in tracks]).reshape(-1, 4)
+        pred = np.array([t.predicted for t in tracks]).reshape(-1, 4)
         size = np.maximum(_sizes(last), 1e-6)[:, None]
         ov = np.maximum(iou(last, boxes), iou(pred, boxes))
         c = _centres(boxes)[None]
@@ -154,33 +161,45 @@ class IoUTracker:
         allowed = (ov >= self.min_iou) | (dist <= self.max_distance)
         return np.where(allowed, 1.0 - ov + dist, np.inf)
 
-    def update(self, boxes: np.ndarray) -> np.ndarray:
-        """Ids (K,) of this frame's boxes (K, 4); call once per frame, with an empty array if none."""
+    def update(self, boxes: np.ndarray, ids: Optional[np.ndarray] = None) -> np.ndarray:
+        """Ids (K,) of this frame's boxes (K, 4); call once per frame, with an empty array if none.
+
+        ``ids`` (K,): the id of each box already known to continue a live track (e.g. a face
+        followed from the previous frame), -1 for boxes to match; an id whose track has ended
+        counts as -1.
+        """
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        ids = np.full(len(boxes), -1, dtype=int)
-        matched: set[int] = set()
-        if self.tracks and len(boxes):
-            cost = self._cost(boxes)
-            rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e9))
-            for r, c in zip(rows, cols):
+        out = np.full(len(boxes), -1, dtype=int) if ids is None else np.array(ids, dtype=int).reshape(-1)
+        if len(out) != len(boxes):
+            raise ValueError(f"{len(out)} ids for {len(boxes)} boxes")
+        by_id = {t.id: t for t in self.tracks}
+        moved: set[int] = set()
+        for c in np.flatnonzero(out >= 0):
+            track = by_id.get(int(out[c]))
+            if track is None or track.id in moved:
+                out[c] = -1
+            else:
+                self._move(track, boxes[c])
+                moved.add(track.id)
+        free = [t for t in self.tracks if t.id not in moved]
+        todo = np.flatnonzero(out < 0)
+        if free and len(todo):
+            cost = self._cost(free, boxes[todo])
+            for r, c in zip(*linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e9))):
                 if np.isfinite(cost[r, c]):
-                    track = self.tracks[r]
-                    step = (_centres(boxes[c:c + 1])[0] - _centres(track.box[None])[0]) / (track.missing + 1)
-                    k = self.velocity_smoothing if track.age > 1 else 0.0
-                    track.velocity = k * track.velocity + (1 - k) * step
-                    track.box, track.missing, track.age = boxes[c].copy(), 0, track.age + 1
-                    ids[c] = track.id
-                    matched.add(r)
-        for r, track in enumerate(self.tracks):
-            if r not in matched:
+                    self._move(free[r], boxes[todo[c]])
+                    moved.add(free[r].id)
+                    out[todo[c]] = free[r].id
+        for track in self.tracks:
+            track.age += 1
+            if track.id not in moved:
                 track.missing += 1
-                track.age += 1
         self.tracks = [t for t in self.tracks if t.missing <= self.max_missing]
-        for c in np.flatnonzero(ids < 0):
+        for c in np.flatnonzero(out < 0):
             self.tracks.append(Track(self.next_id, boxes[c].copy(), np.zeros(2)))
-            ids[c] = self.next_id
+            out[c] = self.next_id
             self.next_id += 1
-        return ids
+        return out
 
 
 @dataclass
@@ -240,14 +259,16 @@ class FaceTracker:
     ``tracker(frame, t) -> list[TrackedFace]``.
 
     The detector (``analyzer.detector``) runs on the first frame, then every ``detect_every``
-    frames, and on any frame where no face is followed or a face was lost in the frame before.
+    frames (with or without faces, which bounds the cost per frame), and right after a followed
+    face was lost between detections.
     Each followed face is analysed in the tight box of its landmarks of the previous frame; on
     detection frames the detections that overlap no followed face (IoU < ``match_iou``) are added.
     A followed face is lost when its box gets smaller than ``min_size`` pixels or leaves the
     image (less than half of it inside), when it overlaps an older face (IoU > ``match_iou``:
     two boxes on one face), or when ``max_unconfirmed`` detector runs in a row miss it (so a
-    drift onto background ends). Ids come from an :class:`IoUTracker` on the final boxes, so a
-    face lost for up to ``max_missing`` frames gets its id back when it reappears nearby.
+    drift onto background ends). A followed face keeps its id; a new detection gets the id of a
+    face lost up to ``max_missing`` frames before when it is near where that face was or was
+    heading (:class:`IoUTracker`), else a new id.
 
     With ``smooth``, landmarks, box and pose of each id go through :class:`OneEuroFilter`
     (``landmark_filter`` with the speed in face sizes per second, ``pose_filter`` in degrees per
@@ -273,17 +294,20 @@ class FaceTracker:
 
     def __call__(self, frame: np.ndarray, t: float) -> list[TrackedFace]:
         candidates = [_Candidate(i, f.box, f.score, False) for i, f in self.faces.items() if f.active]
-        followed = {c.id for c in candidates}
-        if self.since_detection >= self.detect_every or not candidates or self.lost:
+        if self.since_detection >= self.detect_every or self.lost:
             candidates = self._detect(frame, candidates)
             self.since_detection = 0
         self.since_detection += 1
+        followed = {c.id for c in candidates if c.id is not None}
         boxes = np.array([np.r_[c.box, c.score] for c in candidates]).reshape(-1, 5)
         faces = self.analyzer(frame, boxes=boxes) if len(boxes) else []
         keep = self._keep(faces, frame.shape[:2])
-        # A followed face that did not make it is lost: detect in the next frame to find it again.
+        # A followed face that did not make it is lost: detect in the next frame to find it again
+        # (a face the detector itself dropped above is not looked for again before the schedule).
         self.lost = bool(followed - {candidates[k].id for k in keep})
-        ids = self.ids.update(np.array([faces[k].box for k in keep]).reshape(-1, 4))
+        # Followed faces keep their id; new detections are matched to recently lost tracks.
+        known = [-1 if candidates[k].id is None else candidates[k].id for k in keep]
+        ids = self.ids.update(np.array([faces[k].box for k in keep]).reshape(-1, 4), known)
         live = {track.id for track in self.ids.tracks}
         self.faces = {i: f for i, f in self.faces.items() if i in live}
         for f in self.faces.values():
