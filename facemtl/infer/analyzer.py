@@ -94,16 +94,19 @@ class FaceAnalyzer:
         cv2.setNumThreads(threads)
         self.detector: Optional[Detector] = create_detector(detector) if isinstance(detector, str) else detector
 
-    def __call__(self, image: ImageLike, boxes: Optional[np.ndarray] = None) -> list[Face]:
+    def __call__(self, image: ImageLike, boxes: Optional[np.ndarray] = None,
+                 refine: Optional[bool] = None) -> list[Face]:
         """Faces of one image (BGR/grey/BGRA array or file path).
 
         ``boxes``: (K, 4) ``[x1, y1, x2, y2]`` or (K, 5) with a score, to skip detection (e.g.
-        from a tracker); the model applies its own crop margin around them.
+        from a tracker); the model applies its own crop margin around them. ``refine``
+        overrides the analyzer's setting for this call: a tracker that passes the previous
+        frame's landmark boxes can skip the second model run.
         """
-        return self.batch([image], None if boxes is None else [boxes])[0]
+        return self.batch([image], None if boxes is None else [boxes], refine)[0]
 
-    def batch(self, images: Sequence[ImageLike],
-              boxes: Optional[Sequence[Optional[np.ndarray]]] = None) -> list[list[Face]]:
+    def batch(self, images: Sequence[ImageLike], boxes: Optional[Sequence[Optional[np.ndarray]]] = None,
+              refine: Optional[bool] = None) -> list[list[Face]]:
         """Faces of several images; the crops of all images share model calls.
 
         ``boxes``: one entry per image, ``None`` to detect in that image.
@@ -122,7 +125,7 @@ class FaceAnalyzer:
             return result
         crop_boxes, scores = np.concatenate(all_boxes), np.concatenate(all_scores)
         out, matrices = self._run(arrays, owner, crop_boxes)
-        if self.refine and "landmarks" in out:
+        if (self.refine if refine is None else refine) and "landmarks" in out:
             refined = landmark_box(self._landmarks(out["landmarks"], matrices))
             w, h = refined[:, 2] - refined[:, 0], refined[:, 3] - refined[:, 1]
             ok = np.all(np.isfinite(refined), axis=1) & (w >= 1) & (h >= 1)
@@ -164,7 +167,7 @@ class FaceAnalyzer:
         crops = np.zeros((n, size, size, 3), np.uint8)
         matrices = np.zeros((n, 2, 3))
         for k, (i, box) in enumerate(zip(owner, boxes)):
-            crops[k], matrices[k] = crop_face(images[i], box, self.crop_scale, size)
+            crops[k], matrices[k] = self._crop(images[i], box)
         parts: dict[str, list[np.ndarray]] = {name: [] for name in self.outputs}
         for start in range(0, n, self.max_batch):  # n >= 1
             chunk = crops[start:start + self.max_batch].transpose(0, 3, 1, 2).astype(np.float32)
@@ -174,6 +177,20 @@ class FaceAnalyzer:
             for name, value in zip(self.outputs, self.session.run(self.outputs, {"image": chunk})):
                 parts[name].append(np.asarray(value)[:m])
         return {name: np.concatenate(v) for name, v in parts.items()}, matrices
+
+    def _crop(self, image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`crop_face` on the part of the image the crop covers (plus a margin), with the
+        matrix of the whole image: crop_face shrinks the image it is given before warping, and
+        shrinking a whole 12-megapixel photo for each face would dominate the run time."""
+        h, w = image.shape[:2]
+        half = self.crop_scale * max(box[2] - box[0], box[3] - box[1]) / 2 + 2
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        x0, y0 = int(np.clip(np.floor(cx - half), 0, w - 1)), int(np.clip(np.floor(cy - half), 0, h - 1))
+        x1, y1 = int(np.clip(np.ceil(cx + half) + 1, x0 + 1, w)), int(np.clip(np.ceil(cy + half) + 1, y0 + 1, h))
+        offset = np.array([x0, y0, x0, y0], dtype=np.float64)
+        crop, m = crop_face(image[y0:y1, x0:x1], box - offset, self.crop_scale, self.input_size)
+        m[:, 2] -= m[:, :2] @ offset[:2]  # from ROI pixels back to whole-image pixels
+        return crop, m
 
     def _landmarks(self, normalised: np.ndarray, matrices: np.ndarray) -> np.ndarray:
         """Normalised crop coordinates (N, 68, 2) -> image pixels through the crop matrices."""

@@ -141,9 +141,10 @@ def speed(shared: Path, detector: str, model: str | None, threads: int, repeats:
         ms = _time(lambda: analyzer(frame), repeats)
         print(f"full analyzer: min {min(ms):.1f} / median {statistics.median(ms):.1f} / max {max(ms):.1f} ms")
         boxes = det(frame)[0]
-        ms = _time(lambda: analyzer(frame, boxes=boxes), repeats)
-        print(f"analyzer on given boxes: min {min(ms):.1f} / median {statistics.median(ms):.1f} / "
-              f"max {max(ms):.1f} ms")
+        for refine in (True, False):
+            ms = _time(lambda: analyzer(frame, boxes=boxes, refine=refine), repeats)
+            print(f"analyzer on given boxes, refine={refine}: min {min(ms):.1f} / median {statistics.median(ms):.1f} / "
+                  f"max {max(ms):.1f} ms")
 
 
 def main(argv: list[str] | None = None) -> None:
