@@ -220,3 +220,14 @@ def test_scene_has_several_faces_with_labels(tmp_path):
     # Faces are placed in left-to-right slots.
     centres = [lab.landmarks[:, 0].mean() for lab in faces]
     assert centres == sorted(centres)
+
+
+@needs_model
+def test_photo_texture_path(shared):
+    pytest.importorskip("facemtl.synth.texture")
+    lfw = shared / "data" / "lfw"
+    image, lab = _render(2, textures=str(lfw), p_photo_texture=1.0)
+    assert image.shape == (96, 96, 3)
+    assert lab.identity == -1  # a photo's appearance is nobody of the identity pool
+    again, _ = _render(2, textures=str(lfw), p_photo_texture=1.0)
+    assert np.array_equal(image, again)
