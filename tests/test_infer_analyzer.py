@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -202,7 +203,7 @@ def test_crop_of_the_covered_region_matches_the_whole_image_crop(toy_model):
 
     analyzer = FaceAnalyzer(toy_model, detector=None)  # S = 32
     rng = np.random.default_rng(0)
-    image = cv2_blur(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8))
+    image = cv2.GaussianBlur(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8), (0, 0), 3)
     # Inside, across the border, and one needing the anti-alias pre-shrink (scale < 0.5).
     for box in ([100.3, 80.7, 112.1, 95.2], [-5.0, 250.0, 12.0, 290.0], [50.0, 40.0, 250.0, 260.0]):
         crop, m = analyzer._crop(image, np.array(box))
@@ -210,9 +211,3 @@ def test_crop_of_the_covered_region_matches_the_whole_image_crop(toy_model):
         np.testing.assert_allclose(m, m_ref, atol=1e-9)
         diff = np.abs(crop.astype(int) - ref.astype(int))
         assert diff.max() == 0 if m[0, 0] >= 0.5 else diff.mean() < 0.2
-
-
-def cv2_blur(image: np.ndarray) -> np.ndarray:
-    import cv2
-
-    return cv2.GaussianBlur(image, (0, 0), 3)
