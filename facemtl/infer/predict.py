@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, help="write the records as JSON to this file")
     parser.add_argument("--csv", type=Path, help="write one row per face to this CSV file")
     parser.add_argument("--boxes", type=Path,
-                        help="JSON {image file name: [[x1, y1, x2, y2], ...]}: use these boxes instead of "
-                             "detecting (images not listed are detected as usual)")
+                        help="JSON {image file name (or path as given): [[x1, y1, x2, y2], ...]}: use these "
+                             "boxes instead of detecting; [] means no face; images not listed are detected")
     parser.add_argument("--detector", default="opencv", help="face detector: opencv (default), dlib, mediapipe")
     parser.add_argument("--model", type=Path, help="ONNX model (default: the shipped model)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
