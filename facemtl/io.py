@@ -45,7 +45,8 @@ def _header_size(b: bytes) -> tuple[int, int] | None:
     if b[:2] == b"BM" and len(b) >= 26:
         if le(14, 4) == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
             return le(18, 2), le(20, 2)
-        return abs(int.from_bytes(b[18:22], "little", signed=True)), abs(int.from_bytes(b[22:26], "little", signed=True))
+        signed = lambda i: abs(int.from_bytes(b[i:i + 4], "little", signed=True))  # noqa: E731
+        return signed(18), signed(22)  # the height is negative for top-down rows
     if b[:6] in (b"GIF87a", b"GIF89a") and len(b) >= 10:
         return le(6, 2), le(8, 2)
     if b[:4] == b"RIFF" and b[8:12] == b"WEBP" and len(b) >= 30:

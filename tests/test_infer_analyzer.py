@@ -52,7 +52,10 @@ def build_model(path: Path, size: int = 32, crop_scale: float = 1.5, layout: np.
     layout filling the landmark box, i.e. ``1/6 .. 5/6`` at crop scale 1.5)."""
     if layout is None:
         layout = 0.5 + (face_layout() - 0.5) / crop_scale
-    c = lambda name, a: helper.make_tensor(name, TensorProto.FLOAT, a.shape, np.asarray(a, np.float32).ravel())  # noqa: E731
+
+    def c(name: str, a: np.ndarray) -> onnx.TensorProto:
+        return helper.make_tensor(name, TensorProto.FLOAT, a.shape, np.asarray(a, np.float32).ravel())
+
     inits = [c("c128", np.array(128.0)), c("zero", np.array(0.0)), c("inv255", np.array(1 / 255)),
              c("layout", layout), c("std", np.array([1.0, 2.0, 3.0])), c("vis", np.linspace(0, 1, 68)),
              c("w_expr", EXPRESSION_WEIGHTS),
