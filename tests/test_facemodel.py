@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from facemtl.geometry.rotations import euler_to_matrix
-from facemtl.synth.facemodel import MATERIALS, FaceModel, frame_alignment, kabsch
+from facemtl.synth.facemodel import MATERIALS, FaceModel, frame_alignment, iris_discs, kabsch, swatch_box
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +95,26 @@ def test_atlas_does_not_depend_on_the_frame_alignment(ict_path, model):
     a, b = model.render_mesh(), FaceModel.load(ict_path, align=False).render_mesh()
     np.testing.assert_array_equal(a.vertex_index, b.vertex_index)
     np.testing.assert_allclose(a.uv, b.uv, atol=1e-5)
+
+
+def test_iris_discs_lie_on_the_corneas_of_the_sclera_swatch(model):
+    discs = iris_discs(model)
+    u0, v0, u1, v1 = swatch_box("sclera")
+    assert ((discs[:, 0] - discs[:, 2] > u0) & (discs[:, 0] + discs[:, 2] < u1)).all()
+    assert ((discs[:, 1] - discs[:, 2] > v0) & (discs[:, 1] + discs[:, 2] < v1)).all()
+    assert abs(discs[:, 0].mean() - (u0 + u1) / 2) < 1e-3 and abs(discs[0, 1] - discs[1, 1]) < 1e-6
+    # Every front-half sclera vertex mapped inside a disc is just before the iris (the cornea;
+    # the front projection also maps the hidden back of the eyeball there).
+    rm = model.render_mesh()
+    sclera = np.zeros(len(rm.vertex_index), bool)
+    sclera[rm.triangles[rm.material == MATERIALS.index("sclera")].ravel()] = True
+    inside = np.zeros(len(rm.vertex_index), bool)
+    for cu, cv, r in discs:
+        inside |= np.hypot(rm.uv[:, 0] - cu, rm.uv[:, 1] - cv) < r
+    z = model.neutral[rm.vertex_index, 2]
+    iris_front = model.neutral[model.part_mask("iris_left", "iris_right"), 2].min()
+    front = z < model.neutral[model.part_mask("eyeball_left", "eyeball_right"), 2].mean()
+    assert (sclera & inside & front).sum() > 20 and (z[sclera & inside & front] < iris_front + 3).all()
 
 
 def test_part_mask(model):

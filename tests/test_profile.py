@@ -12,7 +12,7 @@ from facemtl.io import read_image
 from facemtl.synth.facemodel import FaceModel
 from facemtl.synth.fit import fit_landmarks
 from facemtl.synth.labels import project
-from facemtl.synth.profile import profile_lfw, profile_photo
+from facemtl.synth.profile import profile_lfw, profile_photo, sample_profile
 from facemtl.synth.texture import lfw_pool, photo_texture, remove_overlay
 
 ASSET = Path(__file__).resolve().parents[1] / "facemtl" / "assets" / "lfw_landmarks.npz"
@@ -87,3 +87,15 @@ def test_pitch_turn_and_lfw_entry_point(photo, shared, tmp_path):
     d = np.load(ASSET)
     assert labels.identity == -1 - int(np.flatnonzero(d["path"] == rel)[0]) and out.shape == (250, 250, 3)
     assert labels.meta["source"] == rel
+
+
+def test_sample_profile_is_deterministic_and_resized_consistently(shared, tmp_path):
+    lfw = shared / "data" / "lfw"
+    a_img, a = sample_profile(np.random.default_rng(3), lfw, size=128, cache_dir=tmp_path)
+    b_img, b = sample_profile(np.random.default_rng(3), lfw, size=128, cache_dir=tmp_path)
+    np.testing.assert_array_equal(a_img, b_img)
+    np.testing.assert_array_equal(a.landmarks, b.landmarks)
+    assert a_img.shape == (128, 128, 3) and -90 <= a.pose[0] <= 90
+    # The resized camera still projects the 3D landmarks onto the resized 2D ones.
+    np.testing.assert_allclose(project(a.landmarks_3d, a.camera), a.landmarks, atol=1e-6)
+    assert a.box[2] - a.box[0] < 128

@@ -86,6 +86,32 @@ def swatch_box(name: str) -> tuple[float, float, float, float]:
     return (i * h, SKIN_V, (i + 1) * h, 1.0)
 
 
+# Radius (mm) of the visible iris and of the pupil: ICT's sclera mesh includes the cornea,
+# which covers the iris mesh, so the iris has to be painted on the sclera (see iris_discs).
+IRIS_RADIUS_MM = 6.0
+PUPIL_RADIUS_MM = 2.0
+
+
+def iris_discs(model: "FaceModel") -> np.ndarray:
+    """Where the irises lie on the sclera swatch: (2, 3) rows ``(u, v, radius)`` in UV units.
+
+    ICT's sclera mesh includes the cornea, in front of the iris mesh, so an opaque render
+    shows the sclera there: a texture paints each iris as a disc of :data:`IRIS_RADIUS_MM`
+    round the iris centre (the sclera swatch is a linear front projection, so a disc stays one).
+    """
+    rm = model.render_mesh()
+    x = model.neutral.astype(np.float64) @ model.alignment  # the atlas's (ICT) frame
+    sclera = np.zeros(len(rm.vertex_index), bool)
+    sclera[rm.triangles[rm.material == MATERIALS.index("sclera")].ravel()] = True
+    xy, uv = x[rm.vertex_index[sclera], :2], rm.uv[sclera].astype(np.float64)
+    scale = np.linalg.lstsq(xy - xy.mean(0), uv - uv.mean(0), rcond=None)[0][0, 0]  # UV per mm
+    rows = []
+    for name in ("iris_right", "iris_left"):
+        c = x[slice(*PARTS[name]), :2].mean(0)
+        rows.append([*(uv.mean(0) + (c - xy.mean(0)) * scale), IRIS_RADIUS_MM * scale])
+    return np.array(rows)
+
+
 def kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Rotation ``R`` (3, 3) minimising ``sum |R (src_i - mean src) - (dst_i - mean dst)|^2``."""
     a = src - src.mean(0)

@@ -24,6 +24,7 @@ projected, with self-occlusion visibility.
 from __future__ import annotations
 
 from pathlib import Path
+from dataclasses import replace
 from typing import Optional
 
 import cv2
@@ -34,7 +35,15 @@ from facemtl.synth import raster
 from facemtl.synth.facemodel import PARTS, FaceModel
 from facemtl.synth.fit import FitResult
 from facemtl.synth.labels import FaceLabels, box_of, expression_class, landmark_visibility
-from facemtl.synth.texture import PhotoTexture, lfw_photo, lfw_texture, photo_texture, push_pull_fill
+from facemtl.synth.texture import (
+    MAX_FIT_ERROR,
+    PhotoTexture,
+    lfw_photo,
+    lfw_pool,
+    lfw_texture,
+    photo_texture,
+    push_pull_fill,
+)
 
 # Grid points within NEAR face widths of the head turn fully; the weight then fades to 0 over
 # FADE face widths, and over BORDER x the image size toward the image border (which stays put).
@@ -88,10 +97,14 @@ def profile_photo(
 
     # Grid over the photo: depth filled smoothly from the head toward the head centre's depth.
     gx, gy = np.meshgrid(np.r_[np.arange(0, w - 1, step), w - 1], np.r_[np.arange(0, h - 1, step), h - 1])
-    known = on_head.copy()
+    # Off the head, depth comes from the head's silhouette (cheeks, ears, skull: near the
+    # head centre's depth), not from its front: the face surface would drag the hair and the
+    # background sideways as far as the nose moves.
+    rim = on_head & ~cv2.erode(on_head.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    known = rim.copy()
     known[[0, -1], :] = known[:, [0, -1]] = True
-    depth = np.where(on_head, depth_old, t[2]).astype(np.float32)
-    depth = push_pull_fill(depth[..., None], known)[..., 0]
+    depth = np.where(rim, depth_old, t[2]).astype(np.float32)
+    depth = np.where(on_head, depth_old, push_pull_fill(depth[..., None], known)[..., 0])
     gd = depth[gy, gx].astype(np.float64)
     # Grid points on the head lie just behind the mesh, which draws the head itself.
     gd = gd + 5.0 * on_head[gy, gx]
@@ -169,3 +182,43 @@ def profile_lfw(
     image, _, k = lfw_photo(lfw_dir, rel_path)
     tex = lfw_texture(lfw_dir, rel_path, size, cache_dir)
     return profile_photo(image, tex.fit, delta_yaw, texture=tex, identity=-1 - k, delta_pitch=delta_pitch)
+
+
+def sample_profile(
+    rng: np.random.Generator,
+    lfw_dir: str | Path,
+    size: int = 128,
+    yaw_range: tuple[float, float] = (-90.0, 90.0),
+    pitch_sd: float = 0.0,
+    cache_dir: Optional[str | Path] = None,
+) -> tuple[np.ndarray, FaceLabels]:
+    """A random profiled LFW photo at ``size`` x ``size``: target yaw uniform in ``yaw_range``.
+
+    The photo is drawn from the texture pool (:func:`facemtl.synth.texture.lfw_pool`, fits
+    under ``MAX_FIT_ERROR`` only); the head turns from its fitted yaw to the target and tilts
+    by N(0, ``pitch_sd``) degrees. Deterministic given ``rng`` (and the cached fits).
+    """
+    pool = lfw_pool()
+    while True:
+        rel = pool[int(rng.integers(len(pool)))]
+        tex = lfw_texture(lfw_dir, rel, cache_dir=cache_dir)
+        if tex.reprojection_error <= MAX_FIT_ERROR:
+            break
+    target = rng.uniform(*yaw_range)
+    image, labels = profile_lfw(lfw_dir, rel, target - tex.pose[0], rng.normal(0.0, pitch_sd) if pitch_sd else 0.0,
+                                cache_dir=cache_dir)
+    return resize_sample(image, labels, size)
+
+
+def resize_sample(image: np.ndarray, labels: FaceLabels, size: int) -> tuple[np.ndarray, FaceLabels]:
+    """Resize a square image to ``size`` and its 2D labels with it (integer pixel centres)."""
+    s = size / image.shape[1]
+    S = np.array([[s, 0, 0.5 * s - 0.5], [0, s, 0.5 * s - 0.5], [0, 0, 1.0]])
+
+    def pix(p: np.ndarray) -> np.ndarray:
+        return (np.asarray(p, dtype=np.float64) + 0.5) * s - 0.5
+
+    out = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    labels = replace(labels, camera=S @ labels.camera, landmarks=pix(labels.landmarks), box=pix(labels.box),
+                     face_box=pix(labels.face_box))
+    return out, labels

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from facemtl.synth import raster
-from facemtl.synth.facemodel import SKIN_V, FaceModel, swatch_box
+from facemtl.synth.facemodel import IRIS_RADIUS_MM, PUPIL_RADIUS_MM, SKIN_V, FaceModel, iris_discs, swatch_box
 from facemtl.synth.fit import FitResult, fit_landmarks
 
 LFW_LANDMARKS = Path(__file__).resolve().parents[1] / "assets" / "lfw_landmarks.npz"
@@ -161,17 +161,34 @@ def photo_texture(
         skin_tex[:] = push_pull_fill(skin_tex, skin_seen > 0)
     else:
         skin_tex[:] = (180, 190, 215)
-    # Swatches: photo where seen, else a default scaled to the photo's face brightness.
-    bright = float(np.median(image[max(int(pix[:, 1].min()), 0) : int(pix[:, 1].max()), max(int(pix[:, 0].min()), 0) : int(pix[:, 0].max())])) / 160.0
-    for name, colour in SWATCH_COLOURS.items():
+    # Swatches: the fitted eyeballs and mouth are too imprecise to sample (eyelids, lips and
+    # shadows land on them), so they get colours: defaults scaled to the face's brightness,
+    # the iris from the darkest pixels inside the photo's eye openings.
+    lm = fit.project(model.landmarks_3d(fit.identity, fit.expression))
+    x0, y0 = np.maximum(lm.min(0).astype(int), 0)
+    x1, y1 = lm.max(0).astype(int)
+    bright = np.clip(float(np.median(image[y0:y1, x0:x1])) / 160.0, 0.5, 1.5)
+    eyes = np.zeros((h, w), np.uint8)
+    for k in (36, 42):
+        cv2.fillPoly(eyes, [np.round(lm[k : k + 6]).astype(np.int32)], 1)
+    eye_px = image[eyes > 0].astype(np.float32)
+    colours = {name: np.array(c, np.float32) * 255 * bright for name, c in SWATCH_COLOURS.items()}
+    if len(eye_px) >= 8:
+        dark = eye_px[np.argsort(eye_px.sum(1))[: max(len(eye_px) // 4, 2)]]
+        colours["iris"] = np.median(dark, 0)
+    for name, colour in colours.items():
         u0, v0, u1, v1 = (int(round(c * size)) for c in swatch_box(name))
-        cell_tex, cell_seen = tex[v0:v1, u0:u1], seen[v0:v1, u0:u1] > 0
-        default = np.array(colour, np.float32) * 255 * np.clip(bright, 0.5, 1.5)
-        if name in ("mouth", "teeth") or cell_seen.mean() < 0.05:
-            cell_tex[:] = default  # a closed mouth shows neither; a few texels are noise
-            seen[v0:v1, u0:u1] = 0
-        else:
-            cell_tex[:] = push_pull_fill(cell_tex, cell_seen, base=default)
+        tex[v0:v1, u0:u1] = colours["sclera"] if name == "iris" else colour
+        seen[v0:v1, u0:u1] = 0
+    # Irises with darker pupils: on the iris swatch's disc (as facemodel maps it: radius 0.45
+    # of the cell) and on the sclera over the cornea (see facemodel.iris_discs).
+    u0, v0, u1, v1 = swatch_box("iris")
+    discs = np.r_[[[(u0 + u1) / 2, (v0 + v1) / 2, 0.45 * (u1 - u0)]], iris_discs(model)]
+    vv, uu = (np.mgrid[0:size, 0:size] + 0.5) / size
+    for cu, cv, radius in discs:
+        r = np.hypot(uu - cu, vv - cv) / radius
+        tex[r < 1] = colours["iris"]
+        tex[r < PUPIL_RADIUS_MM / IRIS_RADIUS_MM] = colours["iris"] * 0.35
     return PhotoTexture(texture=np.clip(tex + 0.5, 0, 255).astype(np.uint8), seen=seen, fit=fit, source=source)
 
 
