@@ -105,7 +105,7 @@ def build_model(path: Path, size: int = 32, crop_scale: float = 1.5, follow: boo
 
 
 def squares_frame(squares: list[tuple[float, float, float]], width: int = 160, height: int = 120) -> np.ndarray:
-    """A dark BGR frame with white squares ``(x, y, side)`` (pixel edges; sub-pixel by anti-aliasing)."""
+    """A dark BGR frame with white squares ``(x, y, side)`` over the pixels x .. x + side (anti-aliased)."""
     image = np.full((height, width, 3), 20, np.uint8)
     for x, y, side in squares:
         pts = np.array([[x, y], [x + side, y], [x + side, y + side], [x, y + side]]) * 16

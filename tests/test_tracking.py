@@ -152,8 +152,9 @@ def test_face_tracker_detects_every_n_frames_and_follows(stub):
         assert [f.id for f in faces] == [0, 1]
         assert [f.detected for f in faces] == [k % 5 == 0] * 2
         # Followed from the previous frame's landmarks, the box still lands on the moved square.
-        np.testing.assert_allclose(faces[0].face.box, [10 + 3 * k, 20, 40 + 3 * k, 50], atol=1.0)
-        np.testing.assert_allclose(faces[1].face.box, [120 - 2 * k, 70, 146 - 2 * k, 96], atol=1.0)
+        # (A square from x to x + side covers the pixels x .. x + side: its box is x - 0.5 .. x + side + 0.5.)
+        np.testing.assert_allclose(faces[0].face.box, [9.5 + 3 * k, 19.5, 40.5 + 3 * k, 50.5], atol=1.0)
+        np.testing.assert_allclose(faces[1].face.box, [119.5 - 2 * k, 69.5, 146.5 - 2 * k, 96.5], atol=1.0)
     assert detector.calls == 4  # frames 0, 5, 10, 15
 
 
@@ -181,13 +182,14 @@ def test_face_tracker_two_boxes_on_one_face(stub):
     detector = BlobDetector()
     tracker = FaceTracker(FaceAnalyzer(stub, detector=detector), detect_every=10, smooth=False)
     out = []
-    for k in range(5):
-        # Two faces, then one between them: both followed boxes slide onto it.
+    for k in range(6):
+        # Two faces, then one between them: both followed boxes slide onto it (the stub model
+        # moves a box part of the way per frame).
         squares = [(30, 40, 30), (80, 40, 30)] if k < 2 else [(55, 40, 30)]
         out.append(([f.id for f in tracker(squares_frame(squares), k / 30)], detector.calls))
-    assert out[1] == ([0, 1], 1)
-    assert out[2] == ([0], 1)  # the younger duplicate is dropped, the older keeps its id though it moved far
-    assert out[3] == ([0], 2)  # a face was lost: the detector runs at once (and finds nothing new)
+    assert out[2] == ([0, 1], 1)
+    assert out[3] == ([0], 1)  # overlapping: the younger is dropped, the older keeps its id though it moved far
+    assert out[4] == ([0], 2)  # a face was lost: the detector runs at once (and finds nothing new)
 
 
 def test_tracker_known_ids():

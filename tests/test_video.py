@@ -71,7 +71,7 @@ def test_clip_to_csv_and_video(tmp_path, stub):
         # Face 0 is the upper square moving right, face 1 the lower one moving left (ids never swap).
         x, y, side = (10 + 3 * k, 15, 30) if face == 0 else (120 - 2 * k, 70, 26)
         box = np.array([float(r[c]) for c in ("x1", "y1", "x2", "y2")])
-        np.testing.assert_allclose(box, [x - 0.5, y - 0.5, x + side - 0.5, y + side - 0.5], atol=2.0)
+        np.testing.assert_allclose(box, [x - 0.5, y - 0.5, x + side + 0.5, y + side + 0.5], atol=1.5)
         landmarks = np.array([[float(r[f"x_{i}"]), float(r[f"y_{i}"])] for i in range(68)])
         np.testing.assert_allclose([landmarks.min(0), landmarks.max(0)], [box[:2], box[2:]], atol=0.02)
         np.testing.assert_allclose([float(r[f"v_{i}"]) for i in range(68)], np.linspace(0, 1, 68), atol=1e-4)

@@ -261,8 +261,10 @@ class FaceTracker:
     The detector (``analyzer.detector``) runs on the first frame, then every ``detect_every``
     frames (with or without faces, which bounds the cost per frame), and right after a followed
     face was lost between detections.
-    Each followed face is analysed in the tight box of its landmarks of the previous frame; on
-    detection frames the detections that overlap no followed face (IoU < ``match_iou``) are added.
+    Each followed face is analysed in the tight box of its landmarks of the previous frame, in
+    one model run (the analyzer's re-crop on the new landmarks only with ``refine_followed``, or
+    on frames with a new face); on detection frames the detections that overlap no followed face
+    (IoU < ``match_iou``) are added.
     A followed face is lost when its box gets smaller than ``min_size`` pixels or leaves the
     image (less than half of it inside), when it overlaps an older face (IoU > ``match_iou``:
     two boxes on one face), or when ``max_unconfirmed`` detector runs in a row miss it (so a
@@ -278,14 +280,15 @@ class FaceTracker:
 
     def __init__(self, analyzer: FaceAnalyzer, detect_every: int = 5, smooth: bool = True,
                  max_unconfirmed: int = 2, max_missing: int = 15, match_iou: float = 0.3,
-                 min_size: float = 8.0, landmark_filter: FilterSettings = LANDMARK_FILTER,
-                 pose_filter: FilterSettings = POSE_FILTER):
+                 min_size: float = 8.0, refine_followed: bool = False,
+                 landmark_filter: FilterSettings = LANDMARK_FILTER, pose_filter: FilterSettings = POSE_FILTER):
         if detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, not {detect_every}")
         if analyzer.detector is None:
             raise ValueError("FaceTracker needs a FaceAnalyzer with a detector")
         self.analyzer, self.detect_every, self.smooth = analyzer, detect_every, smooth
         self.max_unconfirmed, self.match_iou, self.min_size = max_unconfirmed, match_iou, min_size
+        self.refine_followed = refine_followed
         self.landmark_filter, self.pose_filter = landmark_filter, pose_filter
         self.ids = IoUTracker(min_iou=match_iou, max_missing=max_missing)
         self.faces: dict[int, _Followed] = {}
@@ -300,7 +303,9 @@ class FaceTracker:
         self.since_detection += 1
         followed = {c.id for c in candidates if c.id is not None}
         boxes = np.array([np.r_[c.box, c.score] for c in candidates]).reshape(-1, 5)
-        faces = self.analyzer(frame, boxes=boxes) if len(boxes) else []
+        # A followed box is already a landmark box: one model run is enough unless asked for.
+        refine = None if self.refine_followed or any(c.id is None for c in candidates) else False
+        faces = self.analyzer(frame, boxes=boxes, refine=refine) if len(boxes) else []
         keep = self._keep(faces, frame.shape[:2])
         # A followed face that did not make it is lost: detect in the next frame to find it again
         # (a face the detector itself dropped above is not looked for again before the schedule).
@@ -349,8 +354,8 @@ class FaceTracker:
             b = face.box
             if not np.all(np.isfinite(b)) or min(b[2] - b[0], b[3] - b[1]) < self.min_size:
                 continue
-            inside = (min(b[2], w) - max(b[0], 0)) * (min(b[3], h) - max(b[1], 0))
-            if max(inside, 0) < 0.5 * (b[2] - b[0]) * (b[3] - b[1]):
+            inside = max(min(b[2], w) - max(b[0], 0), 0) * max(min(b[3], h) - max(b[1], 0), 0)
+            if inside < 0.5 * (b[2] - b[0]) * (b[3] - b[1]):
                 continue
             if kept and iou(b[None], np.array([faces[j].box for j in kept])).max() > self.match_iou:
                 continue
