@@ -22,7 +22,6 @@ so the basis can be evaluated on those vertices alone.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -156,7 +155,6 @@ class FaceModel:
         expr_names: tuple[str, ...],
         landmark_index: np.ndarray,
         triangles: np.ndarray,
-        contours: dict[str, np.ndarray],
         alignment: np.ndarray,
     ):
         self.neutral = neutral
@@ -165,7 +163,6 @@ class FaceModel:
         self.expr_names = expr_names
         self.landmark_index = landmark_index
         self.triangles = triangles
-        self.contours = contours
         self.alignment = alignment
         self._render_mesh: Optional[RenderMesh] = None
         # Basis slices of the vertex subsets evaluated repeatedly (landmarks, render mesh).
@@ -240,7 +237,9 @@ class FaceModel:
             )
         return self._slices[key]
 
-    def landmarks_3d(self, identity: Optional[np.ndarray] = None, expression: Optional[np.ndarray] = None) -> np.ndarray:
+    def landmarks_3d(
+        self, identity: Optional[np.ndarray] = None, expression: Optional[np.ndarray] = None
+    ) -> np.ndarray:
         """The 68 iBUG landmarks in the head frame, mm, (..., 68, 3)."""
         return self.vertices(identity, expression, index=self.landmark_index)
 
@@ -287,10 +286,6 @@ def _load_cached(path: str, n_identity: int, align: bool) -> FaceModel:
     neutral_mm = d["neutral"].astype(np.float64) @ ICT_TO_MM
     R = frame_alignment(neutral_mm[lm]) if align else np.eye(3)
     M = (ICT_TO_MM @ R.T).astype(np.float32)  # row vectors: x_head = x_ict @ M
-    contours = {}
-    vi = p.parent / "vertex_indices.json"
-    if vi.is_file():
-        contours = {k: np.asarray(v, dtype=np.int64) for k, v in json.loads(vi.read_text()).items() if k.startswith("idx_")}
     return FaceModel(
         neutral=d["neutral"].astype(np.float32) @ M,
         id_basis=d["id_deltas"][:n_identity].astype(np.float32) @ M,
@@ -298,7 +293,6 @@ def _load_cached(path: str, n_identity: int, align: bool) -> FaceModel:
         expr_names=tuple(str(s) for s in d["expr_names"]),
         landmark_index=lm,
         triangles=d["tri"].astype(np.int32),
-        contours=contours,
         alignment=R,
     )
 
@@ -360,7 +354,8 @@ def _material_uv(x: np.ndarray, mat: str, vmat: np.ndarray) -> np.ndarray:
         # height's slice of the head (the neck's centre lies behind the face's).
         y, z = x[sel, 1], x[sel, 2]
         edges = np.linspace(y.min(), y.max(), 25)
-        mids = [(z[(y >= a) & (y <= b)].min() + z[(y >= a) & (y <= b)].max()) / 2 for a, b in zip(edges[:-1], edges[1:])]
+        slices = [z[(y >= a) & (y <= b)] for a, b in zip(edges[:-1], edges[1:])]
+        mids = [(zs.min() + zs.max()) / 2 for zs in slices]
         axis_z = np.interp(x[:, 1], (edges[:-1] + edges[1:]) / 2, mids)
         # Angle 0 straight ahead (-z), positive toward +x.
         ang = np.arctan2(x[:, 0], -(x[:, 2] - axis_z))

@@ -120,7 +120,8 @@ def profile_photo(
     moved = np.einsum("nij,nj->ni", Rw, pts - t) + t
     nx = gx.shape[1]
     cell = (np.arange(gx.shape[0] - 1)[:, None] * nx + np.arange(nx - 1)[None, :]).ravel()
-    grid_tris = np.concatenate([np.c_[cell, cell + nx, cell + 1], np.c_[cell + 1, cell + nx, cell + nx + 1]]).astype(np.int32)
+    grid_tris = np.concatenate([np.c_[cell, cell + nx, cell + 1], np.c_[cell + 1, cell + nx, cell + nx + 1]])
+    grid_tris = grid_tris.astype(np.int32)
 
     # Head mesh at the new pose (drawn first: its z-buffer alone gives self-occlusion).
     new = head @ R_new.T + t

@@ -109,7 +109,9 @@ class PhotoTexture:
             return cls(texture=d["texture"], seen=d["seen"], fit=FitResult(**fields), source=str(d["source"]))
 
 
-_FIT_FIELDS = ("rotation", "translation", "focal", "center", "identity", "expression", "landmark_vertex", "errors", "image_size")
+_FIT_FIELDS = (
+    "rotation", "translation", "focal", "center", "identity", "expression", "landmark_vertex", "errors", "image_size"
+)
 
 
 def photo_texture(
@@ -145,7 +147,9 @@ def photo_texture(
     visible = inside & (f > 0) & (z <= zbuf[yi, xi] + DEPTH_TOL)
     # Texels at the visible region's edge blend with what lies beside the head: drop a rim.
     visible &= cv2.erode(visible.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    sampled = cv2.remap(image, x.astype(np.float32), y.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    sampled = cv2.remap(
+        image, x.astype(np.float32), y.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
 
     tex = np.zeros((size, size, 3), np.float32)
     tex[visible] = sampled[visible]
