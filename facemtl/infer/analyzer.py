@@ -16,26 +16,14 @@ from typing import Callable, Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from facemtl.data.sample import EXPRESSIONS
 from facemtl.data.transforms import apply_affine, crop_face, invert_affine, landmark_box
 from facemtl.geometry.rotations import euler_to_matrix, matrix_to_euler
 from facemtl.infer.detector import Detector, create_detector
+from facemtl.infer.onnx_model import DEFAULT_MODEL, ModelError, OnnxModel  # noqa: F401 (re-exported)
 from facemtl.infer.results import Expression, Face, Pose
 from facemtl.io import read_image, to_bgr8
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "default.onnx"
-CONTRACT_OUTPUTS = ("pose", "pose_std", "rotation", "landmarks", "visibility", "expression")
-
 ImageLike = Union[np.ndarray, str, Path]
-
-
-class ModelError(ValueError):
-    """A model file is missing or does not follow the ONNX contract; the message names the file."""
-
-    def __init__(self, path: str | Path, problem: str):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
 
 
 class FaceAnalyzer:
@@ -52,44 +40,11 @@ class FaceAnalyzer:
     def __init__(self, model_path: str | Path | None = None,
                  detector: Union[str, Detector, None] = "opencv", threads: int = 2,
                  refine: bool = True, max_batch: int = 64):
-        import onnxruntime as ort
-
-        if model_path is None:
-            if not DEFAULT_MODEL.is_file():
-                raise ModelError(DEFAULT_MODEL, "no default model is shipped yet; pass model_path= an ONNX "
-                                                "file that follows docs/model-format.md")
-            model_path = DEFAULT_MODEL
-        path = Path(model_path)
-        if not path.is_file():
-            raise ModelError(path, "model file not found")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types for bad files
-            raise ModelError(path, f"not a loadable ONNX model ({e})") from e
-        meta = self.session.get_modelmeta().custom_metadata_map
-        try:
-            self.input_size = int(meta["facemtl_input_size"])
-            self.crop_scale = float(meta["facemtl_crop_scale"])
-        except (KeyError, ValueError) as e:
-            raise ModelError(path, f"metadata facemtl_input_size / facemtl_crop_scale missing or invalid ({e})") from e
-        self.model_name = meta.get("facemtl_model", "")
-        self.expressions = tuple(meta["facemtl_expressions"].split(",")) if meta.get(
-            "facemtl_expressions") else EXPRESSIONS
-        inputs = {i.name: i for i in self.session.get_inputs()}
-        if "image" not in inputs:
-            raise ModelError(path, f"no input named 'image' (inputs: {', '.join(inputs)})")
-        batch_dim = inputs["image"].shape[0]
-        # A model exported with a fixed batch size takes exactly that many crops per call.
-        self.fixed_batch = batch_dim if isinstance(batch_dim, int) else None
-        self.max_batch = self.fixed_batch or max_batch
-        self.outputs = [o.name for o in self.session.get_outputs() if o.name in CONTRACT_OUTPUTS]
-        if not self.outputs:
-            raise ModelError(path, f"none of the contract outputs {', '.join(CONTRACT_OUTPUTS)}")
-        self.model_path = path
+        self.model = OnnxModel(model_path, threads, max_batch)
+        # The model's metadata, read by the CLI commands and scripts.
+        m = self.model
+        self.input_size, self.crop_scale, self.max_batch = m.input_size, m.crop_scale, m.max_batch
+        self.expressions, self.model_name, self.model_path = m.expressions, m.name, m.path
         self.refine = refine
         cv2.setNumThreads(threads)
         self.detector: Optional[Detector] = create_detector(detector) if isinstance(detector, str) else detector
@@ -168,15 +123,7 @@ class FaceAnalyzer:
         matrices = np.zeros((n, 2, 3))
         for k, (i, box) in enumerate(zip(owner, boxes)):
             crops[k], matrices[k] = self._crop(images[i], box)
-        parts: dict[str, list[np.ndarray]] = {name: [] for name in self.outputs}
-        for start in range(0, n, self.max_batch):  # n >= 1
-            chunk = crops[start:start + self.max_batch].transpose(0, 3, 1, 2).astype(np.float32)
-            m = len(chunk)
-            if self.fixed_batch is not None and m < self.fixed_batch:
-                chunk = np.concatenate([chunk, np.zeros((self.fixed_batch - m,) + chunk.shape[1:], np.float32)])
-            for name, value in zip(self.outputs, self.session.run(self.outputs, {"image": chunk})):
-                parts[name].append(np.asarray(value)[:m])
-        return {name: np.concatenate(v) for name, v in parts.items()}, matrices
+        return self.model.predict(crops), matrices
 
     def _crop(self, image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:func:`crop_face` on the part of the image the crop covers (plus a margin), with the

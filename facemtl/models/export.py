@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from facemtl.data.sample import EXPRESSIONS
+from facemtl.infer.onnx_model import CONTRACT_OUTPUTS
 
-CONTRACT_OUTPUTS = ("pose", "pose_std", "rotation", "landmarks", "visibility", "expression")
 OPSET = 17
 
 

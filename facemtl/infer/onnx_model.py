@@ -1,0 +1,96 @@
+"""``OnnxModel``: one facemtl ONNX file (``docs/model-format.md``) as a crop-batch predictor, no torch.
+
+``OnnxModel(path)(crops)`` maps uint8 BGR crops (N, S, S, 3) to the contract outputs as numpy
+arrays, so it is a :data:`facemtl.evaluate.protocol.Predict` and the model behind
+:class:`facemtl.infer.FaceAnalyzer`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from facemtl.data.sample import EXPRESSIONS
+
+# The contract's outputs, in the order export writes them (docs/model-format.md).
+CONTRACT_OUTPUTS = ("pose", "pose_std", "rotation", "landmarks", "visibility", "expression")
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "default.onnx"
+
+
+class ModelError(ValueError):
+    """A model file is missing or does not follow the ONNX contract; the message names the file."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+class OnnxModel:
+    """An onnxruntime CPU session on a facemtl ONNX file, with the file's metadata.
+
+    ``path``: the ONNX file; ``None`` loads the shipped ``facemtl/assets/default.onnx``.
+    ``threads``: onnxruntime's intra-op threads. ``max_batch``: most crops per session call
+    (a model exported with a fixed batch size takes exactly that many; shorter chunks are padded).
+
+    Attributes: ``path``, ``name`` (``facemtl_model``), ``input_size`` (S), ``crop_scale``,
+    ``expressions`` (class order), ``outputs`` (the contract outputs the file has),
+    ``fixed_batch`` (the exported batch size, or ``None`` when dynamic), ``max_batch``, ``session``.
+    """
+
+    def __init__(self, path: str | Path | None = None, threads: int = 2, max_batch: int = 64):
+        import onnxruntime as ort
+
+        if path is None:
+            if not DEFAULT_MODEL.is_file():
+                raise ModelError(DEFAULT_MODEL, "no default model is shipped yet; pass an ONNX file that "
+                                                "follows docs/model-format.md")
+            path = DEFAULT_MODEL
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(path, "model file not found")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types for bad files
+            raise ModelError(path, f"not a loadable ONNX model ({e})") from e
+        meta = self.session.get_modelmeta().custom_metadata_map
+        try:
+            self.input_size = int(meta["facemtl_input_size"])
+            self.crop_scale = float(meta["facemtl_crop_scale"])
+        except (KeyError, ValueError) as e:
+            raise ModelError(path, f"metadata facemtl_input_size / facemtl_crop_scale missing or invalid ({e})") from e
+        self.path = path
+        self.name = meta.get("facemtl_model", "")
+        self.expressions = tuple(meta["facemtl_expressions"].split(",")) if meta.get(
+            "facemtl_expressions") else EXPRESSIONS
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if "image" not in inputs:
+            raise ModelError(path, f"no input named 'image' (inputs: {', '.join(inputs)})")
+        batch_dim = inputs["image"].shape[0]
+        self.fixed_batch = batch_dim if isinstance(batch_dim, int) else None
+        self.max_batch = self.fixed_batch or max_batch
+        self.outputs = [o.name for o in self.session.get_outputs() if o.name in CONTRACT_OUTPUTS]
+        if not self.outputs:
+            raise ModelError(path, f"none of the contract outputs {', '.join(CONTRACT_OUTPUTS)}")
+
+    def predict(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        """uint8 BGR crops (N, S, S, 3), N >= 1 -> ``{output name: array with N rows}``."""
+        s = self.input_size
+        if crops.ndim != 4 or crops.shape[1:] != (s, s, 3) or len(crops) == 0:
+            raise ValueError(f"{self.path}: expected crops of shape (N >= 1, {s}, {s}, 3), got {crops.shape}")
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in self.outputs}
+        for start in range(0, len(crops), self.max_batch):
+            chunk = crops[start:start + self.max_batch].transpose(0, 3, 1, 2).astype(np.float32)
+            m = len(chunk)
+            if self.fixed_batch is not None and m < self.fixed_batch:
+                chunk = np.concatenate([chunk, np.zeros((self.fixed_batch - m,) + chunk.shape[1:], np.float32)])
+            for name, value in zip(self.outputs, self.session.run(self.outputs, {"image": chunk})):
+                parts[name].append(np.asarray(value)[:m])
+        return {name: np.concatenate(v) for name, v in parts.items()}
+
+    __call__ = predict
