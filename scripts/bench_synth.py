@@ -4,8 +4,9 @@
 
 Paths: ``procedural`` (procedural skin texture), ``photo`` (photo textures, with --textures),
 ``scene`` (several faces per image). Each is timed in one process (CPU seconds and wall
-seconds) and with ``--workers`` processes (wall), after a warm-up that compiles the kernels
-and builds the meshes. Writing files is not included (see ``facemtl synth`` for that).
+seconds) and with ``--workers`` processes (wall), after a warm-up that compiles the kernels,
+builds the meshes and loads the photo texture pool (computing the textures not yet in the
+disk cache: minutes on the first run). Writing files is not included (see ``facemtl synth`` for that).
 """
 
 from __future__ import annotations
@@ -44,7 +45,15 @@ def main() -> None:
         paths["photo"] = replace(base, textures=args.textures, p_photo_texture=1.0)
     paths["scene"] = replace(base, size=max(args.size, 256))
     for name, config in paths.items():
-        _render_range((config, name, 10_000, 10_020))  # warm-up: kernels, meshes, photo pools
+        _render_range((config, name, 10_000, 10_020))  # warm-up: kernels, meshes, background photos
+        if name == "photo":  # load (or first compute and disk-cache) the whole texture pool
+            import numpy as np
+
+            from facemtl.synth.render import assets_for
+            from facemtl.synth.texture import random_texture
+
+            for k in range(3000):
+                random_texture(np.random.default_rng(k), args.textures, assets_for(config).atlas)
         n = args.n if name != "scene" else max(args.n // 8, 10)
         cpu, wall = time.process_time(), time.perf_counter()
         _render_range((config, name, 0, n))
