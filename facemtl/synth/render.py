@@ -174,7 +174,8 @@ class Lod:
     expressions) the model sliced to the kept vertices; ``neck`` (R,) torso weight; ``ao`` (R,) ambient
     occlusion of the neutral head; ``hair`` (R, 3) hair band membership; ``shell_index`` (S,)
     the vertices of any hair band and ``shell_tris`` (G, 3) the skin triangles among them
-    (indices into ``shell_index``): the hair shell's mesh.
+    (indices into ``shell_index``): the hair shell's mesh; ``shell_noise`` (S, 2) two smooth
+    unit-variance fields on it (locks, uneven volume).
     """
 
     cell: float
@@ -189,6 +190,7 @@ class Lod:
     hair: np.ndarray
     shell_index: np.ndarray
     shell_tris: np.ndarray
+    shell_noise: np.ndarray
 
 
 def _decimate(model: FaceModel, cell: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -246,6 +248,18 @@ def _basis(model: FaceModel, index: np.ndarray) -> np.ndarray:
     """Identity modes then expression shapes at the vertices ``index``, (K + 53, 3 len(index))."""
     rows = np.concatenate([model.id_basis[:, index], model.expr_basis[:, index]])
     return np.ascontiguousarray(rows.reshape(len(rows), -1), dtype=np.float32)
+
+
+def _smooth_noise(points: np.ndarray, wavelengths_mm: tuple[float, ...], waves: int = 8) -> np.ndarray:
+    """(N, len(wavelengths)) smooth random fields on 3D points: sums of plane waves (fixed seed)."""
+    rng = np.random.default_rng(11)
+    out = []
+    for wl in wavelengths_mm:
+        d = rng.standard_normal((waves, 3))
+        d *= 2 * np.pi / wl / np.linalg.norm(d, axis=1, keepdims=True)
+        f = np.sin(points @ d.T + rng.uniform(0, 2 * np.pi, waves)).sum(1)
+        out.append(f / np.sqrt(waves / 2))
+    return np.stack(out, 1).astype(np.float32)
 
 
 def _fibonacci_sphere(n: int) -> np.ndarray:
@@ -351,7 +365,8 @@ class Assets:
                 cell=cell, index=index, uv=uv, tris=tris, material=material, neutral=neutral,
                 basis=_basis(m, index),
                 neck=neck_weight(neutral.astype(np.float64)), ao=ao, hair=hair.astype(np.float32),
-                shell_index=shell_index, shell_tris=remap[shell].astype(np.int32))
+                shell_index=shell_index, shell_tris=remap[shell].astype(np.int32),
+                shell_noise=_smooth_noise(neutral[shell_index].astype(np.float64), (25.0, 60.0)))
         return self._lods[cell]
 
     # -- procedural texture
@@ -509,6 +524,7 @@ class Person:
     hairline: tuple[float, float, float]
     hair_thickness: float
     hair_length: float
+    hair_noise: tuple[float, float]  # amplitudes of fine locks and coarse volume changes
     eye_colour: np.ndarray
     cloth: np.ndarray
     cloth2: np.ndarray
@@ -556,6 +572,7 @@ def sample_person(identity: int, n_modes: int = 60) -> Person:
         hair_thickness=float({"bald": 0, "buzz": 1.5, "short": rng.uniform(5, 14), "volume": rng.uniform(14, 35),
                               "long": rng.uniform(5, 15)}[style]),
         hair_length=float(rng.uniform(80, 320)),
+        hair_noise=(float(rng.uniform(0, 0.35)), float(rng.uniform(0, 0.3))),
         eye_colour=_bgr(_EYE_COLOURS[rng.choice(len(_EYE_COLOURS))] * rng.uniform(0.7, 1.2)),
         cloth=_bgr(np.clip(cloth, 0, 1)),
         cloth2=_bgr(_CLOTH_COLOURS[rng.choice(len(_CLOTH_COLOURS), p=_CLOTH_P)]),
@@ -683,7 +700,8 @@ def _hair_parts(assets: Assets, lod: Lod, person: Person, v_head: np.ndarray, n_
     idx = lod.shell_index
     amount = lod.hair[idx] @ np.array(person.hairline)
     crown = np.clip((assets.brow_y - v_head[idx, 1]) / 80.0, 0.2, 1.0)
-    offset = person.hair_thickness * _smoothstep(amount / 0.6) * crown
+    locks = 1 + lod.shell_noise @ np.array(person.hair_noise)
+    offset = person.hair_thickness * _smoothstep(amount / 0.6) * crown * np.clip(locks, 0.3, 2.0)
     verts = v_head[idx] + n_head[idx] * offset[:, None]
     attrs = np.zeros((len(idx), 6))
     attrs[:, :2] = lod.uv[idx]
