@@ -113,6 +113,8 @@ def test_bad_sources_give_clear_errors(tmp_path, stub, capsys):
     assert f"{tmp_path / 'cut.mp4'}: cannot open as a video" in capsys.readouterr().err
     assert not (tmp_path / "o.mp4").exists() and not (tmp_path / "o.partial.mp4").exists()
     assert main(["video", "--model", str(stub)]) == 2  # neither a file nor --camera
+    assert main(["video", "--camera", "99", "--model", str(stub)]) == 1
+    assert "camera 99: cannot open the camera" in capsys.readouterr().err
 
 
 def test_truncated_avi_ends_early_with_valid_outputs(tmp_path, stub, capsys):
@@ -191,3 +193,27 @@ def test_shared_videos_first_frames(shared, stub, tmp_path):
             assert 0 <= int(r["frame"]) < 4
             x1, y1, x2, y2 = (float(r[c]) for c in ("x1", "y1", "x2", "y2"))
             assert x1 < x2 and y1 < y2
+
+
+def test_sigterm_finishes_outputs(tmp_path, stub):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    clip = write_clip(tmp_path / "long.mp4", n=1500)
+    out = tmp_path / "o.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "facemtl.cli", "video", str(clip), "--out", str(out), "--csv",
+                             str(tmp_path / "o.csv"), "--model", str(stub), "--detect-every", "1"],
+                            stderr=subprocess.PIPE, text=True)
+    partial = tmp_path / "o.partial.mp4"
+    deadline = time.monotonic() + 30
+    while not partial.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "interrupted after" in err
+    n, size = count_frames(out)
+    assert 0 < n < 1500 and size == (160, 120)
+    assert not partial.exists()

@@ -290,8 +290,12 @@ def _progress(source: Union[str, Path, int], s: VideoSummary, index: Optional[in
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", nargs="?", type=Path, help="video file (or use --camera)")
     parser.add_argument("--camera", type=int, metavar="N", help="live camera index instead of a file (Ctrl+C stops)")
-    parser.add_argument("--out", type=Path, help="annotated video (.mp4, mp4v codec)")
-    parser.add_argument("--csv", type=Path, help="one row per face per frame (columns: see the module docstring)")
+    parser.add_argument("--out", type=Path, help="annotated video (.mp4, mp4v codec); written as OUT.partial.mp4 "
+                                                 "and renamed when finished (also on Ctrl+C), so OUT is always complete")
+    parser.add_argument("--csv", type=Path,
+                        help="one row per face per frame, written and flushed frame by frame: frame, time_s, face_id, "
+                             "detected, score, x1..y2, yaw, pitch, roll, *_std, expression, p_<name>, x_i, y_i, v_i "
+                             "(i = 0..67)")
     parser.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
                         help="One-Euro smoothing of landmarks, box and pose per face id (default: on)")
     parser.add_argument("--detect-every", type=int, default=5, metavar="N",
