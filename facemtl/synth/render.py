@@ -716,11 +716,12 @@ def _hair_curtain(assets: Assets, person: Person, v_head: np.ndarray,
                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """Long hair: a two-sided sheet hanging from the sides and back of the head."""
     cols, rows = 25, 7
-    front = np.deg2rad(rng.uniform(80, 110))
+    front = np.deg2rad(rng.uniform(62, 95))  # from the temples (framing the face) to behind the ears
     phi = np.linspace(front, 2 * np.pi - front, cols)
     top = assets.brow_y - 10.0
-    # Head radius about the vertical axis near the top of the sheet, per 15 deg of azimuth.
-    band = np.abs(v_head[:, 1] - top) < 25
+    # Head radius about the vertical axis from the top of the sheet to below the ears, per
+    # 15 deg of azimuth, so the sheet hangs outside the ears.
+    band = (v_head[:, 1] > top - 25) & (v_head[:, 1] < top + 90)
     x, z = v_head[band, 0], v_head[band, 2] - AXIS_Z
     bins = (np.mod(np.arctan2(x, -z), 2 * np.pi) / (2 * np.pi) * 24).astype(np.int64) % 24
     by_bin = np.zeros(24)
