@@ -16,6 +16,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("data", "show"), "facemtl.data.show", "draw a grid of dataset samples with their labels"),
     (("study", "landmark-to-pose"), "facemtl.evaluate.landmark_to_pose",
      "Hopenet §4.2: pose from landmarks with a mean face (points, jitter, face shape)"),
+    (("eval",), "facemtl.evaluate.cli", "score a model on a labelled dataset, ground-truth boxes: pose MAE, NME, ..."),
     (("predict",), "facemtl.infer.predict", "analyse every face of images: boxes, landmarks, pose, expression"),
     (("video",), "facemtl.infer.video", "track and analyse the faces of a video or camera: annotated video + CSV"),
     (("train",), "facemtl.train.cli", "train a model from a YAML config (resumable, DDP under torchrun)"),

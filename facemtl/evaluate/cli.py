@@ -1,0 +1,141 @@
+"""``facemtl eval``: score a model on a labelled dataset with ground-truth boxes.
+
+    facemtl eval --dataset aflw2000 --root ../shared/data/aflw2000-dev --json r.json
+
+Each sample is cropped around its **ground-truth** face box (the tight box of its 68 landmarks),
+as Hopenet scores AFLW2000, and the crop goes through :mod:`facemtl.evaluate.protocol`. Prints
+the pose MAE per angle and its mean over the samples whose ground-truth angles are all within
+±99° (Hopenet's filter: how many were used and dropped is printed), the mean signed error
+(bias) per angle, landmark NME (inter-ocular and box-size normalised), visibility recall at 80 %
+precision and expression accuracy, each where the dataset has those labels.
+
+The crop margin is the model's own ``crop_scale`` (from the ONNX metadata or the checkpoint's
+config): a square of side ``crop_scale · max(w, h)`` centred on the landmark box, the crop the
+model was trained on. Hopenet's k = 0.2 grows the landmark box to 1.96 w × 1.568 h (0.4 h above,
+0.168 h below) and its test transform keeps the centred square of side min(1.96 w, 1.568 h):
+for a face box with w ≈ h, a square of ≈ 1.57 times the box side centred 0.12 h above the box
+centre. facemtl's default ``crop_scale`` of 1.5 is that margin within 5 %, without the upward
+shift; scoring each model on its training crop keeps models with other margins comparable.
+
+``--model`` takes an ONNX file (onnxruntime, no torch) or a training checkpoint ``.pt`` (run
+through torch); the default is the shipped ``facemtl/assets/default.onnx``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from facemtl.data.registry import DATASETS
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, choices=sorted(DATASETS), help="dataset format (reader name)")
+    parser.add_argument("--root", required=True, type=Path, help="dataset folder or file")
+    parser.add_argument("--model", type=Path,
+                        help="ONNX model or training checkpoint (.pt); default: the shipped default.onnx")
+    parser.add_argument("--json", type=Path, help="write every number here")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="reader option, e.g. split=test (repeatable; values parsed as JSON when they can be)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads of the model")
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """``["k=v", ...]`` -> ``{k: v}``, each value parsed as JSON (numbers, true/false) or kept as text."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--option {item!r}: expected KEY=VALUE")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def load_predictor(model: Path | None, threads: int) -> tuple[Any, dict[str, Any]]:
+    """The protocol's ``predict`` for an ONNX file or a checkpoint, and the model's description
+    (``model``, ``name``, ``input_size``, ``crop_scale``, ``backend``)."""
+    if model is not None and model.suffix in CHECKPOINT_SUFFIXES:
+        import torch
+
+        from facemtl.train.trainer import load_trained, torch_predictor
+
+        if not model.is_file():
+            raise FileNotFoundError(f"{model}: checkpoint not found")
+        torch.set_num_threads(threads)
+        net, cfg = load_trained(model)
+        info = {"model": str(model), "name": cfg.model, "input_size": cfg.input_size,
+                "crop_scale": cfg.crop_scale, "backend": "torch"}
+        return torch_predictor(net, torch.device("cpu")), info
+    from facemtl.infer.onnx_model import DEFAULT_MODEL, ModelError, OnnxModel
+
+    if model is None and not DEFAULT_MODEL.is_file():
+        raise ModelError(DEFAULT_MODEL, "no default model is shipped yet: pass --model PATH.onnx or a checkpoint .pt")
+    onnx = OnnxModel(model, threads)
+    info = {"model": str(onnx.path), "name": onnx.name, "input_size": onnx.input_size,
+            "crop_scale": onnx.crop_scale, "backend": "onnxruntime"}
+    return onnx.predict, info
+
+
+def report(result: dict[str, Any]) -> str:
+    """The human-readable summary of :func:`run`'s result."""
+    lines = [f"{result['dataset']} ({result['root']}): {int(result['n'])} samples; model {result['model']} "
+             f"({result['name']}, {result['input_size']} px, crop {result['crop_scale']:g}, {result['backend']})"]
+    if "mae_mean" in result:
+        lines += [f"pose, ground truth within ±99°: {result['pose_n']} used, {result['pose_filtered']} filtered",
+                  f"{'':14}{'yaw':>8}{'pitch':>8}{'roll':>8}{'mean':>8}",
+                  f"{'MAE (deg)':14}" + "".join(f"{result[f'mae_{k}']:8.2f}" for k in ("yaw", "pitch", "roll", "mean")),
+                  f"{'bias (deg)':14}" + "".join(f"{result[f'bias_{k}']:+8.2f}" for k in ("yaw", "pitch", "roll"))]
+    if "nme_inter_ocular" in result:
+        lines.append(f"landmark NME: {100 * result['nme_inter_ocular']:.2f} % inter-ocular, "
+                     f"{100 * result['nme_bbox']:.2f} % box size")
+    if "occlusion_recall_at_p80" in result:
+        lines.append(f"hidden-landmark recall at 80 % precision: {100 * result['occlusion_recall_at_p80']:.1f} %")
+    if "expression_accuracy" in result:
+        lines.append(f"expression accuracy: {100 * result['expression_accuracy']:.1f} %")
+    return "\n".join(lines)
+
+
+def _finite_or_none(value: Any) -> Any:
+    """JSON has no NaN: unavailable numbers (e.g. every sample filtered) become null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def run(args: argparse.Namespace) -> int:
+    from facemtl.data.registry import load_dataset
+    from facemtl.data.sample import DatasetError
+    from facemtl.evaluate.protocol import evaluate
+    from facemtl.infer.onnx_model import ModelError
+    from facemtl.infer.predict import write_atomic
+    from facemtl.io import ImageError
+
+    try:
+        options = parse_options(args.option)
+        predict, info = load_predictor(args.model, args.threads)
+        try:
+            samples = load_dataset(args.dataset, args.root, **options)
+        except TypeError as e:  # an option the reader does not take
+            raise ValueError(f"{args.dataset} reader: {e}") from e
+        if not samples:
+            raise DatasetError(args.root, f"no {args.dataset} samples found")
+        result = evaluate(predict, samples, info["input_size"], info["crop_scale"])
+    except (DatasetError, ImageError, ModelError, FileNotFoundError, ValueError) as e:
+        print(f"facemtl eval: error: {e}", file=sys.stderr)
+        return 2
+    result = {"dataset": args.dataset, "root": str(args.root), **info, **result}
+    if "pose_n" in result:
+        posed = sum(s.pose is not None for s in samples)
+        result["pose_filtered"] = posed - result["pose_n"]
+    print(report(result))
+    if args.json is not None:
+        text = json.dumps({k: _finite_or_none(v) for k, v in result.items()}, indent=2) + "\n"
+        write_atomic(args.json, text.encode())
+    return 0

@@ -1,0 +1,126 @@
+"""``facemtl eval`` on the real aflw2000-dev images with a tiny random multi-task model.
+
+The model is exported to ONNX and also saved as a training checkpoint, so the ONNX path
+(onnxruntime), the checkpoint path (torch) and :func:`facemtl.evaluate.protocol.evaluate` called
+directly on the torch model must all give the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from facemtl.cli import main
+from facemtl.data.registry import load_dataset
+from facemtl.evaluate.protocol import evaluate, predict_samples
+from facemtl.infer.onnx_model import OnnxModel
+from facemtl.models import create_model
+from facemtl.models.export import export_onnx
+from facemtl.train.config import TrainConfig
+from facemtl.train.trainer import torch_predictor
+from test_export import S, trained_looking
+
+METRICS = ("mae_yaw", "mae_pitch", "mae_roll", "mae_mean", "bias_yaw", "bias_pitch", "bias_roll",
+           "nme_inter_ocular", "nme_bbox")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(torch model, ONNX path, checkpoint path) of one randomly initialised model at S px, crop 1.5."""
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("tiny")
+    model = trained_looking(create_model("mtl_mobilenetv3_small", width=0.25))
+    export_onnx(model, tmp / "tiny.onnx", S, 1.5)
+    cfg = TrainConfig(name="tiny", model="mtl_mobilenetv3_small", model_options={"width": 0.25},
+                      input_size=S, crop_scale=1.5)
+    torch.save({"model": model.state_dict(), "config": cfg.to_dict()}, tmp / "tiny.pt")
+    return model, tmp / "tiny.onnx", tmp / "tiny.pt"
+
+
+def run_eval(capsys, *args: str) -> tuple[int, str, str]:
+    rc = main(["eval", *args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_onnx_and_checkpoint_match_the_protocol(tiny, aflw2000_dev, tmp_path, capsys):
+    model, onnx_path, ckpt = tiny
+    samples = load_dataset("aflw2000", aflw2000_dev)
+    want = evaluate(torch_predictor(model, torch.device("cpu")), samples, S, 1.5)
+    posed = sum(s.pose is not None for s in samples)
+    for path, backend in ((onnx_path, "onnxruntime"), (ckpt, "torch")):
+        rc, out, _ = run_eval(capsys, "--dataset", "aflw2000", "--root", str(aflw2000_dev), "--model", str(path),
+                              "--json", str(tmp_path / "r.json"))
+        assert rc == 0
+        got = json.loads((tmp_path / "r.json").read_text())
+        assert got["backend"] == backend and got["input_size"] == S and got["crop_scale"] == 1.5
+        assert got["n"] == len(samples) == 32
+        assert got["pose_n"] + got["pose_filtered"] == posed and got["pose_filtered"] >= 1  # one |angle| > 99 image
+        for k in METRICS:
+            assert math.isfinite(got[k]), k
+            assert got[k] == pytest.approx(want[k], abs=1e-3), k
+        assert f"{got['mae_mean']:.2f}" in out and f"{got['pose_n']} used, {got['pose_filtered']} filtered" in out
+        assert "inter-ocular" in out
+
+
+def test_crop_margin_is_the_models_crop_scale(tiny, aflw2000_dev, tmp_path, capsys):
+    model, _, _ = tiny
+    path = tmp_path / "wide.onnx"
+    export_onnx(model, path, S, 2.0)
+    rc, _, _ = run_eval(capsys, "--dataset", "aflw2000", "--root", str(aflw2000_dev), "--model", str(path),
+                        "--json", str(tmp_path / "r.json"))
+    assert rc == 0
+    got = json.loads((tmp_path / "r.json").read_text())
+    samples = load_dataset("aflw2000", aflw2000_dev)
+    predict = OnnxModel(path, threads=1)  # the same network as the torch model (first test)
+    want = evaluate(predict, samples, S, 2.0)
+    other = evaluate(predict, samples, S, 1.5)
+    assert got["crop_scale"] == 2.0
+    assert got["mae_mean"] == pytest.approx(want["mae_mean"], abs=1e-3)
+    assert abs(other["mae_mean"] - want["mae_mean"]) > 1e-2  # the margin does change the numbers
+
+
+def test_expression_accuracy_on_ckplus(tiny, shared, capsys, tmp_path):
+    _, onnx_path, _ = tiny
+    root = shared / "data" / "expression" / "ckplus48"
+    rc, out, _ = run_eval(capsys, "--dataset", "ckplus", "--root", str(root), "--model", str(onnx_path),
+                          "--json", str(tmp_path / "r.json"))
+    assert rc == 0
+    got = json.loads((tmp_path / "r.json").read_text())
+    samples = load_dataset("ckplus", root)
+    outputs = predict_samples(OnnxModel(onnx_path, threads=1), samples, S, 1.5)
+    labels = np.array([s.expression for s in samples])
+    assert got["expression_accuracy"] == pytest.approx(np.mean(outputs["expression"].argmax(1) == labels))
+    assert "mae_mean" not in got and "nme_bbox" not in got  # CK+ has no pose or landmarks
+    assert "expression accuracy" in out
+
+
+def test_errors(tiny, aflw2000_dev, tmp_path, capsys):
+    from facemtl.infer.onnx_model import DEFAULT_MODEL
+
+    _, onnx_path, _ = tiny
+    root = str(aflw2000_dev)
+    rc, _, err = run_eval(capsys, "--dataset", "aflw2000", "--root", str(tmp_path / "missing"), "--model",
+                          str(onnx_path))
+    assert rc == 2 and "missing" in err
+    rc, _, err = run_eval(capsys, "--dataset", "aflw2000", "--root", root, "--model", str(onnx_path),
+                          "--option", "nope=1")
+    assert rc == 2 and "nope" in err
+    rc, _, err = run_eval(capsys, "--dataset", "aflw2000", "--root", root, "--model", str(tmp_path / "gone.pt"))
+    assert rc == 2 and "gone.pt" in err
+    if not DEFAULT_MODEL.is_file():
+        rc, _, err = run_eval(capsys, "--dataset", "aflw2000", "--root", root, "--json", str(tmp_path / "r.json"))
+        assert rc == 2 and "--model" in err and not (tmp_path / "r.json").exists()
+
+
+def test_parse_options():
+    from facemtl.evaluate.cli import parse_options
+
+    assert parse_options(["split=test", "skip_errors=true", "n=3", "x=1.5"]) == {
+        "split": "test", "skip_errors": True, "n": 3, "x": 1.5}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_options(["novalue"])
