@@ -231,3 +231,18 @@ def test_photo_texture_path(shared):
     assert lab.identity == -1  # a photo's appearance is nobody of the identity pool
     again, _ = _render(2, textures=str(lfw), p_photo_texture=1.0)
     assert np.array_equal(image, again)
+
+
+@needs_model
+def test_synth_dataset_items_are_the_seeded_samples():
+    from facemtl.synth.render import SynthDataset, render_sample, sample_rng
+
+    config = _config(size=64)
+    data = SynthDataset(3, seed=4, config=config)
+    sample = data[2]
+    image, lab = render_sample(sample_rng(4, 2), config)
+    assert len(data) == 3 and sample.source == "synth"
+    assert np.array_equal(sample.image, image) and np.allclose(sample.pose, lab.pose)
+    assert np.array_equal(sample.visibility, lab.visibility) and sample.expression == lab.expr_class
+    with pytest.raises(IndexError):
+        data[3]
