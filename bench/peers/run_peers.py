@@ -177,19 +177,22 @@ def dlib_peer(upsample: int, subset: str) -> Peer:
                 _pnp_euler("68 points, iBUG-68 order already", subset))
 
 
-def facemtl_peer(threads: int) -> Optional[Peer]:
-    """facemtl's shipped analyzer, or None while ``facemtl/assets/default.onnx`` does not exist."""
+def facemtl_peer(threads: int, model: Optional[Path]) -> Optional[Peer]:
+    """facemtl's analyzer with ``model`` (default: the shipped model), or None while none is shipped."""
     import facemtl
+    from facemtl.infer.onnx_model import DEFAULT_MODEL
 
-    if not (Path(facemtl.__file__).parent / "assets" / "default.onnx").is_file():
+    if model is None and not DEFAULT_MODEL.is_file():
         return None
-    analyzer = facemtl.FaceAnalyzer(threads=threads)
+    analyzer = facemtl.FaceAnalyzer(model, threads=threads)
 
     def run(image: np.ndarray) -> list[Face]:
         return [Face(np.asarray(f.landmarks, dtype=np.float64), np.asarray(f.pose.matrix, dtype=np.float64))
                 for f in analyzer(image) if f.landmarks is not None and f.pose is not None]
 
-    return Peer("facemtl (default model)", run, f"`facemtl.FaceAnalyzer(threads={threads})`, its default detector",
+    name = "facemtl (default model)" if model is None else f"facemtl ({model.name})"
+    return Peer(name, run, f"`facemtl.FaceAnalyzer({'' if model is None else repr(model.name) + ', '}threads={threads})`, "
+                "its default detector",
                 "native: `Face.pose.matrix` is facemtl's R (no conversion); yaw/pitch/roll = `matrix_to_euler(R)`.")
 
 
@@ -255,8 +258,8 @@ def _nme(result: PeerResult, samples: list) -> float:
 # ---- report ---------------------------------------------------------------------------------------
 
 
-def _f(x: float, digits: int = 2) -> str:
-    return "–" if not np.isfinite(x) else f"{x:.{digits}f}"
+def _f(x: float, digits: int = 2, sign: str = "") -> str:
+    return "–" if not np.isfinite(x) else f"{x:{sign}.{digits}f}"
 
 
 def _version(dist: str) -> str:
@@ -299,7 +302,7 @@ def report(results: list[PeerResult], samples: list, n_all: int, data: Path, fac
         "Pose MAE and bias (mean signed error, prediction − annotation) in degrees and NME (mean landmark error / "
         "outer-eye-corner distance, %) over the faces each peer found; a face counts as found when a detection's "
         f"landmark box overlaps the annotated one with IoU ≥ {MIN_IOU}. ms = wall time per image (detection + "
-        f"landmarks + pose of every face), fastest of {repeats} runs, median over the images, after one warm-up "
+        f"landmarks + pose of every face), best of {repeats} run(s), median over the images, after one warm-up "
         f"image; the machine is shared with other jobs (load average {load:.1f} at the start), so times are "
         "indicative.",
         "",
@@ -308,7 +311,7 @@ def report(results: list[PeerResult], samples: list, n_all: int, data: Path, fac
     ]
     for r in results:
         m, b = _pose_errors(r, samples)
-        bias = " / ".join(f"{b[a]:+.1f}" for a in ("yaw", "pitch", "roll"))
+        bias = " / ".join(_f(b[a], 1, "+") for a in ("yaw", "pitch", "roll"))
         lines.append(f"| {r.peer.name} | {len(r.faces)} / {n} ({n - len(r.faces)} missed) | {_f(m['yaw'])} | "
                      f"{_f(m['pitch'])} | {_f(m['roll'])} | **{_f(m['mean'])}** | {bias} | "
                      f"{_f(100 * _nme(r, samples))} | {_f(float(np.median(r.ms)), 1)} |")
@@ -365,6 +368,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print the section only")
     parser.add_argument("--threads", type=int, default=2, help="OpenCV / onnxruntime threads (default 2)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per image; the fastest counts (default 3)")
+    parser.add_argument("--facemtl-model", type=Path, help="ONNX model for the facemtl row (default: the shipped one)")
     parser.add_argument("--subset", default="68", choices=sorted(POINT_SUBSETS),
                         help="landmarks used by PnP (facemtl.geometry.pnp.POINT_SUBSETS; default all 68)")
     parser.add_argument("--dlib-upsample", type=int, default=1, help="dlib HOG upsampling (dlib's example: 1)")
@@ -378,7 +382,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     peers = [mediapipe_peer(False, args.subset), mediapipe_peer(True, args.subset),
              dlib_peer(args.dlib_upsample, args.subset)]
-    ours = facemtl_peer(args.threads)
+    ours = facemtl_peer(args.threads, args.facemtl_model)
     facemtl_note = None
     if ours is None:
         facemtl_note = "no default model yet (facemtl/assets/default.onnx)"
