@@ -173,7 +173,7 @@ def annotate(image: np.ndarray, faces: list[TrackedFace]) -> np.ndarray:
         draw_box(image, f.box, label=label)
         if f.landmarks is not None:
             vis = None if f.visibility is None else (f.visibility >= 0.5).astype(np.float64)
-            draw_landmarks(image, f.landmarks, vis)
+            draw_landmarks(image, f.landmarks, vis, radius=max(1.0, float(f.box[2] - f.box[0]) / 60))  # face-sized dots
         if f.pose is not None:
             centre = f.landmarks[30] if f.landmarks is not None else (f.box[:2] + f.box[2:]) / 2  # nose tip
             draw_axes(image, f.pose.matrix, centre, 0.5 * float(f.box[2] - f.box[0]))
