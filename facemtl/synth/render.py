@@ -744,7 +744,7 @@ def _hair_curtain(assets: Assets, person: Person, v_head: np.ndarray,
     return verts, tris, attrs, True
 
 
-def _torso(person: Person, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _torso(person: Person) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Shoulders and chest in the head frame at rest (superelliptic rings), clothed."""
     half_w, half_d = person.torso
     # Rings from a collar around the neck (about 5 cm below the chin) over the top of the
@@ -809,7 +809,7 @@ def build_head(assets: Assets, lod: Lod, person: Person, expression: np.ndarray,
         head.parts.append(Part(to_camera(verts, neck_weight(verts)), tris.astype(np.int32), a, ao,
                                cull=not two_sided, two_sided=two_sided))
     if torso:
-        verts, tris, a = _torso(person, rng)
+        verts, tris, a = _torso(person)
         head.parts.append(Part(to_camera(verts, np.ones(len(verts), np.float32)), tris, a,
                                np.full(len(verts), 0.9, np.float32)))
     return head
