@@ -159,3 +159,41 @@ class MixedDataset:
         k = int(rng.choice(len(self.sources), p=self.p))
         source = self.sources[k]
         return source.example(int(rng.integers(len(source))), rng)
+
+
+class SynthSource:
+    """Faces rendered on the fly by :mod:`facemtl.synth` (pose, landmarks, visibility, expression).
+
+    Every index is a new render (the source is as long as ``length``), deterministic in the
+    generator it is given. The renders' own low-resolution and blur augmentation is off: the
+    trainer's :class:`Augment` does that for every source alike.
+    """
+
+    def __init__(self, size: int, crop_scale: float, augment: Augment | None, render_size: int = 160,
+                 length: int = 1 << 30, **synth_options):
+        from facemtl.synth.render import SynthConfig
+
+        if "face_frac" in synth_options:
+            synth_options["face_frac"] = tuple(synth_options["face_frac"])
+        self.config = SynthConfig(size=render_size, p_low_res=0.0, p_blur=0.0, **synth_options)
+        self.size, self.crop_scale, self.augment, self.length = size, crop_scale, augment, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def example(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        from facemtl.synth.render import render_sample
+
+        image, labels = render_sample(rng, self.config)
+        return make_example(image, self.size, self.crop_scale, rng, self.augment, labels.box,
+                            pose=labels.pose, landmarks=labels.landmarks, visibility=labels.visibility,
+                            expression=labels.expr_class)
+
+
+def synth_validation_samples(n: int, seed: int, render_size: int = 160, **synth_options) -> list[Sample]:
+    """``n`` held-out synthetic faces as samples (a seed the training sources never use)."""
+    from facemtl.synth.render import SynthConfig, SynthDataset
+
+    config = SynthConfig(size=render_size, p_low_res=0.0, p_blur=0.0, **synth_options)
+    dataset = SynthDataset(n, seed=seed, config=config)
+    return [dataset[i] for i in range(n)]

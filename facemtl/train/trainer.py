@@ -41,7 +41,7 @@ def build_source(spec: DataSpec, cfg: TrainConfig, augment: Augment) -> Source:
         samples = load_dataset(spec.name, spec.root, **spec.options)
         return SampleSource(samples, cfg.input_size, cfg.crop_scale, augment)
     if spec.type == "synth":
-        from facemtl.synth.source import SynthSource
+        from facemtl.train.data import SynthSource
 
         return SynthSource(cfg.input_size, cfg.crop_scale, augment, **spec.options)
     raise ValueError(f"unknown data type {spec.type!r} (synth, fer2013, dataset)")
@@ -76,6 +76,15 @@ class _Batches(torch.utils.data.Sampler):
         return self.stop - self.start
 
 
+def _worker_init(_: int) -> None:
+    # Data workers render and warp images; multi-threaded OpenCV/torch inside each of them only
+    # fights the trainer for the same cores.
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
 def torch_predictor(model: torch.nn.Module, device: torch.device):
     """A :data:`facemtl.evaluate.protocol.Predict` for a torch model (uint8 BGR crops in)."""
 
@@ -98,9 +107,10 @@ def _validation_sets(cfg: TrainConfig) -> dict[str, list]:
         sets["aflw2000"] = read_aflw2000(Path(root))
     n = int(cfg.val.get("synth_n", 0))
     if n:
-        from facemtl.synth.source import held_out_samples
+        from facemtl.train.data import synth_validation_samples
 
-        sets["synth"] = held_out_samples(n, seed=cfg.seed + 1_000_003)
+        options = next((s.options for s in cfg.data if s.type == "synth"), {})
+        sets["synth"] = synth_validation_samples(n, seed=cfg.seed + 1_000_003, **options)
     return sets
 
 
@@ -176,7 +186,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
         last = min(cfg.epoch_steps, first + end - step)
         dataset.set_epoch(epoch)
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=_Batches(cfg, first, last, rank, world),
-                                             num_workers=cfg.workers, persistent_workers=False)
+                                             num_workers=cfg.workers, worker_init_fn=_worker_init)
         model.train()
         tic, seen = time.perf_counter(), 0
         for batch in loader:
