@@ -43,6 +43,8 @@ class TrainConfig:
     val: dict[str, Any] = field(default_factory=dict)  # {"synth_n": 256, "aflw2000": path, ...}
     checkpoint_every: int = 500
     workers: int = 2
+    threads: int = 0  # torch intra-op threads of the training process (0: torch's default)
+    loss_weight_lr: float = 0.05  # learning rate of learned task weights (uncertainty weighting)
     log_every: int = 20
 
     @classmethod

@@ -144,11 +144,18 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
 
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, **cfg.model_options).to(dev)
     criterion = MultiTaskLoss(**cfg.loss_options).to(dev)
-    params = list(model.parameters()) + list(criterion.parameters())
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # The learned task weights (log-variances) get their own, constant learning rate: they must
+    # travel to log(loss) (about 9 for Hopenet's degree-MSE term) within a few hundred steps,
+    # not drift there over the whole schedule while one task dominates the shared features.
+    optimizer = torch.optim.AdamW([
+        {"params": list(model.parameters()), "weight_decay": cfg.weight_decay, "role": "model"},
+        {"params": list(criterion.parameters()), "weight_decay": 0.0, "lr": cfg.loss_weight_lr,
+         "role": "loss_weights"}], lr=cfg.lr)
     step = 0
     if resume:
         if not ckpt_path.is_file():
@@ -167,6 +174,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
     dataset = MixedDataset([build_source(s, cfg, augment) for s in cfg.data], [s.weight for s in cfg.data],
                            length=cfg.epoch_steps * cfg.batch_size * world, seed=cfg.seed)
     val_sets = _validation_sets(cfg) if rank == 0 else {}
+    if rank == 0 and not resume:  # a fresh run starts fresh logs
+        for name in ("metrics.csv", "val.csv"):
+            (out / name).unlink(missing_ok=True)
     log = CsvLog(out / "metrics.csv") if rank == 0 else None
     val_log = CsvLog(out / "val.csv") if rank == 0 else None
     if log is not None and resume:
@@ -192,7 +202,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
         for batch in loader:
             batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, step)
+                if group["role"] == "model":
+                    group["lr"] = learning_rate(cfg, step)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                 outputs = train_model(batch["image"])
             outputs = {k: v.float() for k, v in outputs.items()}
