@@ -466,8 +466,10 @@ class Assets:
         k %= len(self._backgrounds)
         if k not in self._background_cache:
             from facemtl.io import read_image
+            from facemtl.synth.texture import remove_overlay
 
-            self._background_cache[k] = read_image(self._backgrounds[k])
+            # The shared LFW copy has a green face box and landmark dots burned in.
+            self._background_cache[k] = remove_overlay(read_image(self._backgrounds[k]))
         return self._background_cache[k]
 
 
