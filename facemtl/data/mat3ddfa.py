@@ -1,4 +1,4 @@
-"""3DDFA-style ``.mat`` annotations: 300W-LP, AFLW2000-3D and facemtl's synthetic faces.
+"""3DDFA-style ``.mat`` annotations: 300W-LP, AFLW2000-3D and facemtl's synthetic faces and scenes.
 
 One ``.mat`` per image, the image beside it with the same stem (``.jpg`` or ``.png``).
 
@@ -73,6 +73,27 @@ def read_synth(root: str | Path, skip_errors: bool = False) -> list[Sample]:
     return read_each(_mat_files(root), _read_synth_one, skip_errors)
 
 
+def read_synth_scenes(root: str | Path, skip_errors: bool = False) -> list[Sample]:
+    """facemtl synthetic scenes (``facemtl synth --scene``), one sample per image, for detection.
+
+    ``root`` is a folder (searched recursively) or one ``.mat`` file. A scene file holds the
+    keys of :func:`read_synth` with a leading face axis (``Pose_Para`` Nx7, ``pt2d_68``
+    Nx2x68, ...) plus ``n_faces``; a file without ``n_faces`` (one face per image: the default
+    and ``--profile`` output) reads as a scene of one face.
+
+    ``boxes`` (N, 4) ``x1, y1, x2, y2`` is ``face_box`` (the face surface, forehead to chin
+    and cheek to cheek, as WIDER FACE boxes faces; it contains the 68 landmarks), or the
+    landmarks' box where a file has none. ``box``, ``pose`` and ``landmarks`` stay ``None``
+    (an image has no single face); the per-face labels, in the order of ``boxes``, are in
+    ``meta``: ``pose`` (N, 3) yaw, pitch, roll degrees; ``pose_para`` (N, 7);
+    ``landmarks`` (N, 68, 2) 0-based pixels; ``landmark_boxes`` (N, 4) their tight boxes
+    (``roi``); ``landmarks_3d`` (N, 68, 3), ``visibility`` (N, 68), ``expression`` (N,) int
+    (-1: none), ``expr_weights`` (N, 53), ``identity`` (N,) int when the file has them.
+    ``skip_errors``: log and skip malformed files.
+    """
+    return read_each(_mat_files(root), _read_scene_one, skip_errors)
+
+
 def _mat_files(root: str | Path) -> list[Path]:
     root = require(Path(root), "dataset root")
     if root.is_file():
@@ -109,6 +130,9 @@ def _read_aflw2000_one(path: Path) -> Sample:
 
 def _read_synth_one(path: Path) -> Sample:
     mat = load_mat(path)
+    if "n_faces" in mat:
+        raise DatasetError(path, "a scene file (several faces, 'n_faces'): read it with read_synth_scenes "
+                                 "(dataset 'synth-scenes')")
     pose, pose_para = _pose(mat, path)
     landmarks = mat_array(mat, "pt2d_68", path, (2, 68)).T
     sample = Sample(source="synth", image_path=str(find_image(path)), pose=pose, landmarks=landmarks,
@@ -127,6 +151,46 @@ def _read_synth_one(path: Path) -> Sample:
         identity = np.asarray(mat["identity"]).squeeze()  # an id number, a name or coefficients
         sample.meta["identity"] = identity.item() if identity.size == 1 else identity
     return sample
+
+
+# Per-face shapes of the scene keys read as floats (the face axis comes first).
+_SCENE_KEYS = {"Pose_Para": (7,), "pt2d_68": (2, 68), "pt3d_68": (3, 68), "visible_68": (68,), "roi": (4,),
+               "face_box": (4,), "expr_class": (), "expr_weights": (53,), "identity": ()}
+
+
+def _read_scene_one(path: Path) -> Sample:
+    mat = load_mat(path)
+    n = int(mat_scalar(mat, "n_faces", path)) if "n_faces" in mat else 1
+    if n < 1:
+        raise DatasetError(path, f"'n_faces' is {n}, expected >= 1")
+
+    def faces(key: str) -> np.ndarray:
+        value = mat_array(mat, key, path)
+        shape = (n,) + _SCENE_KEYS[key]
+        if value.size != np.prod(shape):  # also catches an n_faces that disagrees with the arrays
+            raise DatasetError(path, f"{key!r} has shape {value.shape}, expected {n} faces of {_SCENE_KEYS[key]}")
+        return value.reshape(shape)
+
+    pose_para = faces("Pose_Para")
+    if not np.all(np.isfinite(pose_para)):
+        raise DatasetError(path, "'Pose_Para' has non-finite values")
+    landmarks = faces("pt2d_68").transpose(0, 2, 1)
+    roi = faces("roi") if "roi" in mat else np.concatenate([landmarks.min(1), landmarks.max(1)], axis=1)
+    meta = {"pose": pose_para_to_ypr(pose_para), "pose_para": pose_para, "landmarks": landmarks,
+            "landmark_boxes": roi}
+    if "pt3d_68" in mat:
+        meta["landmarks_3d"] = faces("pt3d_68").transpose(0, 2, 1)
+    if "visible_68" in mat:
+        meta["visibility"] = faces("visible_68")
+    if "expr_class" in mat:
+        classes = [_expression(float(v), path) for v in faces("expr_class")]
+        meta["expression"] = np.array([-1 if c is None else c for c in classes], dtype=np.int64)
+    if "expr_weights" in mat:
+        meta["expr_weights"] = faces("expr_weights")
+    if "identity" in mat:
+        meta["identity"] = faces("identity").astype(np.int64)
+    boxes = faces("face_box") if "face_box" in mat else roi
+    return Sample(source="synth-scenes", image_path=str(find_image(path)), boxes=boxes, meta=meta)
 
 
 def _expression(value: int | float | str, path: Path) -> int | None:

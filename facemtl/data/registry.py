@@ -29,6 +29,7 @@ DATASETS: dict[str, str] = {
     "dlib-xml": "facemtl.data.dlib_xml:read_dlib_xml",
     # detection
     "wider": "facemtl.data.wider:read_wider",
+    "synth-scenes": "facemtl.data.mat3ddfa:read_synth_scenes",
     # expression
     "fer2013": "facemtl.data.fer2013:read_fer2013",
     "ckplus": "facemtl.data.ckplus:read_ckplus",

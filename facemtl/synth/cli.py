@@ -4,6 +4,12 @@ Writes ``NNNNNN.jpg`` + ``NNNNNN.mat`` (see :mod:`facemtl.synth.writer`), or wit
 ``--format npz`` shards ``shard_NNNNN.npz`` of ``--shard-size`` faces, plus ``synth.json``
 (the configuration and the blendshape names). Sample ``i`` is rendered from
 ``sample_rng(seed, i)``, so the output does not depend on ``--workers``.
+
+Three kinds of image: one rendered face (default); ``--scene``: several rendered faces per
+image (per-face arrays with a leading face axis, read by
+:func:`facemtl.data.mat3ddfa.read_synth_scenes`); ``--profile``: a real LFW photo with its
+head turned to a random yaw (:func:`facemtl.synth.profile.sample_profile`, 300W-LP style;
+label = the photo's fitted pose plus the applied turn), one face per image like the default.
 """
 
 from __future__ import annotations
@@ -18,7 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     parser.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     parser.add_argument("--textures", default=None, help="photo folder for photo textures (e.g. ../shared/data/lfw)")
-    parser.add_argument("--scene", action="store_true", help="several faces per image (detection scenes)")
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument("--scene", action="store_true", help="several faces per image (detection scenes)")
+    kind.add_argument("--profile", action="store_true",
+                      help="LFW photos with the head turned to a random yaw (300W-LP-style face profiling)")
+    parser.add_argument("--lfw", default=None,
+                        help="LFW folder for --profile (default: the --shared folder's data/lfw)")
     parser.add_argument("--workers", type=int, default=0, help="processes (default: one per CPU core)")
     parser.add_argument("--format", choices=("jpg", "npz"), default="jpg",
                         help="jpg: .jpg + .mat per image (default); npz: uint8 shards for training")
@@ -35,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from facemtl.synth.facemodel import FaceModel
-    from facemtl.synth.render import SynthConfig
+    from facemtl.synth.render import DEFAULT_SHARED, SynthConfig
 
     if args.n < 1 or args.size < 16 or args.supersample < 1 or args.shard_size < 1:
         print("facemtl synth: --n and --shard-size must be >= 1, --size >= 16, --supersample >= 1", file=sys.stderr)
@@ -43,13 +54,27 @@ def run(args: argparse.Namespace) -> int:
     if args.scene and args.format == "npz":
         print("facemtl synth: --scene writes .jpg + .mat only", file=sys.stderr)
         return 2
+    if args.profile and (args.textures or args.supersample != 1):
+        print("facemtl synth: --profile turns real photos: it takes no --textures or --supersample", file=sys.stderr)
+        return 2
+    if args.lfw and not args.profile:
+        print("facemtl synth: --lfw is for --profile (rendered faces take --textures)", file=sys.stderr)
+        return 2
     if args.textures and not Path(args.textures).is_dir():
         print(f"facemtl synth: {args.textures}: texture folder not found", file=sys.stderr)
         return 2
+    lfw = None
+    if args.profile:
+        lfw = str(args.lfw or Path(args.shared or DEFAULT_SHARED) / "data" / "lfw")
+        if not Path(lfw).is_dir():
+            print(f"facemtl synth: {lfw}: LFW folder not found (give --lfw)", file=sys.stderr)
+            return 2
+    mode = "profile" if args.profile else "scene" if args.scene else "face"
     config = SynthConfig(size=args.size, supersample=args.supersample, textures=args.textures, shared=args.shared)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "synth.json").write_text(json.dumps({"seed": args.seed, "n": args.n, "scene": args.scene,
+                                                 "profile": {"lfw": lfw} if args.profile else None,
                                                  "config": asdict(config),
                                                  "expr_names": list(FaceModel.load(config.model_path).expr_names)}, indent=1))
     if args.format == "npz":
@@ -59,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
         jobs = [(None, range(s, min(s + step, args.n))) for s in range(0, args.n, step)]
     workers = args.workers or os.cpu_count() or 1
     start = time.perf_counter()
-    _warm_up(config)  # compile / load the kernels and build the meshes once, before forking
-    task = (str(out), args.seed, config, args.scene)
+    task = (str(out), args.seed, config, mode, lfw)
+    _warm_up(config, mode, lfw)  # compile / load the kernels and build the meshes once, before forking
     if workers > 1 and len(jobs) > 1:
         import multiprocessing as mp
 
@@ -71,43 +96,54 @@ def run(args: argparse.Namespace) -> int:
         for job in jobs:
             _run_job((task, job))
     seconds = time.perf_counter() - start
-    kind = "scene images" if args.scene else "faces"
-    print(f"{out}: {args.n} {kind} ({args.format}) in {seconds:.1f} s, {args.n / seconds:.0f} images/s, "
+    kind = {"face": "faces", "scene": "scene images", "profile": "profiled photos"}[mode]
+    print(f"{out}: {args.n} {kind} ({args.format}) in {seconds:.1f} s, {args.n / seconds:.1f} images/s, "
           f"{workers} worker(s)")
     return 0
 
 
-def _warm_up(config) -> None:
-    """Build the meshes of every detail level and compile the kernels (forked workers share them)."""
-    from facemtl.synth.render import LOD_LEVELS, assets_for, render_sample, sample_rng
+def _render(rng, config, mode: str, lfw):
+    """One image and its labels (a list of them for a scene)."""
+    from facemtl.synth.render import render_sample, render_scene
 
-    assets = assets_for(config)
-    for cell in LOD_LEVELS:
-        assets.lod(cell)
-    render_sample(sample_rng(2**31 - 1, 0), config)
+    if mode == "profile":
+        from facemtl.synth.profile import sample_profile
+
+        return sample_profile(rng, lfw, config.size)
+    return render_scene(rng, config) if mode == "scene" else render_sample(rng, config)
+
+
+def _warm_up(config, mode: str, lfw) -> None:
+    """Build the meshes of every detail level and compile the kernels (forked workers share them)."""
+    from facemtl.synth.render import LOD_LEVELS, assets_for, sample_rng
+
+    if mode != "profile":  # profiling draws the full-detail fitted mesh, not the detail levels
+        assets = assets_for(config)
+        for cell in LOD_LEVELS:
+            assets.lod(cell)
+    _render(sample_rng(2**31 - 1, 0), config, mode, lfw)
 
 
 def _run_job(arg) -> None:
-    (out, seed, config, scene), (shard, indices) = arg
+    (out, seed, config, mode, lfw), (shard, indices) = arg
     from pathlib import Path
 
     import cv2
 
     cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads only contend
 
-    from facemtl.synth.render import render_sample, render_scene, sample_rng
+    from facemtl.synth.render import sample_rng
     from facemtl.synth.writer import shard_arrays, write_face, write_npz
 
     out = Path(out)
     if shard is not None:
         images, labels = [], []
         for i in indices:
-            image, lab = render_sample(sample_rng(seed, i), config)
+            image, lab = _render(sample_rng(seed, i), config, mode, lfw)
             images.append(image)
             labels.append(lab)
         write_npz(out / f"shard_{shard:05d}.npz", shard_arrays(images, labels))
         return
     for i in indices:
-        rng = sample_rng(seed, i)
-        image, lab = render_scene(rng, config) if scene else render_sample(rng, config)
+        image, lab = _render(sample_rng(seed, i), config, mode, lfw)
         write_face(out, f"{i:06d}", image, lab)
