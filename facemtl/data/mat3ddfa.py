@@ -89,6 +89,9 @@ def read_synth_scenes(root: str | Path, skip_errors: bool = False) -> list[Sampl
     ``landmarks`` (N, 68, 2) 0-based pixels; ``landmark_boxes`` (N, 4) their tight boxes
     (``roi``); ``landmarks_3d`` (N, 68, 3), ``visibility`` (N, 68), ``expression`` (N,) int
     (-1: none), ``expr_weights`` (N, 53), ``identity`` (N,) int when the file has them.
+    Boxes are not clipped to the image, and faces hidden behind nearer heads or bodies keep
+    theirs: ``visibility`` says how much of each face is seen (a detector should ignore the
+    faces it marks as hardly seen, as WIDER FACE's ``invalid``).
     ``skip_errors``: log and skip malformed files.
     """
     return read_each(_mat_files(root), _read_scene_one, skip_errors)
