@@ -27,7 +27,8 @@ def test_schedule_and_batches():
     cfg = TrainConfig(name="x", model="m", steps=100, warmup_steps=10, lr=1.0, epoch_steps=10, batch_size=4)
     assert learning_rate(cfg, 0) == pytest.approx(0.1) and learning_rate(cfg, 9) == pytest.approx(1.0)
     assert learning_rate(cfg, 99) < 0.05
-    assert batch_indices(cfg, 13, rank=1, world=2) == [28, 29, 30, 31]  # step 3 of its epoch, rank 1
+    # step 13 = step 3 of data-epoch 1; rank 1 of 2 takes the second quarter-batch slot
+    assert batch_indices(cfg, 13, rank=1, world=2) == [(1, 28), (1, 29), (1, 30), (1, 31)]
 
 
 def test_resume_continues_exactly(shared, tmp_path):

@@ -137,8 +137,9 @@ class ExpressionArraySource:
 class MixedDataset:
     """A torch-style map dataset mixing sources in fixed proportions, reproducibly.
 
-    Item ``i`` of epoch ``e`` draws its source and its source index from a generator seeded by
-    ``(seed, e, i)``; call :meth:`set_epoch` before each epoch.
+    Item ``(e, i)`` (example ``i`` of data-epoch ``e``) draws its source and its source index
+    from a generator seeded by ``(seed, e, i)``; a plain integer ``i`` means ``(epoch, i)`` with
+    the epoch set by :meth:`set_epoch`.
     """
 
     def __init__(self, sources: Sequence[Source], weights: Sequence[float], length: int, seed: int = 0):
@@ -154,8 +155,9 @@ class MixedDataset:
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        rng = np.random.default_rng((self.seed, self.epoch, index))
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, np.ndarray]:
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        rng = np.random.default_rng((self.seed, epoch, index))
         k = int(rng.choice(len(self.sources), p=self.p))
         source = self.sources[k]
         return source.example(int(rng.integers(len(source))), rng)

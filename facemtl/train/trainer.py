@@ -55,15 +55,15 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
-def batch_indices(cfg: TrainConfig, step: int, rank: int, world: int) -> list[int]:
-    """Example indices of ``step``'s batch on ``rank`` (within its data-epoch)."""
-    b = step % cfg.epoch_steps
+def batch_indices(cfg: TrainConfig, step: int, rank: int, world: int) -> list[tuple[int, int]]:
+    """``(data-epoch, index)`` keys of the examples of ``step``'s batch on ``rank``."""
+    epoch, b = divmod(step, cfg.epoch_steps)
     start = (b * world + rank) * cfg.batch_size
-    return list(range(start, start + cfg.batch_size))
+    return [(epoch, i) for i in range(start, start + cfg.batch_size)]
 
 
 class _Batches(torch.utils.data.Sampler):
-    """Yields the index lists of steps ``start .. stop`` of one data-epoch."""
+    """Yields the example keys of steps ``start .. stop`` (one loader, persistent workers)."""
 
     def __init__(self, cfg: TrainConfig, start: int, stop: int, rank: int, world: int):
         self.cfg, self.start, self.stop, self.rank, self.world = cfg, start, stop, rank, world
@@ -77,12 +77,12 @@ class _Batches(torch.utils.data.Sampler):
 
 
 def _worker_init(_: int) -> None:
-    # Data workers render and warp images; multi-threaded OpenCV/torch inside each of them only
-    # fights the trainer for the same cores.
+    # Data workers render and warp images; multi-threaded OpenCV inside each of them only fights
+    # the trainer for the same cores (torch already runs its workers single-threaded; calling
+    # torch.set_num_threads here can deadlock a forked worker).
     import cv2
 
     cv2.setNumThreads(1)
-    torch.set_num_threads(1)
 
 
 def torch_predictor(model: torch.nn.Module, device: torch.device):
@@ -190,50 +190,50 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
                          "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(), "step": step,
                          "config": cfg.to_dict()}, ckpt_path)
 
-    end = min(cfg.steps, stop_at or cfg.steps)
-    while step < end:
-        epoch, first = divmod(step, cfg.epoch_steps)
-        last = min(cfg.epoch_steps, first + end - step)
-        dataset.set_epoch(epoch)
-        loader = torch.utils.data.DataLoader(dataset, batch_sampler=_Batches(cfg, first, last, rank, world),
-                                             num_workers=cfg.workers, worker_init_fn=_worker_init)
+    def validate() -> None:
+        model.eval()
+        for name, samples in val_sets.items():
+            metrics = evaluate(torch_predictor(model, dev), samples, cfg.input_size, cfg.crop_scale)
+            val_log.write({"step": step, "set": name} | metrics)
+            _log(f"[{cfg.name}] val {name} @ {step}: "
+                 + " ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k != "n"))
         model.train()
-        tic, seen = time.perf_counter(), 0
-        for batch in loader:
-            batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
-            for group in optimizer.param_groups:
-                if group["role"] == "model":
-                    group["lr"] = learning_rate(cfg, step)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                outputs = train_model(batch["image"])
-            outputs = {k: v.float() for k, v in outputs.items()}
-            total, parts = criterion(outputs, batch)
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            total = total.detach()
-            optimizer.step()
-            step += 1
-            seen += len(batch["image"]) * world
-            if log is not None and (step % cfg.log_every == 0 or step == cfg.steps):
-                rate = seen / (time.perf_counter() - tic)
-                row = {"step": step, "lr": learning_rate(cfg, step - 1), "loss": float(total), "images_per_s": rate}
-                row |= {f"loss_{k}": float(v.detach()) for k, v in parts.items()}
-                log.write(row)
-                _log(f"[{cfg.name}] step {step}/{cfg.steps} loss {float(total):.4f} "
-                     + " ".join(f"{k} {float(v.detach()):.3f}" for k, v in parts.items()) + f" | {rate:.0f} img/s")
-            if step % cfg.checkpoint_every == 0:
-                save()
-        if step % cfg.epoch_steps == 0 or step == end:
-            if rank == 0 and val_sets:
-                model.eval()
-                for name, samples in val_sets.items():
-                    metrics = evaluate(torch_predictor(model, dev), samples, cfg.input_size, cfg.crop_scale)
-                    val_log.write({"step": step, "set": name} | metrics)
-                    _log(f"[{cfg.name}] val {name} @ {step}: "
-                         + " ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k != "n"))
+
+    end = min(cfg.steps, stop_at or cfg.steps)
+    # One loader for the whole run, so the workers (and the renderer's per-process assets) persist.
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=_Batches(cfg, step, end, rank, world),
+                                         num_workers=cfg.workers, worker_init_fn=_worker_init,
+                                         persistent_workers=cfg.workers > 0)
+    model.train()
+    tic, seen = time.perf_counter(), 0
+    for batch in (loader if step < end else []):
+        batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+        for group in optimizer.param_groups:
+            if group["role"] == "model":
+                group["lr"] = learning_rate(cfg, step)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+            outputs = train_model(batch["image"])
+        outputs = {k: v.float() for k, v in outputs.items()}
+        total, parts = criterion(outputs, batch)
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        step += 1
+        seen += len(batch["image"]) * world
+        if log is not None and (step % cfg.log_every == 0 or step == end):
+            rate = seen / (time.perf_counter() - tic)
+            losses = {k: float(v.detach()) for k, v in parts.items()}
+            log.write({"step": step, "lr": learning_rate(cfg, step - 1), "loss": float(total.detach()),
+                       "images_per_s": rate} | {f"loss_{k}": v for k, v in losses.items()})
+            _log(f"[{cfg.name}] step {step}/{cfg.steps} loss {float(total.detach()):.4f} "
+                 + " ".join(f"{k} {v:.3f}" for k, v in losses.items()) + f" | {rate:.0f} img/s")
+        epoch_end = step % cfg.epoch_steps == 0 or step == end
+        if epoch_end and rank == 0 and val_sets:
+            validate()
+        if epoch_end or step % cfg.checkpoint_every == 0:
             save()
-            if log is not None:
-                plot_curves(log, out / "loss.png")
+        if epoch_end and log is not None:
+            plot_curves(log, out / "loss.png")
     return model
 
 
