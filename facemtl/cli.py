@@ -23,6 +23,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("study", "compare"), "facemtl.evaluate.study_compare",
      "every architecture trained and scored the same way: pose, landmarks, visibility, expression, speed"),
     (("eval",), "facemtl.evaluate.cli", "score a model on a labelled dataset, ground-truth boxes: pose MAE, NME, ..."),
+    (("export",), "facemtl.infer.export", "checkpoint -> ONNX model (fp32, and static int8 with --int8)"),
     (("predict",), "facemtl.infer.predict", "analyse every face of images: boxes, landmarks, pose, expression"),
     (("video",), "facemtl.infer.video", "track and analyse the faces of a video or camera: annotated video + CSV"),
     (("train",), "facemtl.train.cli", "train a model from a YAML config (resumable, DDP under torchrun)"),
