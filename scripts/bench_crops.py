@@ -31,6 +31,15 @@ from facemtl.infer.onnx_model import OnnxModel
 REPO = Path(__file__).resolve().parents[1]
 
 
+def cpu_name() -> str:
+    """The CPU's model name where Linux tells it, else the machine type."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.machine()
+
+
 def time_calls(fn, repeats: int, warmup: int) -> list[float]:
     """Wall times (s) of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
     for _ in range(warmup):
@@ -83,8 +92,8 @@ def main() -> int:
     args = parser.parse_args()
     import onnxruntime
 
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, onnxruntime {onnxruntime.__version__}, "
-          f"{args.threads} threads; load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"{cpu_name()}, {os.cpu_count()} CPUs, onnxruntime {onnxruntime.__version__}, {args.threads} threads; "
+          f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory() as tmp:
         paths = list(args.model)
         if args.untrained:
