@@ -141,3 +141,16 @@ def test_parse_options():
         "split": "test", "skip_errors": True, "n": 3, "x": 1.5}
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_options(["novalue"])
+
+
+def test_report_lists_every_metric_present():
+    from facemtl.evaluate.cli import report
+
+    base = {"dataset": "synth", "root": "r", "n": 4.0, "model": "m.onnx", "name": "net", "input_size": 64,
+            "crop_scale": 1.5, "backend": "onnxruntime"}
+    text = report({**base, "occlusion_recall_at_p80": 0.4567, "expression_accuracy": 0.25})
+    assert "hidden-landmark recall at 80 % precision: 45.7 %" in text and "expression accuracy: 25.0 %" in text
+    assert "MAE" not in text and "NME" not in text
+    text = report({**base, "mae_yaw": 1.0, "mae_pitch": 2.0, "mae_roll": 3.0, "mae_mean": 2.0, "bias_yaw": -0.5,
+                   "bias_pitch": 0.25, "bias_roll": 0.0, "pose_n": 3, "pose_filtered": 1})
+    assert "3 used, 1 filtered" in text and "    1.00    2.00    3.00    2.00" in text and "   -0.50   +0.25   +0.00" in text
