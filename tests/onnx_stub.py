@@ -1,11 +1,13 @@
 """A tiny contract-conforming ONNX model (``docs/model-format.md``), built with onnx.helper, for tests.
 
-``build_model(path, follow=True)``: the landmarks are a fixed face layout spanning ``1/6 .. 5/6``
-of the crop (so at crop scale 1.5 their tight box is exactly the crop's box), shifted by the
-offset of the crop's brightness centroid from the crop centre. A bright shape on a dark
-background is thus followed like a face: the landmark box moves onto the shape. Pose is
-``mean(B, G, R) of the crop - 128`` degrees, ``pose_std = [1, 2, 3]``, visibility a ramp
-0 .. 1, expression a softmax of the mean colour. Every output is a simple function of the crop.
+``build_model(path)``: the landmarks are a fixed face layout (``layout``; by default
+``face_layout()`` spanning ``1/6 .. 5/6`` of the crop, so at crop scale 1.5 their tight box is
+exactly the crop's box). With ``follow=True`` (the default) they are shifted by the offset of the
+crop's brightness centroid from the crop centre: a bright shape on a dark background is thus
+followed like a face (the landmark box moves onto the shape). With ``follow=False`` they are the
+layout itself, whatever the crop. Pose is ``mean(B, G, R) of the crop - 128`` degrees,
+``pose_std = [1, 2, 3]``, visibility a ramp 0 .. 1, expression a softmax of the mean colour.
+Every output is a simple function of the crop, so every result can be computed by hand.
 
 ``squares_frame`` draws such a scene (white squares on a dark frame) and ``BlobDetector`` is a
 detector for it (bright blobs as faces).
@@ -28,29 +30,41 @@ EXPRESSIONS = "neutral,happy,sad,surprise,fear,disgust,angry"
 
 
 def face_layout() -> np.ndarray:
-    """A 68-point iBUG-like layout (jaw, brows, nose, eyes, mouth) filling the unit square."""
+    """A plausible iBUG-68 layout (jaw, brows, nose, eyes, outer and inner lips) in the unit square,
+    touching all four sides."""
     t = np.linspace(0, np.pi, 17)
-    jaw = np.stack([0.5 - 0.5 * np.cos(t), 0.3 + 0.7 * np.sin(t)], 1)
+    jaw = np.stack([0.5 - 0.5 * np.cos(t), 0.25 + 0.75 * np.sin(t)], 1)
     brow = np.stack([np.linspace(0.1, 0.4, 5), [0.1, 0.03, 0.0, 0.03, 0.1]], 1)
     brows = np.concatenate([brow, np.stack([1 - brow[::-1, 0], brow[::-1, 1]], 1)])
     nose = np.concatenate([np.stack([np.full(4, 0.5), np.linspace(0.3, 0.55, 4)], 1),
                            np.stack([np.linspace(0.4, 0.6, 5), [0.62, 0.64, 0.65, 0.64, 0.62]], 1)])
     eye = np.array([[0.2, 0.3], [0.25, 0.27], [0.3, 0.27], [0.35, 0.3], [0.3, 0.32], [0.25, 0.32]])
     eyes = np.concatenate([eye, np.stack([1 - eye[[3, 2, 1, 0, 5, 4], 0], eye[[3, 2, 1, 0, 5, 4], 1]], 1)])
-    a = np.linspace(0, 2 * np.pi, 21)[:20]
-    mouth = np.stack([0.5 - np.r_[np.full(12, 0.15), np.full(8, 0.1)] * np.cos(a),
-                      0.8 - np.r_[np.full(12, 0.06), np.full(8, 0.03)] * np.sin(a)], 1)
-    points = np.concatenate([jaw, brows, nose, eyes, mouth])
+    a = np.linspace(0, 2 * np.pi, 13)[:12]
+    outer = np.stack([0.5 - 0.15 * np.cos(a), 0.8 - 0.06 * np.sin(a)], 1)
+    a = np.linspace(0, 2 * np.pi, 9)[:8]
+    inner = np.stack([0.5 - 0.1 * np.cos(a), 0.8 - 0.03 * np.sin(a)], 1)
+    points = np.concatenate([jaw, brows, nose, eyes, outer, inner])
+    assert points.shape == (68, 2)
     return (points - points.min(0)) / (points.max(0) - points.min(0))
 
 
 def build_model(path: Path, size: int = 32, crop_scale: float = 1.5, follow: bool = True,
-                outputs: tuple[str, ...] = ("pose", "pose_std", "landmarks", "visibility", "expression")) -> Path:
-    """Write the stub model to ``path`` (module docstring); returns ``path``."""
-    layout = 0.5 + (face_layout() - 0.5) / crop_scale
+                outputs: tuple[str, ...] = ("pose", "pose_std", "landmarks", "visibility", "expression"),
+                layout: np.ndarray | None = None, batch: int | str = "N", metadata: bool = True) -> Path:
+    """Write the stub model to ``path`` (module docstring); returns ``path``.
+
+    ``layout``: (68, 2) landmarks in normalised crop coordinates (default: ``face_layout()``
+    filling the landmark box). ``batch``: the batch dimension (an int for a fixed-batch export).
+    ``metadata=False`` leaves out the ``facemtl_*`` metadata (an invalid model).
+    """
+    if layout is None:
+        layout = 0.5 + (face_layout() - 0.5) / crop_scale
     coords = (np.arange(size) + 0.5) / size  # normalised crop coordinate of each pixel column / row
-    c = lambda name, a: helper.make_tensor(name, TensorProto.FLOAT, np.shape(a),  # noqa: E731
-                                           np.asarray(a, np.float32).ravel())
+
+    def c(name: str, a: np.ndarray) -> onnx.TensorProto:
+        return helper.make_tensor(name, TensorProto.FLOAT, np.shape(a), np.asarray(a, np.float32).ravel())
+
     inits = [c("c128", np.array(128.0)), c("zero", np.array(0.0)), c("inv255", np.array(1 / 255)),
              c("half", np.array(0.5)), c("eps", np.array(1e-3)), c("eps_half", np.array(0.5e-3)),
              c("layout", layout), c("std", np.array([1.0, 2.0, 3.0])), c("vis", np.linspace(0, 1, 68)),
@@ -91,14 +105,15 @@ def build_model(path: Path, size: int = 32, crop_scale: float = 1.5, follow: boo
     else:
         nodes += [helper.make_node("Unsqueeze", ["n0", "axis2"], ["n00"]),  # (N, 1, 1) zeros
                   helper.make_node("Add", ["n00", "layout"], ["landmarks"])]
-    shapes = {"pose": ["N", 3], "pose_std": ["N", 3], "landmarks": ["N", 68, 2], "visibility": ["N", 68],
-              "expression": ["N", 7]}
+    shapes = {"pose": [batch, 3], "pose_std": [batch, 3], "landmarks": [batch, 68, 2], "visibility": [batch, 68],
+              "expression": [batch, 7]}
     graph = helper.make_graph(
-        nodes, "stub", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, size, size])],
+        nodes, "stub", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, size, size])],
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, shapes[n]) for n in outputs], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    helper.set_model_props(model, {"facemtl_model": "stub", "facemtl_input_size": str(size),
-                                   "facemtl_crop_scale": str(crop_scale), "facemtl_expressions": EXPRESSIONS})
+    if metadata:
+        helper.set_model_props(model, {"facemtl_model": "stub", "facemtl_input_size": str(size),
+                                       "facemtl_crop_scale": str(crop_scale), "facemtl_expressions": EXPRESSIONS})
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path

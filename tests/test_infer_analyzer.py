@@ -1,8 +1,8 @@
-"""FaceAnalyzer on a tiny contract-conforming ONNX model built here with onnx.helper (no torch).
+"""FaceAnalyzer on the tiny contract-conforming ONNX stub of ``onnx_stub`` (no torch).
 
-The toy model (``build_model``) outputs a fixed 68-point layout in normalised crop coordinates,
-``pose = mean(B, G, R) of the crop - 128`` degrees, ``pose_std = [1, 2, 3]``, a fixed
-visibility ramp and softmax expression scores of the mean colour: simple enough that every
+The stub is built with ``follow=False``: it outputs a fixed 68-point layout in normalised crop
+coordinates, ``pose = mean(B, G, R) of the crop - 128`` degrees, ``pose_std = [1, 2, 3]``, a
+fixed visibility ramp and softmax expression scores of the mean colour: simple enough that every
 result can be computed by hand.
 """
 
@@ -16,82 +16,16 @@ import cv2
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper  # noqa: E402
+pytest.importorskip("onnx")
+from onnx_stub import EXPRESSION_WEIGHTS, build_model, face_layout  # noqa: E402
 
 from facemtl.geometry.rotations import euler_to_matrix  # noqa: E402
 from facemtl.infer import FaceAnalyzer, ModelError  # noqa: E402
 
-EXPRESSION_WEIGHTS = np.array([[1, 0, 0, 0, 0, 0, -1], [0, 1, 0, 0, 0, -1, 0], [0, 0, 1, 0, -1, 0, 0]],
-                              dtype=np.float32)
-
-
-def face_layout() -> np.ndarray:
-    """A plausible iBUG-68 layout in the unit square, touching all four sides."""
-    t = np.linspace(0, np.pi, 17)
-    jaw = np.stack([0.5 - 0.5 * np.cos(t), 0.25 + 0.75 * np.sin(t)], 1)
-    brow = np.stack([np.linspace(0.1, 0.4, 5), [0.1, 0.03, 0.0, 0.03, 0.1]], 1)
-    brows = np.concatenate([brow, np.stack([1 - brow[::-1, 0], brow[::-1, 1]], 1)])
-    nose = np.concatenate([np.stack([np.full(4, 0.5), np.linspace(0.3, 0.55, 4)], 1),
-                           np.stack([np.linspace(0.4, 0.6, 5), [0.62, 0.64, 0.65, 0.64, 0.62]], 1)])
-    eye = np.array([[0.2, 0.3], [0.25, 0.27], [0.3, 0.27], [0.35, 0.3], [0.3, 0.32], [0.25, 0.32]])
-    eyes = np.concatenate([eye, np.stack([1 - eye[[3, 2, 1, 0, 5, 4], 0], eye[[3, 2, 1, 0, 5, 4], 1]], 1)])
-    a = np.linspace(0, 2 * np.pi, 13)[:12]
-    outer = np.stack([0.5 - 0.15 * np.cos(a), 0.8 - 0.06 * np.sin(a)], 1)
-    a = np.linspace(0, 2 * np.pi, 9)[:8]
-    inner = np.stack([0.5 - 0.1 * np.cos(a), 0.8 - 0.03 * np.sin(a)], 1)
-    points = np.concatenate([jaw, brows, nose, eyes, outer, inner])
-    assert points.shape == (68, 2)
-    return (points - points.min(0)) / (points.max(0) - points.min(0))
-
-
-def build_model(path: Path, size: int = 32, crop_scale: float = 1.5, layout: np.ndarray | None = None,
-                outputs: tuple[str, ...] = ("pose", "pose_std", "landmarks", "visibility", "expression"),
-                batch: int | str = "N", metadata: bool = True) -> Path:
-    """Write the toy model. ``layout``: (68, 2) normalised crop coordinates (default: the face
-    layout filling the landmark box, i.e. ``1/6 .. 5/6`` at crop scale 1.5)."""
-    if layout is None:
-        layout = 0.5 + (face_layout() - 0.5) / crop_scale
-
-    def c(name: str, a: np.ndarray) -> onnx.TensorProto:
-        return helper.make_tensor(name, TensorProto.FLOAT, a.shape, np.asarray(a, np.float32).ravel())
-
-    inits = [c("c128", np.array(128.0)), c("zero", np.array(0.0)), c("inv255", np.array(1 / 255)),
-             c("layout", layout), c("std", np.array([1.0, 2.0, 3.0])), c("vis", np.linspace(0, 1, 68)),
-             c("w_expr", EXPRESSION_WEIGHTS),
-             helper.make_tensor("shape_n11", TensorProto.INT64, [3], [-1, 1, 1]),
-             helper.make_tensor("shape_n1", TensorProto.INT64, [2], [-1, 1])]
-    nodes = [
-        helper.make_node("ReduceMean", ["image"], ["mean"], axes=[2, 3], keepdims=0),  # (N, 3) BGR means
-        helper.make_node("Mul", ["mean", "zero"], ["mean0"]),
-        helper.make_node("ReduceMean", ["mean0"], ["n0"], axes=[1], keepdims=1),  # (N, 1) zeros
-        helper.make_node("Sub", ["mean", "c128"], ["pose"]),
-        helper.make_node("Add", ["mean0", "std"], ["pose_std"]),
-        helper.make_node("Reshape", ["n0", "shape_n11"], ["n00"]),
-        helper.make_node("Add", ["n00", "layout"], ["landmarks"]),
-        helper.make_node("Add", ["n0", "vis"], ["visibility"]),
-        helper.make_node("Mul", ["mean", "inv255"], ["mean01"]),
-        helper.make_node("MatMul", ["mean01", "w_expr"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["expression"], axis=-1),
-    ]
-    shapes = {"pose": [batch, 3], "pose_std": [batch, 3], "landmarks": [batch, 68, 2],
-              "visibility": [batch, 68], "expression": [batch, 7]}
-    graph = helper.make_graph(
-        nodes, "toy", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, size, size])],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, shapes[n]) for n in outputs], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    if metadata:
-        helper.set_model_props(model, {"facemtl_model": "toy", "facemtl_input_size": str(size),
-                                       "facemtl_crop_scale": str(crop_scale),
-                                       "facemtl_expressions": "neutral,happy,sad,surprise,fear,disgust,angry"})
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
-
 
 @pytest.fixture(scope="module")
 def toy_model(tmp_path_factory) -> Path:
-    return build_model(tmp_path_factory.mktemp("model") / "toy.onnx")
+    return build_model(tmp_path_factory.mktemp("model") / "toy.onnx", follow=False)
 
 
 def _expected(layout01: np.ndarray, box: np.ndarray, crop_scale: float = 1.5) -> np.ndarray:
@@ -125,7 +59,7 @@ def test_landmarks_fill_the_given_box(toy_model):
 def test_refinement_recrops_on_the_landmark_box(tmp_path):
     # A layout off-centre and smaller than the box: each crop moves, so refinement is visible.
     layout = 0.3 + face_layout() * np.array([0.5, 0.4])
-    model = build_model(tmp_path / "m.onnx", size=48, layout=layout)
+    model = build_model(tmp_path / "m.onnx", size=48, follow=False, layout=layout)
     image = np.full((400, 400, 3), 90, np.uint8)
     box = np.array([120.0, 100.0, 220.0, 240.0])  # not square: the crop side follows the height
     once = _expected(layout, box)
@@ -138,7 +72,7 @@ def test_refinement_recrops_on_the_landmark_box(tmp_path):
 
 
 def test_batch_many_faces_and_fixed_batch_model(tmp_path):
-    model = build_model(tmp_path / "fixed.onnx", batch=1)  # exported with batch size 1
+    model = build_model(tmp_path / "fixed.onnx", follow=False, batch=1)  # exported with batch size 1
     analyzer = FaceAnalyzer(model, detector=None, max_batch=64)
     assert analyzer.max_batch == 1
     images = [np.full((120, 160), v, np.uint8) for v in (60, 200)]  # grey images
@@ -152,7 +86,7 @@ def test_batch_many_faces_and_fixed_batch_model(tmp_path):
 
 
 def test_optional_outputs_and_json(tmp_path):
-    model = build_model(tmp_path / "pose_only.onnx", outputs=("pose",))
+    model = build_model(tmp_path / "pose_only.onnx", follow=False, outputs=("pose",))
     face = FaceAnalyzer(model, detector=None)(np.full((100, 100, 3), 128, np.uint8), boxes=[[30, 30, 70, 70]])[0]
     assert face.landmarks is None and face.visibility is None and face.expression is None
     assert face.pose.uncertainty is None
