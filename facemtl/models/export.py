@@ -59,13 +59,19 @@ def contract_outputs(model: nn.Module, image: torch.Tensor) -> dict[str, torch.T
 
 
 def export_onnx(model: nn.Module, path: str | Path, input_size: int, crop_scale: float,
-                name: str | None = None, check: bool = True, atol: float = 1e-4, rtol: float = 1e-5) -> list[str]:
+                name: str | None = None, check: bool = True, atol: float = 1e-4, rtol: float = 1e-5,
+                pose_atol: float = 1e-3) -> list[str]:
     """Write ``model`` as a facemtl ONNX file at ``path``; returns the output names.
 
     ``name`` (default: ``model.facemtl_name`` set by ``create_model``) goes to ``facemtl_model``.
     With ``check``, the file is run with onnxruntime on a random batch of another size than the
-    traced one and must match torch on every element: ``|onnx - torch| <= atol + rtol |torch|``
-    (float32 sums of 66 bins put degrees at ~1e-5 relative precision, so pose needs the ``rtol``).
+    traced one and must match torch on every element: ``|onnx - torch| <= pose_atol`` for ``pose``
+    and ``pose_std`` (degrees) and ``<= atol + rtol |torch|`` for the other outputs. Degrees get a
+    plain absolute bound: they are float32 sums over 66 bins times up to ~100 degrees, whose
+    rounding depends on the kernels torch picks (measured on a small multitask model: up to
+    6.5e-4 degrees, or 7e-5 once torch.distributed is imported), so a bound near 1e-4 fails at
+    random; 1e-3 degrees is still far below any pose error that matters. The file only reaches ``path`` once it passed: a failed check leaves
+    whatever was there before.
     """
     import onnx
 
@@ -100,30 +106,40 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: int, crop_scale:
                 proto.metadata_props.add(key=key, value=value)
             onnx.checker.check_model(proto)
             onnx.save(proto, traced)
-            os.replace(traced, path)  # atomic: never a half-written model at `path`
-        if check:
-            image = torch.rand(3, 3, input_size, input_size, generator=gen) * 255
-            diff = max_abs_difference(model, path, image, rtol)
-            bad = {k: v for k, v in diff.items() if not v <= atol}
-            if bad:
-                raise RuntimeError(f"{path}: onnxruntime differs from torch by {bad} (> {atol} + {rtol} |torch|)")
+            if check:
+                image = torch.rand(3, 3, input_size, input_size, generator=gen) * 255
+                got, want = _run_both(model, traced, image)
+                bad = {}
+                for k in want:
+                    a, r = (pose_atol, 0.0) if k in ("pose", "pose_std") else (atol, rtol)
+                    excess = float((np.abs(got[k] - want[k]) - a - r * np.abs(want[k])).max())
+                    if not excess <= 0:
+                        bad[k] = f"{excess:.3g} over {a:g} + {r:g} |torch|"
+                if bad:
+                    raise RuntimeError(f"{path}: not written, onnxruntime differs from torch: {bad}")
+            os.replace(traced, path)  # atomic: never a half-written or unchecked model at `path`
         return names
     finally:
         model.train(was_training)
 
 
-def max_abs_difference(model: nn.Module, path: str | Path, image: torch.Tensor,
-                       rtol: float = 0.0) -> dict[str, float]:
-    """Largest ``|onnx - torch| - rtol |torch|`` per output on ``image`` (the plain absolute difference
-    for ``rtol = 0``)."""
+def _run_both(model: nn.Module, path: str | Path,
+              image: torch.Tensor) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The outputs of the ONNX file at ``path`` (onnxruntime CPU) and of ``model`` on ``image``."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"image": image.numpy()})))
-    want = contract_outputs(model, image)
+    want = {k: v.numpy() for k, v in contract_outputs(model, image).items()}
     if set(got) != set(want):
         raise RuntimeError(f"{path}: outputs {sorted(got)} but the model gives {sorted(want)}")
-    return {k: float((np.abs(got[k] - want[k].numpy()) - rtol * np.abs(want[k].numpy())).max()) for k in want}
+    return got, want
+
+
+def max_abs_difference(model: nn.Module, path: str | Path, image: torch.Tensor) -> dict[str, float]:
+    """Largest ``|onnx - torch|`` per output of the ONNX file at ``path`` and ``model`` on ``image``."""
+    got, want = _run_both(model, path, image)
+    return {k: float(np.abs(got[k] - want[k]).max()) for k in want}
 
 
 def onnx_latency(path: str | Path, batch_size: int, threads: int = 2, runs: int = 30, warmup: int = 5) -> float:
