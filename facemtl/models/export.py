@@ -70,8 +70,8 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: int, crop_scale:
     plain absolute bound: they are float32 sums over 66 bins times up to ~100 degrees, whose
     rounding depends on the kernels torch picks (measured on a small multitask model: up to
     6.5e-4 degrees, or 7e-5 once torch.distributed is imported), so a bound near 1e-4 fails at
-    random; 1e-3 degrees is still far below any pose error that matters. The file only reaches ``path`` once it passed: a failed check leaves
-    whatever was there before.
+    random; 1e-3 degrees is still far below any pose error that matters. The file only reaches
+    ``path`` once it passed: a failed check leaves whatever was there before.
     """
     import onnx
 
