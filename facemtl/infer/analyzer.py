@@ -11,7 +11,7 @@ approximate it) and run the model again -> :class:`~facemtl.infer.results.Face` 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import cv2
 import numpy as np
