@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -133,18 +132,3 @@ def test_detects_and_analyses_real_photo(shared, toy_model):
 def test_no_torch_import():
     code = "import sys, facemtl.infer, facemtl.infer.predict; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_crop_of_the_covered_region_matches_the_whole_image_crop(toy_model):
-    from facemtl.data.transforms import crop_face
-
-    analyzer = FaceAnalyzer(toy_model, detector=None)  # S = 32
-    rng = np.random.default_rng(0)
-    image = cv2.GaussianBlur(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8), (0, 0), 3)
-    # Inside, across the border, and one needing the anti-alias pre-shrink (scale < 0.5).
-    for box in ([100.3, 80.7, 112.1, 95.2], [-5.0, 250.0, 12.0, 290.0], [50.0, 40.0, 250.0, 260.0]):
-        crop, m = analyzer._crop(image, np.array(box))
-        ref, m_ref = crop_face(image, np.array(box), 1.5, 32)
-        np.testing.assert_allclose(m, m_ref, atol=1e-9)
-        diff = np.abs(crop.astype(int) - ref.astype(int))
-        assert diff.max() == 0 if m[0, 0] >= 0.5 else diff.mean() < 0.2

@@ -1,5 +1,6 @@
 import cv2
 import numpy as np
+import pytest
 
 from facemtl.data.transforms import (FLIP_68, Augment, apply_affine, crop_face, crop_matrix, flip_landmarks,
                                      flip_pose, invert_affine, landmark_box)
@@ -32,6 +33,30 @@ def test_strong_downscale_keeps_geometry():
     expected = apply_affine(np.array([[700.0, 300.0]]), m)[0]
     ys, xs = np.nonzero(crop[..., 0] > 100)
     np.testing.assert_allclose([xs.mean(), ys.mean()], expected, atol=0.6)
+
+
+def test_crop_reads_only_the_covered_region_like_a_whole_image_crop():
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8), (0, 0), 3)
+    # Inside, across the border, outside, and one needing the anti-alias pre-shrink (scale < 0.5).
+    boxes = ([100.3, 80.7, 112.1, 95.2], [-5.0, 250.0, 12.0, 290.0], [420.0, 10.0, 450.0, 40.0],
+             [50.0, 40.0, 250.0, 260.0])
+    for box in boxes:
+        crop, m = crop_face(image, np.array(box), 1.5, 32)
+        np.testing.assert_allclose(m, crop_matrix(np.array(box), 1.5, 32), atol=1e-12)
+        if m[0, 0] >= 0.5:  # the plain warp of the whole image
+            ref = cv2.warpAffine(image, m, (32, 32), flags=cv2.INTER_LINEAR, borderValue=0)
+            np.testing.assert_array_equal(crop, ref)
+        else:  # the whole image shrunk by 2 x scale (INTER_AREA), then warped
+            wh = np.array(image.shape[1::-1])
+            small = cv2.resize(image, tuple(np.round(wh * 2 * m[0, 0]).astype(int)), interpolation=cv2.INTER_AREA)
+            f = np.array(small.shape[1::-1]) / wh
+            pre = np.array([[f[0], 0, 0.5 * f[0] - 0.5], [0, f[1], 0.5 * f[1] - 0.5], [0, 0, 1]])
+            ref = cv2.warpAffine(small, m @ np.linalg.inv(pre), (32, 32), flags=cv2.INTER_LINEAR, borderValue=0)
+            assert np.abs(crop.astype(int) - ref.astype(int)).mean() < 0.2
+    assert not crop_face(image, np.array(boxes[2]), 1.5, 32)[0].any()  # wholly outside: black
+    with pytest.raises(ValueError, match="not finite"):
+        crop_face(image, np.array([np.nan, 0, 10, 10]), 1.5, 32)
 
 
 def test_flip_permutation_is_an_involution_and_mirrors():

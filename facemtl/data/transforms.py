@@ -62,24 +62,34 @@ def crop_face(image: np.ndarray, box: np.ndarray, crop_scale: float, size: int,
               interpolation: int = cv2.INTER_LINEAR) -> tuple[np.ndarray, np.ndarray]:
     """Cut the square face crop around ``box``; returns ``(crop (size, size, C), matrix (2, 3))``.
 
-    Pixels outside the image are 0. Shrinking by more than 2x first blurs with INTER_AREA-like
-    pre-scaling so small crops do not alias.
+    The matrix maps image pixels to crop pixels (:func:`crop_matrix`). Pixels outside the image
+    are 0. Shrinking by more than 2x first blurs with INTER_AREA-like pre-scaling so small crops
+    do not alias. Only the part of the image the crop covers (plus a 2-pixel margin for the
+    interpolation) is read: pre-shrinking a whole 12-megapixel photo for each face would dominate
+    the run time.
     """
     m = crop_matrix(box, crop_scale, size)
+    if not np.all(np.isfinite(m)):
+        raise ValueError(f"crop_face: box {np.asarray(box).tolist()} is not finite")
+    h, w = image.shape[:2]
+    half = crop_scale * max(box[2] - box[0], box[3] - box[1]) / 2 + 2
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    x0, y0 = int(np.clip(np.floor(cx - half), 0, w - 1)), int(np.clip(np.floor(cy - half), 0, h - 1))
+    x1, y1 = int(np.clip(np.ceil(cx + half) + 1, x0 + 1, w)), int(np.clip(np.ceil(cy + half) + 1, y0 + 1, h))
+    region = image[y0:y1, x0:x1]
+    m_region = m.copy()
+    m_region[:, 2] += m[:, :2] @ np.array([x0, y0], dtype=np.float64)  # region pixels -> crop pixels
     scale = m[0, 0]
     if scale < 0.5:
-        # Pre-shrink the image: bilinear warping alone would alias at strong downscaling.
-        h, w = image.shape[:2]
-        sw, sh = max(1, round(w * scale * 2)), max(1, round(h * scale * 2))
-        small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
-        fx, fy = sw / w, sh / h
+        # Pre-shrink the region: bilinear warping alone would alias at strong downscaling.
+        rh, rw = region.shape[:2]
+        sw, sh = max(1, round(rw * scale * 2)), max(1, round(rh * scale * 2))
+        region = cv2.resize(region, (sw, sh), interpolation=cv2.INTER_AREA)
+        fx, fy = sw / rw, sh / rh
         pre = np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5], [0, 0, 1]])
-        m_small = m @ np.linalg.inv(pre)
-        crop = cv2.warpAffine(small, m_small, (size, size), flags=interpolation,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    else:
-        crop = cv2.warpAffine(image, m, (size, size), flags=interpolation,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        m_region = m_region @ np.linalg.inv(pre)
+    crop = cv2.warpAffine(region, m_region, (size, size), flags=interpolation,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     return crop, m
 
 

@@ -122,22 +122,8 @@ class FaceAnalyzer:
         crops = np.zeros((n, size, size, 3), np.uint8)
         matrices = np.zeros((n, 2, 3))
         for k, (i, box) in enumerate(zip(owner, boxes)):
-            crops[k], matrices[k] = self._crop(images[i], box)
+            crops[k], matrices[k] = crop_face(images[i], box, self.crop_scale, size)
         return self.model.predict(crops), matrices
-
-    def _crop(self, image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:func:`crop_face` on the part of the image the crop covers (plus a margin), with the
-        matrix of the whole image: crop_face shrinks the image it is given before warping, and
-        shrinking a whole 12-megapixel photo for each face would dominate the run time."""
-        h, w = image.shape[:2]
-        half = self.crop_scale * max(box[2] - box[0], box[3] - box[1]) / 2 + 2
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        x0, y0 = int(np.clip(np.floor(cx - half), 0, w - 1)), int(np.clip(np.floor(cy - half), 0, h - 1))
-        x1, y1 = int(np.clip(np.ceil(cx + half) + 1, x0 + 1, w)), int(np.clip(np.ceil(cy + half) + 1, y0 + 1, h))
-        offset = np.array([x0, y0, x0, y0], dtype=np.float64)
-        crop, m = crop_face(image[y0:y1, x0:x1], box - offset, self.crop_scale, self.input_size)
-        m[:, 2] -= m[:, :2] @ offset[:2]  # from ROI pixels back to whole-image pixels
-        return crop, m
 
     def _landmarks(self, normalised: np.ndarray, matrices: np.ndarray) -> np.ndarray:
         """Normalised crop coordinates (N, 68, 2) -> image pixels through the crop matrices."""
