@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from facemtl.models.registry import register_backbone
+from facemtl.models.resnet import StagedBackbone
 
 
 def make_divisible(v: float, divisor: int = 8) -> int:
@@ -64,7 +65,7 @@ class InvertedResidual(nn.Module):
         return x + self.body(x) if self.residual else self.body(x)
 
 
-class MobileNet(nn.Module):
+class MobileNet(StagedBackbone):
     """A stem conv, a list of inverted-residual blocks and a final 1x1 conv, split by stride.
 
     ``blocks`` rows are ``(kernel, hidden, out, se, act, stride)`` with unscaled channel counts.
@@ -95,15 +96,6 @@ class MobileNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """(N, C, H, W) -> features at strides 4, 8, 16, 32."""
-        x = self.stem(x)
-        feats = []
-        for stage in self.stages:
-            x = stage(x)
-            feats.append(x)
-        return feats
 
 
 def _out_channels(stage: nn.Module) -> int:

@@ -69,7 +69,25 @@ def make_stage(block: Block, cin: int, width: int, depth: int, stride: int) -> n
     return nn.Sequential(*blocks)
 
 
-class ResNet(nn.Module):
+class StagedBackbone(nn.Module):
+    """The backbone interface: subclasses set ``stem``, ``stages`` (an ``nn.ModuleList``) and
+    ``channels``; ``forward`` returns the output of every stage."""
+
+    stem: nn.Module
+    stages: nn.ModuleList
+    channels: tuple[int, ...]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(N, C, H, W) -> features at strides 4, 8, 16, 32."""
+        x = self.stem(x)
+        feats = []
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        return feats
+
+
+class ResNet(StagedBackbone):
     """7x7/2 stem + 3x3/2 max-pool, then four stages of ``block`` at widths 64..512."""
 
     def __init__(self, block: Block, depths: tuple[int, int, int, int], in_chans: int = 3):
@@ -84,15 +102,6 @@ class ResNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """(N, C, H, W) -> features at strides 4, 8, 16, 32."""
-        x = self.stem(x)
-        feats = []
-        for stage in self.stages:
-            x = stage(x)
-            feats.append(x)
-        return feats
 
 
 @register_backbone
