@@ -118,6 +118,36 @@ def test_compare_covers_every_architecture():
     assert {v["model"] for v in COMPARE_VARIANTS.values()} == set(list_models())
 
 
+def test_train_variant_reuses_and_resumes(shared, tmp_path, monkeypatch):
+    from facemtl.train import trainer
+
+    # No dropout: the trainer's resume is bit-exact then, so resumed and straight weights must match.
+    base = TrainConfig.load(tiny_config(tmp_path, shared, input_size=32, val={},
+                                        model_options={"width": 0.25, "decoder_dim": 16, "dropout": 0.0}))
+    cfg = studies.variant_config(base, "v", {})
+    calls = []
+    real_train = trainer.train
+    monkeypatch.setattr(trainer, "train", lambda *a, **k: calls.append(k["resume"]) or real_train(*a, **k))
+    ckpt = tmp_path / "runs" / "v" / "last.pt"
+    model = studies.train_variant(cfg, tmp_path / "runs", device="cpu")
+    mtime = ckpt.stat().st_mtime_ns
+    # Finished with the same config (other data workers only): reused, not retrained.
+    again = studies.train_variant(TrainConfig.from_dict(cfg.to_dict() | {"workers": 1}), tmp_path / "runs", "cpu")
+    assert ckpt.stat().st_mtime_ns == mtime and not again.training
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    # Interrupted after one step: resumed to the end, the same weights as the straight run.
+    real_train(cfg, tmp_path / "cut" / "v", device="cpu", stop_at=1)
+    resumed = studies.train_variant(cfg, tmp_path / "cut", device="cpu")
+    assert torch.load(tmp_path / "cut" / "v" / "last.pt", weights_only=False)["step"] == cfg.steps
+    for a, b in zip(model.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    # Another config: trained afresh.
+    studies.train_variant(studies.variant_config(base, "v", {}, steps=3), tmp_path / "runs", "cpu")
+    assert torch.load(ckpt, weights_only=False)["step"] == 3
+    assert calls == [False, True, False]
+
+
 # ---- the studies, end to end ----------------------------------------------------------------------
 
 

@@ -32,6 +32,9 @@ from facemtl.data.sample import Sample
 from facemtl.train.config import TrainConfig
 
 Variant = tuple[str, dict[str, Any]]
+# Config keys that change how fast a run goes, not what it learns: a checkpoint differing only in
+# them is still the same run.
+RUNTIME_KEYS = ("workers", "threads", "log_every", "checkpoint_every")
 
 
 def add_arguments(parser: argparse.ArgumentParser, study: str, variants: Sequence[str]) -> None:
@@ -54,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser, study: str, variants: Sequenc
     parser.add_argument("--aflw2000", help="AFLW2000-format folder scored too (default: the config's val.aflw2000; "
                                            "'' for none)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--workers", type=int, help="data workers of every training run (default: the config's; "
+                                                    "the results do not depend on it)")
+    parser.add_argument("--threads", type=int, help="torch threads of every training run (default: the config's)")
 
 
 def command_line(study: str, args: argparse.Namespace) -> str:
@@ -102,23 +108,32 @@ def variant_config(base: TrainConfig, name: str, overrides: dict[str, Any], step
 def train_variant(cfg: TrainConfig, runs_dir: Path, device: str | None = None, retrain: bool = False):
     """Train ``cfg`` into ``runs_dir / cfg.name`` and return the model (eval mode).
 
-    A checkpoint there with the same config is reused when finished and resumed otherwise.
+    A checkpoint there with the same config (up to :data:`RUNTIME_KEYS`) is reused when finished
+    and resumed otherwise.
     """
+    import cv2
     import torch
 
     from facemtl.train.trainer import load_trained, train
 
+    # The trainer's data workers are forked and set OpenCV to one thread; a child forked while this
+    # process holds an OpenCV thread pool (from the evaluation images) hangs there for good.
+    cv2.setNumThreads(1)
     out = Path(runs_dir) / cfg.name
     ckpt = out / "last.pt"
     resume = False
     if ckpt.is_file() and not retrain:
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if TrainConfig.from_dict(state["config"]) == cfg:
+        if _learned(TrainConfig.from_dict(state["config"])) == _learned(cfg):
             if state["step"] >= cfg.steps:
                 model, _ = load_trained(ckpt)
                 return model.to(_device(device))
             resume = True
     return train(cfg, out, resume=resume, device=device).eval()
+
+
+def _learned(cfg: TrainConfig) -> dict[str, Any]:
+    return {k: v for k, v in cfg.to_dict().items() if k not in RUNTIME_KEYS}
 
 
 def _device(device: str | None):
@@ -130,8 +145,9 @@ def _device(device: str | None):
 def trained_variants(args: argparse.Namespace, base: TrainConfig,
                      variants: Sequence[Variant]) -> Iterator[tuple[str, dict[str, Any], TrainConfig, Any]]:
     """``(name, overrides, config, model)`` of every variant, trained (or reused) one after another."""
+    runtime = {k: getattr(args, k) for k in ("workers", "threads") if getattr(args, k, None) is not None}
     for name, overrides in variants:
-        cfg = variant_config(base, name, overrides, args.steps)
+        cfg = replace(variant_config(base, name, overrides, args.steps), **runtime)
         yield name, overrides, cfg, train_variant(cfg, args.runs_dir, args.device, args.retrain)
 
 
