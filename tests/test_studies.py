@@ -112,6 +112,25 @@ def test_downsample_is_nearest_blocks():
     assert out.shape == image.shape and np.array_equal(out, expected)
 
 
+def test_pnp_score_on_exact_projections():
+    from facemtl.data.sample import Sample
+    from facemtl.evaluate.study_low_res import pnp_score
+    from facemtl.geometry.pnp import camera_matrix, mean_face, project_points
+    from facemtl.geometry.rotations import euler_to_matrix
+
+    poses = np.array([[30.0, -10.0, 5.0], [-60.0, 20.0, -15.0], [0.0, 0.0, 0.0]])
+    K = camera_matrix(400, 300)  # the camera the score assumes: focal = image width
+    landmarks = project_points(mean_face(), euler_to_matrix(poses), np.array([[0.0, 0.0, 600.0]] * 3), K)
+    landmarks[2] = 150.0  # every point at one pixel: no pose
+    image = np.zeros((300, 400, 3), np.uint8)
+    samples = [Sample("t", image=image, pose=p) for p in poses]
+    r = pnp_score(landmarks, samples)
+    assert r["n_failed"] == 1 and r["pose_n"] == 2
+    assert r["mae_mean"] < 1e-3 and abs(r["bias_yaw"]) < 1e-3
+    none = pnp_score(np.full((3, 68, 2), 150.0), samples)
+    assert none["n_failed"] == 3 and none["pose_n"] == 0 and math.isnan(none["mae_mean"])
+
+
 def test_compare_covers_every_architecture():
     from facemtl.models import list_models
 
@@ -220,9 +239,10 @@ def test_study_low_res(shared, aflw2000_dev, tmp_path):
     # The same checkpoints given by path: nothing trained, the same numbers.
     ckpts = [str(tmp_path / "runs" / n / "last.pt") for n in ("low_res_aug", "no_low_res_aug")]
     mtimes = [Path(c).stat().st_mtime_ns for c in ckpts]
-    r2, _ = run_study(tmp_path, "low-res", tiny_config(tmp_path, shared), "--checkpoints", *ckpts,
+    r2, doc2 = run_study(tmp_path, "low-res", tiny_config(tmp_path, shared), "--checkpoints", *ckpts,
                       "--factors", "1,10")
     assert [Path(c).stat().st_mtime_ns for c in ckpts] == mtimes
+    assert "Models: the checkpoints given" in doc2 and "Training (every variant alike)" not in doc2
     assert [m["name"] for m in r2["models"]] == ["low_res_aug", "no_low_res_aug"]
     before = {(x["model"], x["set"], x["factor"], x["method"]): x["mae_mean"] for x in r["rows"]}
     for x in r2["rows"]:

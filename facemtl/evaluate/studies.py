@@ -252,11 +252,13 @@ def setup_markdown(result: dict[str, Any]) -> str:
     data = "; ".join(f"{d['type']}" + (f" {d['name']}" if d.get("name") else "") + f" ×{d['weight']:g}"
                      + (f" {json.dumps(d['options'])}" if d.get("options") else "") for d in cfg["data"])
     sets = "; ".join(f"`{k}`: {v['n']} {v['what']}" for k, v in result["eval_sets"].items())
+    training = (f"Training (every variant alike): base config `{result['config_path']}`, {cfg['steps']} steps of "
+                f"{cfg['batch_size']} crops at {cfg['input_size']} px (crop scale {cfg['crop_scale']:g}), seed "
+                f"{cfg['seed']}, lr {cfg['lr']:g}, loss {json.dumps(cfg['loss_options'])}, augmentation "
+                f"{json.dumps(cfg['augment'])}. Data: {data}." if result.get("trained", True)
+                else "Models: the checkpoints given, each as its own config trained it (table below).")
     return (f"Command: `{result['command']}` ({result['wall_s'] / 60:.1f} min on {result['machine']}).\n\n"
-            f"Training (every variant alike): base config `{result['config_path']}`, {cfg['steps']} steps of "
-            f"{cfg['batch_size']} crops at {cfg['input_size']} px (crop scale {cfg['crop_scale']:g}), seed "
-            f"{cfg['seed']}, lr {cfg['lr']:g}, loss {json.dumps(cfg['loss_options'])}, augmentation "
-            f"{json.dumps(cfg['augment'])}. Data: {data}.\n\n"
+            f"{training}\n\n"
             f"Scored with the evaluation protocol (ground-truth landmark boxes; pose MAE over faces with every "
             f"angle within ±99°) on {sets}.\n")
 

@@ -74,6 +74,8 @@ def pnp_score(landmarks: np.ndarray, samples: Sequence[Sample]) -> dict[str, flo
     pred = _solve(np.asarray(landmarks, dtype=np.float64), sizes, "68", mean_face())
     gt = np.stack([s.pose for s in samples])
     ok = np.isfinite(pred).all(axis=1)
+    if not ok.any():
+        return {f"mae_{k}": float("nan") for k in AXES} | {"pose_n": 0, "n_failed": len(ok)}
     mae, bias = pose_mae(pred[ok], gt[ok]), mean_signed_error(pred[ok], gt[ok])
     return ({f"mae_{k}": mae[k] for k in AXES} | {f"bias_{k}": bias[k] for k in AXES[:3]}
             | {"pose_n": mae["n"], "n_failed": int((~ok).sum())})
@@ -107,6 +109,7 @@ def run_study(args: argparse.Namespace) -> dict[str, Any]:
     base = TrainConfig.load(args.config)
     sets = studies.evaluation_sets(base, args.synth_n, args.aflw2000)
     result = studies.header(STUDY, args, base, sets)
+    result["trained"] = not args.checkpoints
     try:
         factors = [int(v) for v in args.factors.split(",")]
     except ValueError:
