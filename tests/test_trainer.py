@@ -32,7 +32,10 @@ def test_schedule_and_batches():
 
 
 def test_resume_continues_exactly(shared, tmp_path):
+    # FER2013 batches train the expression head, whose dropout draws from torch's RNG.
+    fer = DataSpec(type="fer2013", root=str(shared / "data" / "expression" / "fer2013"), options={"split": "test"})
     cfg = tiny_config(shared)
+    cfg.data.append(fer)
     train(cfg, tmp_path / "a", device="cpu")
     train(cfg, tmp_path / "b", device="cpu", stop_at=2)
     train(cfg, tmp_path / "b", resume=True, device="cpu")

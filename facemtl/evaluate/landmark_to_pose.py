@@ -111,7 +111,7 @@ def synthetic_set(n: int, seed: int = 0) -> dict:
 # ---- experiments ----------------------------------------------------------------------------------
 
 
-def _solve(landmarks: np.ndarray, sizes: np.ndarray, subset: str, model: np.ndarray) -> np.ndarray:
+def poses_from_landmarks(landmarks: np.ndarray, sizes: np.ndarray, subset: str, model: np.ndarray) -> np.ndarray:
     """Poses (N, 3) with NaN rows where PnP failed; one camera per distinct image size."""
     from facemtl.geometry.pnp import landmarks_to_pose
 
@@ -159,7 +159,7 @@ def run_study(data: dict, sigmas: list[float], stretches: list[float], repeats: 
     }
 
     result["points"] = [
-        {"subset": name, "n_points": len(idx), **_score(_solve(lm, size, name, model), gt)}
+        {"subset": name, "n_points": len(idx), **_score(poses_from_landmarks(lm, size, name, model), gt)}
         for name, idx in POINT_SUBSETS.items()
     ]
 
@@ -167,7 +167,7 @@ def run_study(data: dict, sigmas: list[float], stretches: list[float], repeats: 
     unit = rng.standard_normal((repeats,) + lm.shape)
     jitter = []
     for sigma in sigmas:
-        runs = [_score(_solve(lm + sigma * u, size, subset, model), gt) for u in unit]
+        runs = [_score(poses_from_landmarks(lm + sigma * u, size, subset, model), gt) for u in unit]
         row = {k: float(np.mean([r[k] for r in runs])) for k in (*AXES, "mean")}
         row.update(sigma=sigma, mean_std=float(np.std([r["mean"] for r in runs])),
                    n_failed=int(sum(r["n_failed"] for r in runs)), repeats=repeats)
@@ -179,14 +179,14 @@ def run_study(data: dict, sigmas: list[float], stretches: list[float], repeats: 
         for s in stretches:
             scaled = model.copy()
             scaled[:, column] *= 1.0 + s
-            stretch.append({"axis": axis, "stretch": s, **_score(_solve(lm, size, subset, scaled), gt)})
+            stretch.append({"axis": axis, "stretch": s, **_score(poses_from_landmarks(lm, size, subset, scaled), gt)})
     result["stretch"] = stretch
 
     result["alignment"] = {
         "offset_ypr_deg": (matrix_to_euler(mean_face_alignment()).round(4) + 0.0).tolist(),  # no -0.0
         "results": [
             {"subset": name, "mean_face": "aligned" if aligned else "unaligned",
-             **_score(_solve(lm, size, name, mean_face(aligned=aligned)), gt, bias=True)}
+             **_score(poses_from_landmarks(lm, size, name, mean_face(aligned=aligned)), gt, bias=True)}
             for name in POINT_SUBSETS for aligned in (True, False)
         ],
     }

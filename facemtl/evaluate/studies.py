@@ -155,7 +155,7 @@ def evaluation_sets(base: TrainConfig, synth_n: int | None = None,
                     aflw2000: str | None = None) -> dict[str, list[Sample]]:
     """The held-out sets: ``synth`` (``synth_n`` renders of the trainer's validation seed, with the
     config's first synth source's options) and ``aflw2000`` (a folder; '' for none)."""
-    from facemtl.train.trainer import _validation_sets
+    from facemtl.train.trainer import validation_sets
 
     synth_n = int(base.val.get("synth_n", 0)) if synth_n is None else synth_n
     aflw2000 = base.val.get("aflw2000") if aflw2000 is None else aflw2000
@@ -163,7 +163,7 @@ def evaluation_sets(base: TrainConfig, synth_n: int | None = None,
         raise FileNotFoundError(f"{aflw2000}: AFLW2000 folder not found (pass --aflw2000 '' to skip it)")
     if synth_n and not any(s.type == "synth" for s in base.data):
         raise ValueError(f"{base.name}: the config has no synth source to draw held-out faces from")
-    sets = _validation_sets(replace(base, val={"synth_n": synth_n, "aflw2000": aflw2000}))
+    sets = validation_sets(replace(base, val={"synth_n": synth_n, "aflw2000": aflw2000}))
     if not sets:
         raise ValueError("no evaluation set: give --synth-n or --aflw2000")
     return sets

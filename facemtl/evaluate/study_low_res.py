@@ -66,12 +66,12 @@ def degraded(samples: Sequence[Sample], factor: int) -> list[Sample]:
 def pnp_score(landmarks: np.ndarray, samples: Sequence[Sample]) -> dict[str, float]:
     """MAE and bias of the PnP pose from ``landmarks`` (N, 68, 2, image pixels) against the samples'
     poses (±99° filter); ``n_failed``: faces where PnP found no pose (left out)."""
-    from facemtl.evaluate.landmark_to_pose import _solve
+    from facemtl.evaluate.landmark_to_pose import poses_from_landmarks
     from facemtl.geometry.pnp import mean_face
     from facemtl.metrics import mean_signed_error, pose_mae
 
     sizes = np.array([s.load_image().shape[1::-1] for s in samples], dtype=np.float64)
-    pred = _solve(np.asarray(landmarks, dtype=np.float64), sizes, "68", mean_face())
+    pred = poses_from_landmarks(np.asarray(landmarks, dtype=np.float64), sizes, "68", mean_face())
     gt = np.stack([s.pose for s in samples])
     ok = np.isfinite(pred).all(axis=1)
     if not ok.any():

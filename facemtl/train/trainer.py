@@ -97,7 +97,7 @@ def torch_predictor(model: torch.nn.Module, device: torch.device):
     return predict
 
 
-def _validation_sets(cfg: TrainConfig) -> dict[str, list]:
+def validation_sets(cfg: TrainConfig) -> dict[str, list]:
     """Held-out sets named in ``cfg.val``: ``aflw2000`` (a folder), ``synth_n`` (held-out renders)."""
     sets: dict[str, list] = {}
     root = cfg.val.get("aflw2000")
@@ -146,6 +146,11 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    # An OpenCV thread pool in this process would be inherited half-alive by the forked data
+    # workers and can deadlock them: the main process only crops for validation, 1 thread is plenty.
+    import cv2
+
+    cv2.setNumThreads(1)
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, **cfg.model_options).to(dev)
     criterion = MultiTaskLoss(**cfg.loss_options).to(dev)
@@ -173,7 +178,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
     augment = Augment(**cfg.augment)
     dataset = MixedDataset([build_source(s, cfg, augment) for s in cfg.data], [s.weight for s in cfg.data],
                            length=cfg.epoch_steps * cfg.batch_size * world, seed=cfg.seed)
-    val_sets = _validation_sets(cfg) if rank == 0 else {}
+    val_sets = validation_sets(cfg) if rank == 0 else {}
     if rank == 0 and not resume:  # a fresh run starts fresh logs
         for name in ("metrics.csv", "val.csv"):
             (out / name).unlink(missing_ok=True)
@@ -203,7 +208,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
     # One loader for the whole run, so the workers (and the renderer's per-process assets) persist.
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=_Batches(cfg, step, end, rank, world),
                                          num_workers=cfg.workers, worker_init_fn=_worker_init,
-                                         persistent_workers=cfg.workers > 0)
+                                         persistent_workers=cfg.workers > 0,
+                                         # its own generator: seeding the workers must not draw from
+                                         # the global RNG (dropout), or a resumed run would diverge
+                                         generator=torch.Generator().manual_seed(cfg.seed))
     model.train()
     tic, seen = time.perf_counter(), 0
     for batch in (loader if step < end else []):
