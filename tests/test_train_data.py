@@ -60,3 +60,11 @@ def test_mixed_dataset_is_reproducible_and_mixes():
     assert kinds == {(1.0, 0.0), (0.0, 1.0)}
     ds.set_epoch(1)
     assert not np.array_equal(ds[0]["image"], a[0]["image"])
+
+
+def test_sample_source_keeps_only_the_chosen_labels():
+    rng = np.random.default_rng(5)
+    image, lm = _face(rng)
+    s = Sample("x", image=image, landmarks=lm, pose=np.array([10.0, 0, 0]), expression=3)
+    ex = SampleSource([s], 32, 1.5, None, labels=["pose", "landmarks"]).example(0, rng)
+    assert ex["pose_mask"] == 1 and ex["landmarks_mask"].sum() == 68 and ex["expression_mask"] == 0

@@ -14,6 +14,8 @@ class DataSpec:
     ``type``: ``synth`` (rendered on the fly by :mod:`facemtl.synth`), ``fer2013`` (expression
     arrays), or ``dataset`` (any reader of :mod:`facemtl.data.registry`, by ``name``).
     ``weight``: share of the batches drawn from it. ``options``: passed to the source.
+    ``labels``: the labels to train on from this source (default all it has), e.g. leave out
+    ``expression`` where a source's expression labels are not trustworthy.
     """
 
     type: str
@@ -21,6 +23,7 @@ class DataSpec:
     name: str | None = None
     root: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    labels: list[str] | None = None
 
 
 @dataclass

@@ -92,15 +92,23 @@ class Source(Protocol):
 class SampleSource:
     """Examples from reader samples (any dataset in :mod:`facemtl.data.registry`).
 
-    The face box is :func:`facemtl.evaluate.protocol.face_box`: the tight box of the labelled
+    ``labels`` picks which of the samples' labels are used (default all). The face box is
+    :func:`facemtl.evaluate.protocol.face_box`: the tight box of the labelled
     landmarks (the box the model sees at inference after refinement), else the sample's box, else
     the whole image as a tight face crop.
     """
 
-    def __init__(self, samples: Sequence[Sample], size: int, crop_scale: float, augment: Augment | None):
+    LABELS = ("pose", "landmarks", "visibility", "expression")
+
+    def __init__(self, samples: Sequence[Sample], size: int, crop_scale: float, augment: Augment | None,
+                 labels: Sequence[str] | None = None):
         if not samples:
             raise ValueError("no samples")
+        unknown = set(labels or ()) - set(self.LABELS)
+        if unknown:
+            raise ValueError(f"unknown labels {sorted(unknown)}; known: {', '.join(self.LABELS)}")
         self.samples = list(samples)
+        self.labels = set(self.LABELS if labels is None else labels)
         self.size, self.crop_scale, self.augment = size, crop_scale, augment
 
     def __len__(self) -> int:
@@ -109,9 +117,8 @@ class SampleSource:
     def example(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         s = self.samples[index % len(self.samples)]
         image = s.load_image()
-        return make_example(image, self.size, self.crop_scale, rng, self.augment, face_box(s, image),
-                            pose=s.pose, landmarks=s.landmarks, visibility=s.visibility,
-                            expression=s.expression)
+        keep = {k: getattr(s, k) if k in self.labels else None for k in self.LABELS}
+        return make_example(image, self.size, self.crop_scale, rng, self.augment, face_box(s, image), **keep)
 
 
 class ExpressionArraySource:

@@ -39,7 +39,7 @@ def build_source(spec: DataSpec, cfg: TrainConfig, augment: Augment) -> Source:
         from facemtl.data.registry import load_dataset
 
         samples = load_dataset(spec.name, spec.root, **spec.options)
-        return SampleSource(samples, cfg.input_size, cfg.crop_scale, augment)
+        return SampleSource(samples, cfg.input_size, cfg.crop_scale, augment, labels=spec.labels)
     if spec.type == "synth":
         from facemtl.train.data import SynthSource
 
