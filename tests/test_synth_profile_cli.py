@@ -136,3 +136,21 @@ def test_scene_reader_boxes_hold_each_face_and_show_draws_them(tmp_path):
         for cx, cy in ((bx1, by1), (bx2, by1), (bx2, by2), (bx1, by2)):
             if 0 <= cx < SIZE and 0 <= cy < SIZE:
                 assert lighter[cy:cy + 3, cx:cx + 3].any(), (cx, cy)
+
+
+def test_profile_pitch_turn(lfw, tmp_path):
+    from facemtl.synth.profile import sample_profile
+    from facemtl.synth.render import sample_rng
+
+    out = tmp_path / "pitch"
+    assert _cli(out, "--profile", "--pitch-sd", "20", "--n", "2", "--seed", str(SEED), "--size", str(SIZE),
+                "--lfw", str(lfw)) == 0
+    plain = [sample_profile(sample_rng(SEED, i), lfw, SIZE)[1].pose for i in range(2)]
+    for i, s in enumerate(read_synth(out)):
+        turned = sample_profile(sample_rng(SEED, i), lfw, SIZE, pitch_sd=20.0)[1].pose
+        np.testing.assert_allclose(s.pose, turned, atol=1e-9)  # the CLI passes the pitch turn on
+        assert abs(turned[1] - plain[i][1]) > 0.5  # and it turns the head
+
+
+def test_pitch_sd_needs_profile(tmp_path):
+    assert _cli(tmp_path / "x", "--pitch-sd", "10", "--n", "1") == 2

@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="LFW photos with the head turned to a random yaw (300W-LP-style face profiling)")
     parser.add_argument("--lfw", default=None,
                         help="LFW folder for --profile (default: the --shared folder's data/lfw)")
+    parser.add_argument("--pitch-sd", type=float, default=0.0,
+                        help="--profile: also tilt the head by N(0, SD) degrees of pitch (default 0)")
     parser.add_argument("--workers", type=int, default=0, help="processes (default: one per CPU core)")
     parser.add_argument("--format", choices=("jpg", "npz"), default="jpg",
                         help="jpg: .jpg + .mat per image (default); npz: uint8 shards for training")
@@ -63,18 +65,22 @@ def run(args: argparse.Namespace) -> int:
     if args.textures and not Path(args.textures).is_dir():
         print(f"facemtl synth: {args.textures}: texture folder not found", file=sys.stderr)
         return 2
-    lfw = None
+    if args.pitch_sd and not args.profile:
+        print("facemtl synth: --pitch-sd is for --profile", file=sys.stderr)
+        return 2
+    profile = None  # what --profile turns: {"lfw": folder, "pitch_sd": degrees}
     if args.profile:
         lfw = str(args.lfw or Path(args.shared or DEFAULT_SHARED) / "data" / "lfw")
         if not Path(lfw).is_dir():
             print(f"facemtl synth: {lfw}: LFW folder not found (give --lfw)", file=sys.stderr)
             return 2
+        profile = {"lfw": lfw, "pitch_sd": args.pitch_sd}
     mode = "profile" if args.profile else "scene" if args.scene else "face"
     config = SynthConfig(size=args.size, supersample=args.supersample, textures=args.textures, shared=args.shared)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "synth.json").write_text(json.dumps({"seed": args.seed, "n": args.n, "scene": args.scene,
-                                                 "profile": {"lfw": lfw} if args.profile else None,
+                                                 "profile": profile,
                                                  "config": asdict(config),
                                                  "expr_names": list(FaceModel.load(config.model_path).expr_names)}, indent=1))
     if args.format == "npz":
@@ -84,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
         jobs = [(None, range(s, min(s + step, args.n))) for s in range(0, args.n, step)]
     workers = args.workers or os.cpu_count() or 1
     start = time.perf_counter()
-    task = (str(out), args.seed, config, mode, lfw)
-    _warm_up(config, mode, lfw)  # compile / load the kernels and build the meshes once, before forking
+    task = (str(out), args.seed, config, mode, profile)
+    _warm_up(config, mode, profile)  # compile / load the kernels and build the meshes once, before forking
     if workers > 1 and len(jobs) > 1:
         import multiprocessing as mp
 
@@ -102,18 +108,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _render(rng, config, mode: str, lfw):
+def _render(rng, config, mode: str, profile):
     """One image and its labels (a list of them for a scene)."""
     from facemtl.synth.render import render_sample, render_scene
 
     if mode == "profile":
         from facemtl.synth.profile import sample_profile
 
-        return sample_profile(rng, lfw, config.size)
+        return sample_profile(rng, profile["lfw"], config.size, pitch_sd=profile["pitch_sd"])
     return render_scene(rng, config) if mode == "scene" else render_sample(rng, config)
 
 
-def _warm_up(config, mode: str, lfw) -> None:
+def _warm_up(config, mode: str, profile) -> None:
     """Build the meshes of every detail level and compile the kernels (forked workers share them)."""
     from facemtl.synth.render import LOD_LEVELS, assets_for, sample_rng
 
@@ -121,11 +127,11 @@ def _warm_up(config, mode: str, lfw) -> None:
         assets = assets_for(config)
         for cell in LOD_LEVELS:
             assets.lod(cell)
-    _render(sample_rng(2**31 - 1, 0), config, mode, lfw)
+    _render(sample_rng(2**31 - 1, 0), config, mode, profile)
 
 
 def _run_job(arg) -> None:
-    (out, seed, config, mode, lfw), (shard, indices) = arg
+    (out, seed, config, mode, profile), (shard, indices) = arg
     from pathlib import Path
 
     import cv2
@@ -139,11 +145,11 @@ def _run_job(arg) -> None:
     if shard is not None:
         images, labels = [], []
         for i in indices:
-            image, lab = _render(sample_rng(seed, i), config, mode, lfw)
+            image, lab = _render(sample_rng(seed, i), config, mode, profile)
             images.append(image)
             labels.append(lab)
         write_npz(out / f"shard_{shard:05d}.npz", shard_arrays(images, labels))
         return
     for i in indices:
-        image, lab = _render(sample_rng(seed, i), config, mode, lfw)
+        image, lab = _render(sample_rng(seed, i), config, mode, profile)
         write_face(out, f"{i:06d}", image, lab)
