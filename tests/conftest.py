@@ -22,3 +22,32 @@ def shared() -> Path:
 @pytest.fixture(scope="session")
 def aflw2000_dev(shared: Path) -> Path:
     return shared / "data" / "aflw2000-dev"
+
+
+@pytest.fixture(scope="session")
+def ict_path(shared: Path) -> Path:
+    """The ICT-FaceKit Light model file in the shared data; skips where it is absent."""
+    p = shared / "facemodels" / "ict-facekit" / "ict_facekit_light.npz"
+    if not p.is_file():
+        pytest.skip(f"{p} not found")
+    return p
+
+
+@pytest.fixture(scope="session")
+def face_model(ict_path: Path):
+    """The ICT face model in facemtl's head frame, loaded once for the whole run."""
+    from facemtl.synth.facemodel import FaceModel
+
+    return FaceModel.load(ict_path)
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Run a module's torch work on one thread: on tiny tensors extra intra-op threads only contend
+    (tens of times slower on a busy 2-core machine)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

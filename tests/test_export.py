@@ -24,12 +24,7 @@ def assert_matches(got: np.ndarray, want: np.ndarray, name: str) -> None:
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-5, err_msg=name)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def trained_looking(model: torch.nn.Module) -> torch.nn.Module:

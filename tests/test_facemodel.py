@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,16 +11,8 @@ from facemtl.synth.facemodel import MATERIALS, FaceModel, frame_alignment, iris_
 
 
 @pytest.fixture(scope="module")
-def ict_path(shared: Path) -> Path:
-    p = shared / "facemodels" / "ict-facekit" / "ict_facekit_light.npz"
-    if not p.is_file():
-        pytest.skip(f"{p} not found")
-    return p
-
-
-@pytest.fixture(scope="module")
-def model(ict_path: Path) -> FaceModel:
-    return FaceModel.load(ict_path)
+def model(face_model: FaceModel) -> FaceModel:
+    return face_model
 
 
 def test_zero_coefficients_give_the_converted_neutral_landmarks(ict_path, model):

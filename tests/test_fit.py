@@ -15,11 +15,8 @@ ASSET = Path(__file__).resolve().parents[1] / "facemtl" / "assets" / "lfw_landma
 
 
 @pytest.fixture(scope="module")
-def model(shared: Path) -> FaceModel:
-    p = shared / "facemodels" / "ict-facekit" / "ict_facekit_light.npz"
-    if not p.is_file():
-        pytest.skip(f"{p} not found")
-    return FaceModel.load(p)
+def model(face_model: FaceModel) -> FaceModel:
+    return face_model
 
 
 def _render_landmarks(model, ypr, identity, expression, index, f=900.0, t=(20.0, -10.0, 1100.0)):

@@ -19,11 +19,8 @@ ASSET = Path(__file__).resolve().parents[1] / "facemtl" / "assets" / "lfw_landma
 
 
 @pytest.fixture(scope="module")
-def photo(shared: Path):
-    p = shared / "facemodels" / "ict-facekit" / "ict_facekit_light.npz"
-    if not p.is_file():
-        pytest.skip(f"{p} not found")
-    model = FaceModel.load(p)
+def photo(shared: Path, face_model: FaceModel):
+    model = face_model
     d = np.load(ASSET)
     # A near-frontal photo of the texture pool.
     for rel in lfw_pool()[:20]:

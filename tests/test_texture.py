@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,11 +15,8 @@ from facemtl.synth.texture import PhotoTexture, lfw_pool, lfw_texture, photo_tex
 
 
 @pytest.fixture(scope="module")
-def model(shared: Path) -> FaceModel:
-    p = shared / "facemodels" / "ict-facekit" / "ict_facekit_light.npz"
-    if not p.is_file():
-        pytest.skip(f"{p} not found")
-    return FaceModel.load(p)
+def model(face_model: FaceModel) -> FaceModel:
+    return face_model
 
 
 def _known_fit(model: FaceModel, yaw: float) -> FitResult:
