@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+# File suffixes of the images OpenCV reads, most common first (readers try them in this order).
+IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg", ".jpe", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif",
+                  ".pbm", ".pgm", ".ppm", ".pnm", ".jp2")
 
 # Refuse decoding images larger than this many pixels (a 20000x20000 image would need 1.2 GB).
 MAX_PIXELS = 50_000_000
@@ -125,3 +131,25 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if image is None:
         raise ImageError(path, "not a readable image (corrupt or unsupported format)")
     return to_bgr8(image, str(path))
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    A crash or an error mid-write leaves whatever was at ``path`` before intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

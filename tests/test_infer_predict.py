@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
+import facemtl.io as facemtl_io
+
 pytest.importorskip("onnx")
 from onnx_stub import build_model, face_layout  # noqa: E402
 
@@ -116,9 +118,9 @@ def test_outputs_already_written_stay_intact(tmp_path, folder, model, monkeypatc
         main(["predict", str(folder), "--model", str(model), "--json", str(out)])
     assert out.read_text() == "previous results\n"
     # A failing rename leaves the old file and no temporary file behind.
-    monkeypatch.setattr(predict.os, "replace", lambda a, b: (_ for _ in ()).throw(OSError("disk full")))
+    monkeypatch.setattr(facemtl_io.os, "replace", lambda a, b: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError):
-        predict.write_atomic(out, b"new")
+        facemtl_io.write_atomic(out, b"new")
     assert out.read_text() == "previous results\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out.json"]
 

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from facemtl.data.sample import DatasetError, Sample
+from facemtl.io import IMAGE_SUFFIXES
 
 log = logging.getLogger("facemtl.data")
 
-IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg", ".bmp")
 
 
 def load_mat(path: str | Path) -> dict[str, Any]:

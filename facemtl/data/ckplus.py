@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from facemtl.data._common import IMAGE_SUFFIXES, require
+from facemtl.data._common import require
+from facemtl.io import IMAGE_SUFFIXES
 from facemtl.data.sample import EXPRESSIONS, DatasetError, Sample
 
 # Folder name -> EXPRESSIONS name. Contempt has no class among the seven.

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     from facemtl.data.sample import DatasetError
     from facemtl.evaluate.protocol import evaluate
     from facemtl.infer.onnx_model import ModelError
-    from facemtl.infer.predict import write_atomic
+    from facemtl.io import write_atomic
     from facemtl.io import ImageError
 
     try:

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from facemtl.infer.detector import CascadeDetector, create_detector
+from facemtl.io import IMAGE_SUFFIXES
 from facemtl.metrics.detection import iou
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
@@ -100,7 +101,7 @@ def recall(shared: Path, detector: str, **kwargs) -> None:
         ious.append(best)
     print(f"aflw2000-dev: {found}/{len(samples)} faces found (IoU >= 0.3 with the landmark box), "
           f"recall {found / len(samples):.3f}, median best IoU {statistics.median(ious):.2f}")
-    photos = sorted(p for p in (shared / "data" / "photos").iterdir() if p.suffix.lower() in (".jpg", ".png"))
+    photos = sorted(p for p in (shared / "data" / "photos").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     counts = [len(det(cv2.imread(str(p)))[0]) for p in photos]
     hit = sum(c > 0 for c in counts)
     print(f"photos: {hit}/{len(photos)} photos with >= 1 detection ({hit / len(photos):.3f}); "

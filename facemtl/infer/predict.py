@@ -19,12 +19,11 @@ import glob
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif",
-                  ".pbm", ".pgm", ".ppm", ".pnm", ".jp2"}
+from facemtl.io import IMAGE_SUFFIXES, write_atomic
+
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,23 +85,6 @@ def read_boxes(path: Path) -> dict[str, list[list[float]]]:
 def dumps(records: list[dict[str, Any]]) -> str:
     """The JSON list with one image record per line."""
     return "[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]\n"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def draw_faces(image, faces) -> Any:
