@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -140,22 +139,3 @@ def max_abs_difference(model: nn.Module, path: str | Path, image: torch.Tensor) 
     """Largest ``|onnx - torch|`` per output of the ONNX file at ``path`` and ``model`` on ``image``."""
     got, want = _run_both(model, path, image)
     return {k: float(np.abs(got[k] - want[k]).max()) for k in want}
-
-
-def onnx_latency(path: str | Path, batch_size: int, threads: int = 2, runs: int = 30, warmup: int = 5) -> float:
-    """Median wall time (ms) of one onnxruntime CPU call on a batch of ``batch_size`` random crops."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    shape = session.get_inputs()[0].shape
-    x = np.random.default_rng(0).uniform(0, 255, (batch_size, 3, shape[2], shape[3])).astype(np.float32)
-    times = []
-    for i in range(warmup + runs):
-        t = time.perf_counter()
-        session.run(None, {"image": x})
-        if i >= warmup:
-            times.append(time.perf_counter() - t)
-    return 1000 * float(np.median(times))
