@@ -144,11 +144,13 @@ class MultiTaskLoss(nn.Module):
     """All task losses of a model's raw outputs, combined with fixed or learned weights.
 
     ``weighting="fixed"``: ``sum_t w_t L_t``. ``weighting="uncertainty"`` (Kendall, Gal & Cipolla
-    2018): ``sum_t exp(-s_t) L_t + s_t`` with a learned log-variance ``s_t`` per task (starting at
-    0, where it equals the plain sum); each task's effective weight settles at ``1 / L_t``, so no
-    hand tuning across tasks with different units. Under it, ``weights`` only select the tasks
-    (weight 0 disables one). A task is used when the model has its output; a task with no label
-    in the batch adds exactly 0 (its ``s_t`` term is gated too, else it would drift down).
+    2018): ``sum_t w_t (exp(-s_t) L_t + s_t)`` with a learned log-variance ``s_t`` per task
+    (starting at 0, where it equals the weighted sum); each task's effective weight settles at
+    ``w_t / L_t``, so no hand tuning across tasks with different units. ``w_t`` (default 1) is
+    then a priority: a task whose loss stays high however well it is learnt (7-way expression on
+    FER2013) would otherwise get the least gradient of all. Weight 0 disables a task. A task is
+    used when the model has its output; a task with no label in the batch adds exactly 0 (its
+    ``s_t`` term is gated too, else it would drift down).
 
     Parts: ``pose`` (Hopenet multi-loss, or regression MSE for a regression head), ``rotation``
     (geodesic, 6D head), ``landmarks`` (coordinates), ``heatmaps`` (KL), ``visibility`` (BCE),
@@ -215,7 +217,8 @@ class MultiTaskLoss(nn.Module):
                 s = self.log_vars[task]
                 term = (torch.exp(-s) * loss + s) * labelled.to(loss.dtype)
             else:
-                term = self.weights[task] * loss
+                term = loss
+            term = self.weights[task] * term
             total = term if total is None else total + term
         if total is None:
             raise ValueError("no loss: the outputs and the batch share no task")

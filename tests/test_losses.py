@@ -212,6 +212,22 @@ def test_uncertainty_weighting():
     assert total2.item() == pytest.approx(expected, rel=1e-5)
 
 
+def test_uncertainty_weighting_keeps_task_priorities():
+    outputs, batch = _batch()
+    plain = MultiTaskLoss(weighting="uncertainty")
+    weighted = MultiTaskLoss(weighting="uncertainty", weights={"landmarks": 3.0})
+    with torch.no_grad():
+        for crit in (plain, weighted):
+            crit.log_vars["landmarks"].fill_(0.7)
+    (t1, parts), (t3, _) = plain(outputs, batch), weighted(outputs, batch)
+    # The priority scales the whole term, so s_t still settles at log L_t and the weight at w_t / L_t.
+    term = math.exp(-0.7) * parts["landmarks"].item() + 0.7
+    assert t3.item() - t1.item() == pytest.approx(2 * term, abs=1e-3)  # float32 totals of ~300
+    t3.backward()
+    assert weighted.log_vars["landmarks"].grad.item() == pytest.approx(
+        3 * (1 - math.exp(-0.7) * parts["landmarks"].item()), rel=1e-5)
+
+
 def test_regression_outputs_use_the_regression_loss():
     pred = torch.zeros(2, 3, requires_grad=True)
     batch = {"pose": torch.tensor([[1.0, 2.0, 2.0], [0.0, 0.0, 0.0]]), "pose_mask": torch.ones(2)}

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from facemtl.train.checkpoint import CsvLog
 from facemtl.train.config import DataSpec, TrainConfig
 from facemtl.train.trainer import batch_indices, learning_rate, load_trained, train
 
@@ -31,6 +32,18 @@ def test_schedule_and_batches():
     assert batch_indices(cfg, 13, rank=1, world=2) == [(1, 28), (1, 29), (1, 30), (1, 31)]
 
 
+def test_csv_log_widens_for_new_metrics(tmp_path):
+    log = CsvLog(tmp_path / "val.csv")
+    log.write({"step": 1, "set": "aflw2000", "mae_mean": 7.5})
+    log.write({"step": 1, "set": "fer2013", "expression_accuracy": 0.4})
+    log.write({"step": 2, "set": "aflw2000", "mae_mean": 7.0})
+    rows = CsvLog(tmp_path / "val.csv").read()
+    assert [r["expression_accuracy"] for r in rows] == ["", "0.4", ""]
+    assert [r["mae_mean"] for r in rows] == ["7.5", "", "7.0"]
+    log.truncate_after(1)
+    assert len(CsvLog(tmp_path / "val.csv").read()) == 2
+
+
 def test_resume_continues_exactly(shared, tmp_path):
     # FER2013 batches train the expression head, whose dropout draws from torch's RNG.
     fer = DataSpec(type="fer2013", root=str(shared / "data" / "expression" / "fer2013"), options={"split": "test"})
@@ -50,6 +63,24 @@ def test_resume_continues_exactly(shared, tmp_path):
     assert (tmp_path / "a" / "loss.png").stat().st_size > 0
     model, loaded_cfg = load_trained(straight)
     assert loaded_cfg == cfg and not model.training
+
+
+def test_init_starts_from_a_checkpoint_with_its_own_schedule(shared, tmp_path):
+    cfg = tiny_config(shared, steps=2, loss_options={"weighting": "uncertainty"})
+    train(cfg, tmp_path / "pre", device="cpu")
+    pre = torch.load(tmp_path / "pre" / "last.pt", weights_only=False)
+    # lr 0: the fine-tune's model can only be the initial checkpoint's.
+    ft = tiny_config(shared, steps=1, lr=0.0, loss_weight_lr=0.0, init=str(tmp_path / "pre" / "last.pt"),
+                     loss_options={"weighting": "uncertainty"})
+    train(ft, tmp_path / "ft", device="cpu")
+    after = torch.load(tmp_path / "ft" / "last.pt", weights_only=False)
+    assert after["step"] == 1
+    for k, v in pre["model"].items():
+        if v.is_floating_point() and "running" not in k:  # batch-norm statistics move in train mode
+            torch.testing.assert_close(after["model"][k], v, rtol=0, atol=0)
+    torch.testing.assert_close(after["criterion"], pre["criterion"], rtol=0, atol=0)
+    with pytest.raises(FileNotFoundError, match="nothing.pt"):
+        train(tiny_config(shared, init=str(tmp_path / "nothing.pt")), tmp_path / "x", device="cpu")
 
 
 def test_ddp_replicas_agree(shared, tmp_path):

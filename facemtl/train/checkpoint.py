@@ -21,7 +21,8 @@ def save_atomic(state: dict[str, Any], path: str | Path) -> None:
 
 
 class CsvLog:
-    """Append rows of metrics to a CSV file; columns are fixed by the first row written."""
+    """Append rows of metrics to a CSV file; a row with new keys widens the columns (earlier rows
+    get blanks there), so sets with different metrics share one log."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -31,10 +32,11 @@ class CsvLog:
                 self.fields = next(csv.reader(f), None)
 
     def write(self, row: dict[str, Any]) -> None:
-        if self.fields is None:
-            self.fields = list(row)
-            with open(self.path, "w", newline="") as f:
-                csv.writer(f).writerow(self.fields)
+        new = [k for k in row if k not in (self.fields or [])]
+        if new:
+            rows = self.read()
+            self.fields = (self.fields or []) + new
+            self._rewrite(rows)
         with open(self.path, "a", newline="") as f:
             csv.DictWriter(f, self.fields, extrasaction="ignore").writerow(row)
 
@@ -47,12 +49,15 @@ class CsvLog:
     def truncate_after(self, step: int) -> None:
         """Drop rows logged after ``step`` (a resumed run repeats them)."""
         rows = [r for r in self.read() if int(r["step"]) <= step]
-        if self.fields is None:
-            return
-        with open(self.path, "w", newline="") as f:
-            writer = csv.DictWriter(f, self.fields)
-            writer.writeheader()
-            writer.writerows(rows)
+        if self.fields is not None:
+            self._rewrite(rows)
+
+    def _rewrite(self, rows: list[dict[str, str]]) -> None:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, self.fields)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_atomic(self.path, buffer.getvalue().encode())
 
 
 def plot_curves(log: CsvLog, out: str | Path, keys: list[str] | None = None) -> None:

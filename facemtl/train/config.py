@@ -49,6 +49,9 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads of the training process (0: torch's default)
     loss_weight_lr: float = 0.05  # learning rate of learned task weights (uncertainty weighting)
     log_every: int = 20
+    # Fine-tuning: start from the model (and learned task weights) of this checkpoint, with this
+    # config's own step count and schedule; relative paths are from the working directory.
+    init: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":

@@ -98,13 +98,19 @@ def torch_predictor(model: torch.nn.Module, device: torch.device):
 
 
 def validation_sets(cfg: TrainConfig) -> dict[str, list]:
-    """Held-out sets named in ``cfg.val``: ``aflw2000`` (a folder), ``synth_n`` (held-out renders)."""
+    """Held-out sets named in ``cfg.val``: ``aflw2000`` (a folder), ``fer2013`` (a folder: its
+    ``validation`` split), ``synth_n`` (held-out renders)."""
     sets: dict[str, list] = {}
     root = cfg.val.get("aflw2000")
     if root and Path(root).is_dir():
         from facemtl.data.mat3ddfa import read_aflw2000
 
         sets["aflw2000"] = read_aflw2000(Path(root))
+    root = cfg.val.get("fer2013")
+    if root and Path(root).is_dir():
+        from facemtl.data.registry import load_dataset
+
+        sets["fer2013"] = load_dataset("fer2013", root, split="validation")
     n = int(cfg.val.get("synth_n", 0))
     if n:
         from facemtl.train.data import synth_validation_samples
@@ -162,6 +168,14 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
         {"params": list(criterion.parameters()), "weight_decay": 0.0, "lr": cfg.loss_weight_lr,
          "role": "loss_weights"}], lr=cfg.lr)
     step = 0
+    if cfg.init and not resume:
+        init = Path(cfg.init)
+        if not init.is_file():
+            raise FileNotFoundError(f"{init}: no checkpoint to initialise from (config 'init')")
+        state = torch.load(init, map_location=dev, weights_only=False)
+        model.load_state_dict(state["model"])
+        # Task weights the config still uses keep their learned values; new ones start at 0.
+        criterion.load_state_dict(state["criterion"], strict=False)
     if resume:
         if not ckpt_path.is_file():
             raise FileNotFoundError(f"{ckpt_path}: no checkpoint to resume from")
