@@ -124,7 +124,8 @@ def run_study(args: argparse.Namespace) -> dict[str, Any]:
     models, rows = [], []
     for name, model, cfg, where in _models(args, base):
         models.append({"name": name, "run": where, "model": cfg.model, "augment": cfg.augment,
-                       "input_size": cfg.input_size, "steps": cfg.steps})
+                       "input_size": cfg.input_size,
+                       "steps": cfg.steps if not cfg.init else f"{cfg.steps} from `{cfg.init}`"})
         predict = torch_predictor(model.eval(), next(model.parameters()).device)
         for set_name, by_factor in low.items():
             for factor, samples in by_factor.items():
