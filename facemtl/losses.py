@@ -213,11 +213,10 @@ class MultiTaskLoss(nn.Module):
         parts = self.task_losses(outputs, batch)
         total = None
         for task, (loss, labelled) in parts.items():
+            term = loss
             if self.weighting == "uncertainty":
                 s = self.log_vars[task]
                 term = (torch.exp(-s) * loss + s) * labelled.to(loss.dtype)
-            else:
-                term = loss
             term = self.weights[task] * term
             total = term if total is None else total + term
         if total is None:
