@@ -100,17 +100,13 @@ def torch_predictor(model: torch.nn.Module, device: torch.device):
 def validation_sets(cfg: TrainConfig) -> dict[str, list]:
     """Held-out sets named in ``cfg.val``: ``aflw2000`` (a folder), ``fer2013`` (a folder: its
     ``validation`` split), ``synth_n`` (held-out renders)."""
+    from facemtl.data.registry import load_dataset
+
     sets: dict[str, list] = {}
-    root = cfg.val.get("aflw2000")
-    if root and Path(root).is_dir():
-        from facemtl.data.mat3ddfa import read_aflw2000
-
-        sets["aflw2000"] = read_aflw2000(Path(root))
-    root = cfg.val.get("fer2013")
-    if root and Path(root).is_dir():
-        from facemtl.data.registry import load_dataset
-
-        sets["fer2013"] = load_dataset("fer2013", root, split="validation")
+    for name, options in (("aflw2000", {}), ("fer2013", {"split": "validation"})):
+        root = cfg.val.get(name)
+        if root and Path(root).is_dir():
+            sets[name] = load_dataset(name, root, **options)
     n = int(cfg.val.get("synth_n", 0))
     if n:
         from facemtl.train.data import synth_validation_samples
