@@ -79,8 +79,3 @@ def geodesic_distance(R1: torch.Tensor, R2: torch.Tensor) -> torch.Tensor:
     rotations read ~3e-5 deg instead of 0 but the gradient never blows up.
     """
     return _geodesic_radians(R1, R2) * (180.0 / math.pi)
-
-
-def geodesic_loss(R_pred: torch.Tensor, R_true: torch.Tensor) -> torch.Tensor:
-    """Mean geodesic angle in **radians** (the 6DRepNet loss, without its arccos instability)."""
-    return _geodesic_radians(R_pred, R_true).mean()

@@ -2,7 +2,7 @@
 
 A backbone (RepVGG in the paper; any registered backbone here), global average pooling and one
 linear layer to the 6D representation, made a rotation matrix by Gram-Schmidt and trained with
-the geodesic loss (:func:`facemtl.losses.geodesic_loss`). Euler angles are read off the matrix.
+the geodesic loss (:func:`facemtl.losses.rotation_loss`). Euler angles are read off the matrix.
 """
 
 from __future__ import annotations
