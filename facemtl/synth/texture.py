@@ -308,7 +308,7 @@ def random_photo_texture(rng: np.random.Generator, lfw_dir: str | Path, size: in
     """A random :class:`PhotoTexture` of the LFW pool, or None when its fit is poor.
 
     Each texture is computed once (a fit and a sampling, ~0.5 s) and then served from memory
-    and the disk cache (:func:`precompute` fills the cache ahead of training).
+    and the disk cache.
     """
     pool = lfw_pool()
     rel = pool[int(rng.integers(len(pool)))]
@@ -323,10 +323,3 @@ def random_texture(rng: np.random.Generator, lfw_dir: str | Path, size: int = 25
     """The atlas of :func:`random_photo_texture` as float32 BGR [0, 1] (size, size, 3), or None."""
     tex = random_photo_texture(rng, lfw_dir, size)
     return None if tex is None else tex.as_float()
-
-
-def precompute(lfw_dir: str | Path, size: int = 256, n: int = POOL_SIZE, cache_dir: Optional[str | Path] = None) -> int:
-    """Compute the textures of the first ``n`` pool photos into the cache; returns the count."""
-    for rel in lfw_pool()[:n]:
-        lfw_texture(lfw_dir, rel, size, cache_dir)
-    return n
