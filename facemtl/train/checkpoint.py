@@ -73,7 +73,8 @@ def plot_curves(log: CsvLog, out: str | Path, keys: list[str] | None = None) -> 
     keys = keys or [k for k in rows[0] if k.startswith("loss")]
     fig, ax = plt.subplots(figsize=(7, 4))
     for k in keys:
-        pts = [(int(r["step"]), float(r[k])) for r in rows if r.get(k) not in (None, "")]
+        # Log scale: a total under uncertainty weighting can go negative (its log-sigma terms).
+        pts = [(int(r["step"]), float(r[k])) for r in rows if r.get(k) not in (None, "") and float(r[k]) > 0]
         if pts:
             ax.plot(*zip(*pts), label=k)
     ax.set_xlabel("step")
