@@ -20,6 +20,7 @@ import torch
 
 from facemtl.cli import main
 from facemtl.data.registry import load_dataset
+from facemtl.data.sample import EXPRESSIONS
 from facemtl.evaluate.protocol import evaluate, predict_samples
 from facemtl.infer.onnx_model import OnnxModel
 from facemtl.models import create_model
@@ -111,7 +112,14 @@ def test_expression_accuracy_on_ckplus(tiny, shared, capsys, tmp_path):
     samples = load_dataset("ckplus", root)
     outputs = predict_samples(OnnxModel(onnx_path, threads=1), samples, S, 1.5)
     labels = np.array([s.expression for s in samples])
-    assert got["expression_accuracy"] == pytest.approx(np.mean(outputs["expression"].argmax(1) == labels))
+    pred = outputs["expression"].argmax(1)
+    assert got["expression_accuracy"] == pytest.approx(np.mean(pred == labels))
+    recalls = {k.removeprefix("expression_recall_"): v for k, v in got.items() if k.startswith("expression_recall_")}
+    assert set(recalls) == {EXPRESSIONS[c] for c in np.unique(labels)}  # the classes CK+ has, no others
+    for name, recall in recalls.items():
+        c = EXPRESSIONS.index(name)
+        assert recall == pytest.approx(np.mean(pred[labels == c] == c))
+    assert 0 <= got["expression_macro_f1"] <= 1 and "recall per class: " in out
     assert "mae_mean" not in got and "nme_bbox" not in got  # CK+ has no pose or landmarks
     assert "expression accuracy" in out
 
@@ -148,8 +156,10 @@ def test_report_lists_every_metric_present():
 
     base = {"dataset": "synth", "root": "r", "n": 4.0, "model": "m.onnx", "name": "net", "input_size": 64,
             "crop_scale": 1.5, "backend": "onnxruntime"}
-    text = report({**base, "occlusion_recall_at_p80": 0.4567, "expression_accuracy": 0.25})
-    assert "hidden-landmark recall at 80 % precision: 45.7 %" in text and "expression accuracy: 25.0 %" in text
+    text = report({**base, "occlusion_recall_at_p80": 0.4567, "expression_accuracy": 0.25,
+                   "expression_macro_f1": 0.2, "expression_recall_happy": 0.5, "expression_recall_fear": 0.0})
+    assert "hidden-landmark recall at 80 % precision: 45.7 %" in text
+    assert "expression accuracy: 25.0 %, macro F1 20.0 %" in text and "recall per class: happy 50 %, fear 0 %" in text
     assert "MAE" not in text and "NME" not in text
     text = report({**base, "mae_yaw": 1.0, "mae_pitch": 2.0, "mae_roll": 3.0, "mae_mean": 2.0, "bias_yaw": -0.5,
                    "bias_pitch": 0.25, "bias_roll": 0.0, "pose_n": 3, "pose_filtered": 1})

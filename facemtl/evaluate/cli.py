@@ -100,7 +100,11 @@ def report(result: dict[str, Any]) -> str:
     if "occlusion_recall_at_p80" in result:
         lines.append(f"hidden-landmark recall at 80 % precision: {100 * result['occlusion_recall_at_p80']:.1f} %")
     if "expression_accuracy" in result:
-        lines.append(f"expression accuracy: {100 * result['expression_accuracy']:.1f} %")
+        lines.append(f"expression accuracy: {100 * result['expression_accuracy']:.1f} %, "
+                     f"macro F1 {100 * result['expression_macro_f1']:.1f} %")
+        recalls = [(k.removeprefix("expression_recall_"), v) for k, v in result.items()
+                   if k.startswith("expression_recall_")]
+        lines.append("recall per class: " + ", ".join(f"{name} {100 * v:.0f} %" for name, v in recalls))
     return "\n".join(lines)
 
 

@@ -15,9 +15,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from facemtl.data.sample import Sample
+from facemtl.data.sample import EXPRESSIONS, Sample
 from facemtl.data.transforms import apply_affine, crop_face, invert_affine, landmark_box, tight_crop_box
-from facemtl.metrics import accuracy, nme, occlusion_recall_at_precision, pose_mae, mean_signed_error
+from facemtl.metrics import (accuracy, macro_f1, mean_signed_error, nme, occlusion_recall_at_precision, pose_mae,
+                             precision_recall_f1)
 
 Predict = Callable[[np.ndarray], dict[str, np.ndarray]]
 
@@ -50,7 +51,8 @@ def predict_samples(predict: Predict, samples: Sequence[Sample], size: int, crop
 
 
 def score(outputs: dict[str, np.ndarray], samples: Sequence[Sample]) -> dict[str, float]:
-    """Every metric the labels allow: pose MAE and bias (±99° filter), NME, visibility, expression."""
+    """Every metric the labels allow: pose MAE and bias (±99° filter), NME, visibility, expression
+    (accuracy, macro F1, recall per class)."""
     result: dict[str, float] = {"n": float(len(samples))}
     posed = [i for i, s in enumerate(samples) if s.pose is not None]
     if "pose" in outputs and posed:
@@ -78,7 +80,14 @@ def score(outputs: dict[str, np.ndarray], samples: Sequence[Sample]) -> dict[str
     labelled = [i for i, s in enumerate(samples) if s.expression is not None]
     if "expression" in outputs and labelled:
         gt = np.array([samples[i].expression for i in labelled])
-        result["expression_accuracy"] = accuracy(gt, outputs["expression"][labelled].argmax(axis=1))
+        pred = outputs["expression"][labelled].argmax(axis=1)
+        result["expression_accuracy"] = accuracy(gt, pred)
+        result["expression_macro_f1"] = macro_f1(gt, pred, len(EXPRESSIONS))
+        # Accuracy hides a head that never predicts the rare classes: recall per class present.
+        per_class = precision_recall_f1(gt, pred, len(EXPRESSIONS))
+        for name, recall, support in zip(EXPRESSIONS, per_class["recall"], per_class["support"]):
+            if support:
+                result[f"expression_recall_{name}"] = float(recall)
     return result
 
 
