@@ -255,6 +255,20 @@ def _nme(result: PeerResult, samples: list) -> float:
     return float(np.nanmean(nme(pred, np.stack([s.landmarks for s in chosen]), "inter_ocular")))
 
 
+def per_face_table(results: list[PeerResult], samples: list) -> str:
+    """One line per image: its annotated yaw/pitch/roll and each peer's mean absolute error ("–": not found)."""
+    lines = ["image | yaw pitch roll | " + " | ".join(r.peer.name for r in results)]
+    for s in samples:
+        key = Path(s.image_path).name
+        errors = []
+        for r in results:
+            face = r.faces.get(key)
+            err = np.abs(matrix_to_euler(face.R) - s.pose).mean() if face is not None else np.nan
+            errors.append(_f(err, 1))
+        lines.append(f"{key} | {' '.join(f'{a:+.1f}' for a in s.pose)} | " + " | ".join(errors))
+    return "\n".join(lines)
+
+
 # ---- report ---------------------------------------------------------------------------------------
 
 
@@ -372,6 +386,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--subset", default="68", choices=sorted(POINT_SUBSETS),
                         help="landmarks used by PnP (facemtl.geometry.pnp.POINT_SUBSETS; default all 68)")
     parser.add_argument("--dlib-upsample", type=int, default=1, help="dlib HOG upsampling (dlib's example: 1)")
+    parser.add_argument("--per-face", action="store_true",
+                        help="also print every image's annotated pose and each peer's mean absolute error on it")
     args = parser.parse_args(argv)
 
     cv2.setNumThreads(args.threads)
@@ -399,6 +415,8 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"{np.median(r.ms):.1f} ms/image", flush=True)
         results.append(r)
 
+    if args.per_face:
+        print(per_face_table(results, samples))
     command = shlex.join(["bench/peers/.venv/bin/python", "bench/peers/run_peers.py",
                           *(sys.argv[1:] if argv is None else argv)])
     section = report(results, samples, len(every), args.data, facemtl_note, command, args.threads, args.subset,
