@@ -27,6 +27,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("predict",), "facemtl.infer.predict", "analyse every face of images: boxes, landmarks, pose, expression"),
     (("video",), "facemtl.infer.video", "track and analyse the faces of a video or camera: annotated video + CSV"),
     (("train",), "facemtl.train.cli", "train a model from a YAML config (resumable, DDP under torchrun)"),
+    (("profile",), "facemtl.synth.lp",
+     "turn real 300-W photos in yaw and pitch with Pose_Para-frame labels (a 300W-LP of our own)"),
     (("synth",), "facemtl.synth.cli", "render labelled synthetic faces (ICT-FaceKit head) as .jpg + .mat or .npz shards"),
 ]
 

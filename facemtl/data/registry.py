@@ -37,10 +37,20 @@ DATASETS: dict[str, str] = {
 }
 
 
-def load_dataset(name: str, root: str | Path, **options: Any) -> list[Sample]:
-    """Read dataset ``name`` (a key of :data:`DATASETS`) from ``root``."""
+def load_dataset(name: str, root: str | Path, holdout: str | None = None, holdout_n: int = 100,
+                 **options: Any) -> list[Sample]:
+    """Read dataset ``name`` (a key of :data:`DATASETS`) from ``root``.
+
+    ``holdout="val"`` keeps only the ``holdout_n`` faces held out for validation,
+    ``holdout="train"`` all the others (:func:`facemtl.data.splits.holdout`).
+    """
     if name not in DATASETS:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
     module_name, function_name = DATASETS[name].split(":")
     reader = getattr(importlib.import_module(module_name), function_name)
-    return reader(Path(root), **options)
+    samples = reader(Path(root), **options)
+    if holdout is None:
+        return samples
+    from facemtl.data.splits import holdout as split
+
+    return split(samples, holdout, int(holdout_n))

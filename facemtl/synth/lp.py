@@ -1,0 +1,175 @@
+"""A 300W-LP of our own: real photos with manual 68 landmarks, turned in yaw and pitch.
+
+Zhu et al. made 300W-LP by fitting the BFM to the 300-W photos' manual landmarks and turning each
+photo in 3D (face profiling). Here, for each photo:
+
+* **pose label**: the BFM fitted to all 68 manual points (:mod:`facemtl.synth.bfm`), which puts
+  the label in the ``Pose_Para`` frame with no offset from the head model;
+* **the turned image**: the ICT head fitted to the same points (with contour marching,
+  :mod:`facemtl.synth.fit`) and :func:`facemtl.synth.profile.profile_photo`. A view's label is
+  the BFM rotation turned by the same camera-frame rotation the image was turned by;
+* **landmarks in the annotators' definition** (300-W: the jaw follows the visible outline): each
+  point is its fitted ICT vertex at the new pose plus the annotator's offset from it in the
+  photo; the jaw's sliding points move to the new silhouette (:func:`slide_contour`), so the
+  jaw stays the visible outline. Visibility: inner points by the z-buffer of the turned head,
+  outline points visible.
+
+View 0 of each photo is the photo itself with its manual landmarks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from facemtl.data.sample import Sample
+from facemtl.geometry.rotations import matrix_to_euler
+from facemtl.synth.bfm import BFM68, fit_bfm
+from facemtl.synth.facemodel import FaceModel
+from facemtl.synth.fit import SLIDING, contour_candidates, fit_landmarks, slide_contour
+from facemtl.synth.labels import FaceLabels, box_of
+from facemtl.synth.profile import profile_photo
+from facemtl.synth.texture import photo_texture
+
+# Target yaw of a turned view, uniform in +-YAW and at most MAX_TURN from the photo's own (a turn
+# further than that shows mostly the texture's mirror fill); the tilt is uniform in +-PITCH (the
+# photo holds nothing of the underside of the chin or the crown, so it stays moderate).
+YAW = 90.0
+MAX_TURN = 75.0
+PITCH = 25.0
+# Photos whose ICT fit is worse than this (mean px at SIZE) are kept unturned only.
+MAX_FIT_ERROR = 4.0
+
+
+def _resized(sample: Sample, size: int) -> tuple[np.ndarray, np.ndarray]:
+    image = sample.load_image()
+    s = size / max(image.shape[:2])
+    image = cv2.resize(image, (round(image.shape[1] * s), round(image.shape[0] * s)), interpolation=cv2.INTER_AREA)
+    return image, (np.asarray(sample.landmarks, dtype=np.float64) + 0.5) * s - 0.5
+
+
+def profile_views(sample: Sample, rng: np.random.Generator, views: int, size: int, ict: FaceModel,
+                  bfm: BFM68, candidates: Optional[list[np.ndarray]] = None) -> list[tuple[np.ndarray, FaceLabels]]:
+    """The photo (view 0) and ``views`` turned copies, each with its labels (see the module docstring).
+
+    ``sample`` needs an image and 68 landmarks; the image is scaled to ``size`` px on its long side.
+    """
+    image, q = _resized(sample, size)
+    h, w = image.shape[:2]
+    labelled = np.isfinite(q).all(1)
+    bfit = fit_bfm(q, bfm)
+    fit = fit_landmarks(q, (w, h), ict)
+    candidates = candidates if candidates is not None else contour_candidates(ict)
+    texture = photo_texture(image, fit, ict)
+    K, t = fit.camera_matrix(), fit.translation
+    offset = np.where(labelled[:, None], q - fit.project(fit.vertices(ict, index=fit.landmark_vertex)), 0.0)
+
+    def view(d_yaw: float, d_pitch: float) -> tuple[np.ndarray, FaceLabels]:
+        turned, lab = profile_photo(image, fit, d_yaw, ict, texture, delta_pitch=d_pitch)
+        R = lab.rotation @ fit.rotation.T @ bfit.rotation
+        vertex = slide_contour(ict, lab.rotation, fit.identity, fit.expression, candidates)
+        cam = fit.vertices(ict, index=vertex) @ lab.rotation.T + t
+        pts = cam[:, :2] / cam[:, 2:3] * K[[0, 1], [0, 1]] + K[:2, 2] + offset
+        vis = lab.visibility.astype(np.float64)
+        vis[SLIDING] = 1.0
+        return turned, replace(lab, pose=matrix_to_euler(R), rotation=R, landmarks=pts, landmarks_3d=cam,
+                               visibility=vis, box=box_of(pts), identity=-1,
+                               meta={"source": sample.image_path, "fit_error_px": fit.reprojection_error,
+                                     "bfm_error_px": float(np.nanmean(bfit.errors))})
+
+    _, lab0 = view(0.0, 0.0)
+    # The photo itself: its manual points, exactly.
+    out = [(image, replace(lab0, landmarks=np.where(labelled[:, None], q, np.nan), box=box_of(q[labelled])))]
+    if fit.reprojection_error > MAX_FIT_ERROR:
+        return out
+    yaw0 = fit.pose[0]
+    for _ in range(views):
+        target_yaw = rng.uniform(max(-YAW, yaw0 - MAX_TURN), min(YAW, yaw0 + MAX_TURN))
+        out.append(view(target_yaw - yaw0, rng.uniform(-PITCH, PITCH)))
+    return out
+
+
+# ---- the command: ``facemtl profile`` -------------------------------------------------------
+
+def add_arguments(parser) -> None:
+    parser.add_argument("folders", nargs="+", help="300-W-style folders (.pts + image), e.g. ../shared/data/300w/afw")
+    parser.add_argument("--out", required=True, help="output folder: train/ and val/ of NNNNNN.jpg + .mat")
+    parser.add_argument("--views", type=int, default=15, help="turned views per photo besides the photo (default 15)")
+    parser.add_argument("--size", type=int, default=192, help="long side of the written images (default 192)")
+    parser.add_argument("--holdout", default="helen-train:100",
+                        help="FOLDER_NAME:N: N faces of that folder go to val/ (never train on them; default "
+                             "helen-train:100, the 300-W validation split)")
+    parser.add_argument("--bfm", default=None, help="the BFM folder (default: FACEMTL_SHARED or ../shared, "
+                                                    "facemodels/bfm)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the views (default 0)")
+    parser.add_argument("--workers", type=int, default=0, help="processes (default: one per CPU core)")
+
+
+def run(args) -> int:
+    import json
+    import multiprocessing as mp
+    import os
+    import sys
+    import time
+    from pathlib import Path
+
+    from facemtl.data.registry import load_dataset
+
+    shared = Path(os.environ.get("FACEMTL_SHARED", Path.cwd().parent / "shared"))
+    bfm_dir = Path(args.bfm) if args.bfm else shared / "facemodels" / "bfm"
+    hold_name, _, hold_n = args.holdout.partition(":")
+    jobs = []  # (part, sample)
+    for folder in args.folders:
+        if not Path(folder).is_dir():
+            print(f"facemtl profile: {folder}: folder not found", file=sys.stderr)
+            return 2
+        samples = [s for s in load_dataset("300w", folder) if s.landmarks is not None]
+        if Path(folder).name == hold_name:
+            val = load_dataset("300w", folder, holdout="val", holdout_n=int(hold_n or 100))
+            keep = {s.image_path for s in val}
+            jobs += [("val" if s.image_path in keep else "train", s) for s in samples]
+        else:
+            jobs += [("train", s) for s in samples]
+    out = Path(args.out)
+    for part in ("train", "val"):
+        (out / part).mkdir(parents=True, exist_ok=True)
+    (out / "profile.json").write_text(json.dumps({k: v for k, v in vars(args).items() if not k.startswith("_")},
+                                                 indent=1))
+    task = [(str(out), str(bfm_dir), args.seed, args.views, args.size, i, part, s) for i, (part, s) in enumerate(jobs)]
+    start, written, failed = time.perf_counter(), 0, 0
+    workers = args.workers or os.cpu_count() or 1
+    with mp.get_context("fork").Pool(workers) as pool:
+        for n, problem in pool.imap_unordered(_profile_job, task, chunksize=4):
+            written += n
+            if problem:
+                failed += 1
+                print(f"facemtl profile: {problem}", file=sys.stderr)
+    print(f"{out}: {len(jobs)} photos -> {written} images in {time.perf_counter() - start:.0f} s, {failed} failed")
+    return 0
+
+
+_MODELS: dict = {}
+
+
+def _profile_job(task) -> tuple[int, str]:
+    from pathlib import Path
+
+    from facemtl.synth.writer import write_face
+
+    out, bfm_dir, seed, views, size, index, part, sample = task
+    cv2.setNumThreads(1)
+    if not _MODELS:
+        _MODELS["ict"] = FaceModel.load()
+        _MODELS["bfm"] = BFM68.load(bfm_dir)
+        _MODELS["candidates"] = contour_candidates(_MODELS["ict"])
+    try:
+        faces = profile_views(sample, np.random.default_rng((seed, index)), views, size, _MODELS["ict"],
+                              _MODELS["bfm"], _MODELS["candidates"])
+    except (ValueError, OSError, np.linalg.LinAlgError) as e:
+        return 0, f"{sample.image_path}: {e}"
+    for v, (image, labels) in enumerate(faces):
+        write_face(Path(out) / part, f"{index:05d}_{v:02d}", image, labels)
+    return len(faces), ""
