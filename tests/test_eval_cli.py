@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from facemtl.cli import main
+from facemtl.contract import EXPRESSIONS
 from facemtl.data.registry import load_dataset
-from facemtl.data.sample import EXPRESSIONS
 from facemtl.evaluate.protocol import evaluate, predict_samples
 from facemtl.infer.onnx_model import OnnxModel
 from facemtl.models import create_model

@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from facemtl.cli import main
+from facemtl.contract import crop_face
 from facemtl.data.registry import load_dataset
-from facemtl.data.transforms import crop_face
-from facemtl.evaluate.protocol import face_box
+from facemtl.data.transforms import face_box
 from facemtl.infer import export as int8_export
 from facemtl.infer.onnx_model import OnnxModel
 from facemtl.models import create_model

@@ -8,11 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
+from facemtl.contract import EXPRESSIONS
 from facemtl.data.ckplus import read_ckplus
 from facemtl.data.fer2013 import load_fer2013_arrays, read_fer2013
 from facemtl.data.rafdb import read_rafdb
 from facemtl.data.registry import load_dataset
-from facemtl.data.sample import EXPRESSIONS, DatasetError
+from facemtl.data.sample import DatasetError
 
 FER_ORDER = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 

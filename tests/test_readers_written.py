@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import scipy.io as sio
 
+from facemtl.contract import EXPRESSIONS
 from facemtl.data.aflw import AFLW21_NAMES, AFLW21_TO_68, read_aflw
 from facemtl.data.afw import read_afw
 from facemtl.data.biwi import read_biwi
@@ -20,7 +21,7 @@ from facemtl.data.cofw import COFW29_TO_68, read_cofw
 from facemtl.data.dlib_xml import read_dlib_xml
 from facemtl.data.mat3ddfa import read_300w_lp, read_aflw2000, read_synth
 from facemtl.data.pts import read_pts, read_pts_folder
-from facemtl.data.sample import EXPRESSIONS, DatasetError
+from facemtl.data.sample import DatasetError
 from facemtl.data.wflw import WFLW98_TO_68, read_wflw
 from facemtl.data.wider import read_wider
 from facemtl.geometry.rotations import euler_to_matrix

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.io import loadmat
 
-from facemtl.data.sample import EXPRESSIONS
+from facemtl.contract import EXPRESSIONS
 from facemtl.geometry.rotations import euler_to_matrix, matrix_to_euler, pose_para_to_ypr
 from facemtl.synth import raster
 from facemtl.synth.labels import expression_class, project

@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from facemtl.contract import EXPRESSIONS
 from facemtl.data._common import require
+from facemtl.data.sample import DatasetError, Sample
 from facemtl.io import IMAGE_SUFFIXES
-from facemtl.data.sample import EXPRESSIONS, DatasetError, Sample
 
 # Folder name -> EXPRESSIONS name. Contempt has no class among the seven.
 FOLDERS = {

@@ -33,11 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
+from facemtl.contract import landmark_box
 from facemtl.data._common import map_to_68, require
 from facemtl.data.aflw import AFLW19_TO_68, AFLW21_TO_68
 from facemtl.data.cofw import COFW29_TO_68
 from facemtl.data.sample import DatasetError, Sample
-from facemtl.data.transforms import landmark_box
 from facemtl.data.wflw import WFLW98_TO_68
 
 SCHEMES: dict[int, tuple[str, Mapping[int, int] | Sequence[int] | None]] = {

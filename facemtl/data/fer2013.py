@@ -8,7 +8,7 @@ Two layouts are read:
 * one ``.npz`` per split (``train.npz``, ``validation.npz``, ``test.npz``) with ``images``
   (uint8 N x 48 x 48), ``labels`` and ``classes`` (the name of each label value).
 
-Labels are mapped onto :data:`facemtl.data.sample.EXPRESSIONS` order.
+Labels are mapped onto :data:`facemtl.contract.EXPRESSIONS` order.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facemtl.data.sample import EXPRESSIONS, DatasetError, Sample
+from facemtl.contract import EXPRESSIONS
+from facemtl.data.sample import DatasetError, Sample
 
 SPLITS = ("train", "validation", "test")
 CSV_USAGE = {"train": "Training", "validation": "PublicTest", "test": "PrivateTest"}

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from facemtl.contract import EXPRESSIONS, landmark_box
 from facemtl.data._common import find_image, load_mat, mat_array, mat_scalar, read_each, require
-from facemtl.data.sample import EXPRESSIONS, DatasetError, Sample
-from facemtl.data.transforms import landmark_box
+from facemtl.data.sample import DatasetError, Sample
 from facemtl.geometry.rotations import pose_para_to_ypr
 
 # 300W-LP release folders whose .mat files are not per-image annotations.

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from facemtl.contract import landmark_box
 from facemtl.data._common import find_image, parse_floats, read_each, require
 from facemtl.data.sample import DatasetError, Sample
-from facemtl.data.transforms import landmark_box
 
 _N_POINTS = re.compile(r"^n_points\s*:\s*(\S+)$")
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from facemtl.contract import EXPRESSIONS
 from facemtl.data._common import require
-from facemtl.data.sample import EXPRESSIONS, DatasetError, Sample
+from facemtl.data.sample import DatasetError, Sample
 
 LABEL_FILE = "list_patition_label.txt"
 # RAF-DB label - 1 -> EXPRESSIONS name.

@@ -19,7 +19,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from facemtl.data.sample import EXPRESSIONS, Sample
+from facemtl.contract import EXPRESSIONS
+from facemtl.data.sample import Sample
 
 # Crop side = CROP_SCALE x the face box's longer side: room for the pose axes.
 CROP_SCALE = 1.6
@@ -91,7 +92,7 @@ def render_grid(samples: Sequence[Sample], n: int = 8, seed: int = 0, cols: int 
 
 def render_tile(sample: Sample, size: int = 256, labels: bool = True) -> np.ndarray:
     """The sample's face crop, ``size`` x ``size`` BGR uint8, with its labels drawn if ``labels``."""
-    from facemtl.data.transforms import apply_affine, crop_face, landmark_box
+    from facemtl.contract import apply_affine, crop_face, landmark_box
 
     image = sample.load_image()
     has_landmarks = sample.landmarks is not None and np.isfinite(sample.landmarks).any()

@@ -8,7 +8,7 @@ torch). ``--int8`` also writes ``<name>.int8.onnx`` beside it: onnxruntime stati
 QDQ format, int8 weights per output channel, uint8 activations with ranges measured on
 calibration crops of real unlabeled photos: the faces the analyzer's detector finds in
 ``--calibration`` (every image file below it), cut with the contract crop
-(:func:`facemtl.data.transforms.crop_face` around the detector's landmark-calibrated box, the
+(:func:`facemtl.contract.crop_face` around the detector's landmark-calibrated box, the
 crop of the analyzer's first pass). See :func:`quantize_int8`.
 
 Only the convolutional trunk (backbone and heatmap decoder, every node upstream of a Conv) is
@@ -64,7 +64,7 @@ def face_crops(root: Path, size: int, crop_scale: float, n: int, detector: str =
     identities) until ``n`` faces are found; every face of a photo counts. Unreadable files
     are skipped.
     """
-    from facemtl.data.transforms import crop_face
+    from facemtl.contract import crop_face
     from facemtl.infer.detector import create_detector
     from facemtl.io import ImageError, read_image
 

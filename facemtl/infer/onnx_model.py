@@ -11,10 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facemtl.data.sample import EXPRESSIONS
+from facemtl.contract import EXPRESSIONS, INPUT_NAME, OUTPUTS
 
-# The contract's outputs, in the order export writes them (docs/model-format.md).
-CONTRACT_OUTPUTS = ("pose", "pose_std", "rotation", "landmarks", "visibility", "expression")
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "default.onnx"
 
 
@@ -69,14 +67,14 @@ class OnnxModel:
         self.expressions = tuple(meta["facemtl_expressions"].split(",")) if meta.get(
             "facemtl_expressions") else EXPRESSIONS
         inputs = {i.name: i for i in self.session.get_inputs()}
-        if "image" not in inputs:
-            raise ModelError(path, f"no input named 'image' (inputs: {', '.join(inputs)})")
-        batch_dim = inputs["image"].shape[0]
+        if INPUT_NAME not in inputs:
+            raise ModelError(path, f"no input named '{INPUT_NAME}' (inputs: {', '.join(inputs)})")
+        batch_dim = inputs[INPUT_NAME].shape[0]
         self.fixed_batch = batch_dim if isinstance(batch_dim, int) else None
         self.max_batch = self.fixed_batch or max_batch
-        self.outputs = [o.name for o in self.session.get_outputs() if o.name in CONTRACT_OUTPUTS]
+        self.outputs = [o.name for o in self.session.get_outputs() if o.name in OUTPUTS]
         if not self.outputs:
-            raise ModelError(path, f"none of the contract outputs {', '.join(CONTRACT_OUTPUTS)}")
+            raise ModelError(path, f"none of the contract outputs {', '.join(OUTPUTS)}")
 
     def predict(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         """uint8 BGR crops (N, S, S, 3), N >= 1 -> ``{output name: array with N rows}``."""
@@ -89,7 +87,7 @@ class OnnxModel:
             m = len(chunk)
             if self.fixed_batch is not None and m < self.fixed_batch:
                 chunk = np.concatenate([chunk, np.zeros((self.fixed_batch - m,) + chunk.shape[1:], np.float32)])
-            for name, value in zip(self.outputs, self.session.run(self.outputs, {"image": chunk})):
+            for name, value in zip(self.outputs, self.session.run(self.outputs, {INPUT_NAME: chunk})):
                 parts[name].append(np.asarray(value)[:m])
         return {name: np.concatenate(v) for name, v in parts.items()}
 

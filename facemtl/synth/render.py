@@ -38,7 +38,7 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from facemtl.data.sample import EXPRESSIONS
+from facemtl.contract import EXPRESSIONS
 from facemtl.geometry.rotations import euler_to_matrix
 from facemtl.synth import raster
 from facemtl.synth.facemodel import MATERIALS, PARTS, SKIN_V, FaceModel, swatch_box
