@@ -1,4 +1,5 @@
-"""Reading images safely: every failure names the file and the problem."""
+"""Files: reading images safely (every failure names the file and the problem), writing
+atomically, and where the shared data lives."""
 
 from __future__ import annotations
 
@@ -153,3 +154,19 @@ def write_atomic(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def shared_dir() -> Path:
+    """The shared data folder (datasets, face models): ``$FACEMTL_SHARED``, else ``../shared``
+    beside a source checkout.
+
+    Library code takes its data paths as arguments and calls this only for a default; an
+    installed package has no checkout, so there the variable (or the argument) is needed.
+    """
+    env = os.environ.get("FACEMTL_SHARED")
+    if env:
+        return Path(env)
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file():
+        return checkout.parent / "shared"
+    raise FileNotFoundError("no shared data folder: set FACEMTL_SHARED or pass the data path")
