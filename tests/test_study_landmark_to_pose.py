@@ -12,7 +12,7 @@ import pytest
 import scipy.io as sio
 
 from facemtl.data.sample import DatasetError
-from facemtl.evaluate import landmark_to_pose as study
+from facemtl.tools import landmark_to_pose as study
 from facemtl.geometry.pnp import POINT_SUBSETS
 
 

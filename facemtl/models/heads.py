@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facemtl.contract import N_EXPRESSIONS, N_LANDMARKS
+from facemtl.contract import N_LANDMARKS
 from facemtl.geometry import rotations_torch as rt
 
 

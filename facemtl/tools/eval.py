@@ -66,7 +66,7 @@ def load_predictor(model: Path | None, threads: int) -> tuple[Any, dict[str, Any
     if model is not None and model.suffix in CHECKPOINT_SUFFIXES:
         import torch
 
-        from facemtl.train.trainer import load_trained, torch_predictor
+        from facemtl.train.checkpoint import load_trained, torch_predictor
 
         if not model.is_file():
             raise FileNotFoundError(f"{model}: checkpoint not found")
@@ -118,8 +118,7 @@ def run(args: argparse.Namespace) -> int:
     from facemtl.data.sample import DatasetError
     from facemtl.evaluate.protocol import evaluate
     from facemtl.infer.onnx_model import ModelError
-    from facemtl.io import write_atomic
-    from facemtl.io import ImageError
+    from facemtl.io import ImageError, write_atomic
 
     try:
         options = parse_options(args.option)

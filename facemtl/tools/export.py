@@ -203,7 +203,7 @@ def agreement(reference: dict[str, np.ndarray], other: dict[str, np.ndarray], si
 def run(args: argparse.Namespace) -> int:
     from facemtl.infer.onnx_model import ModelError
     from facemtl.models.export import export_onnx
-    from facemtl.train.trainer import load_trained
+    from facemtl.train.checkpoint import load_trained
 
     if args.int8 and args.calibration is None:
         print("facemtl export: error: --int8 needs --calibration DIR (real unlabeled face photos)", file=sys.stderr)

@@ -6,7 +6,7 @@ softmax expectation (:func:`facemtl.losses.hopenet_loss`); Table 5 of the paper 
 directly (``head="regression"``, MSE). Here every variant is the base config
 (``configs/study_alpha.yaml``: Hopenet on a ResNet-18, synthetic faces) with only α or the head
 changed: same data, seed, steps and input size. Scored on the held-out synthetic faces and on
-``aflw2000-dev`` (see :mod:`facemtl.evaluate.studies`).
+``aflw2000-dev`` (see :mod:`facemtl.tools.studies`).
 
     facemtl study alpha [--config configs/study_alpha.yaml] [--steps N] [--variants alpha_0,alpha_2,regression]
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from facemtl.evaluate import studies
+from facemtl.tools import studies
 
 STUDY = "alpha"
 ALPHAS = (0.0, 0.1, 1.0, 2.0, 4.0)

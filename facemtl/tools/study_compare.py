@@ -17,7 +17,7 @@ import argparse
 import json
 from typing import Any
 
-from facemtl.evaluate import studies
+from facemtl.tools import studies
 
 STUDY = "compare"
 # Hopenet and 6DRepNet on the ResNet-18 (the papers use ResNet-50 and RepVGG-B1g2); MNN with its

@@ -18,6 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from facemtl.train.checkpoint import CHECKPOINT_NAME
     from facemtl.train.config import TrainConfig
     from facemtl.train.trainer import train
 
@@ -27,5 +28,5 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("runs") / cfg.name)
     train(cfg, out, resume=args.resume, device=args.device,
                  stop_at=args.stop_at)
-    print(out / "last.pt")
+    print(out / CHECKPOINT_NAME)
     return 0

@@ -177,7 +177,7 @@ class SynthSource:
 
     def __init__(self, size: int, crop_scale: float, augment: Augment | None, render_size: int = 160,
                  length: int = 1 << 30, **synth_options):
-        from facemtl.synth.render import SynthConfig
+        from facemtl.synth.config import SynthConfig
 
         if "face_frac" in synth_options:
             synth_options["face_frac"] = tuple(synth_options["face_frac"])
@@ -198,7 +198,8 @@ class SynthSource:
 
 def synth_validation_samples(n: int, seed: int, render_size: int = 160, **synth_options) -> list[Sample]:
     """``n`` held-out synthetic faces as samples (a seed the training sources never use)."""
-    from facemtl.synth.render import SynthConfig, SynthDataset
+    from facemtl.synth.config import SynthConfig
+    from facemtl.synth.render import SynthDataset
 
     config = SynthConfig(size=render_size, p_low_res=0.0, p_blur=0.0, **synth_options)
     dataset = SynthDataset(n, seed=seed, config=config)

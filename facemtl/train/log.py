@@ -1,4 +1,4 @@
-"""Checkpoints written atomically, a CSV metric log and its loss-curve plot."""
+"""The training run's CSV metric logs and their loss-curve plot."""
 
 from __future__ import annotations
 
@@ -8,16 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from facemtl.io import write_atomic
-
-
-def save_atomic(state: dict[str, Any], path: str | Path) -> None:
-    """``torch.save`` through :func:`facemtl.io.write_atomic`: a crash mid-write leaves the
-    previous checkpoint intact."""
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    write_atomic(path, buffer.getvalue())
 
 
 class CsvLog:

@@ -1,0 +1,78 @@
+"""The training checkpoint: its layout, writing it atomically, and reading it back.
+
+A checkpoint is a ``torch.save`` dict with the keys ``model``, ``criterion`` (the learned task
+weights), ``optimizer``, ``rng`` (torch's global generator), ``step`` and ``config``
+(:meth:`TrainConfig.to_dict`). The trainer writes it; resuming, initialising from another run,
+evaluation, export and the studies read it through this module.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from facemtl.io import write_atomic
+from facemtl.train.config import TrainConfig
+
+CHECKPOINT_NAME = "last.pt"  # in the run folder
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, criterion: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> None:
+    """Write the checkpoint through :func:`facemtl.io.write_atomic`: a crash mid-write leaves the
+    previous checkpoint intact."""
+    state = {"model": model.state_dict(), "criterion": criterion.state_dict(),
+             "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(), "step": step,
+             "config": cfg.to_dict()}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomic(path, buffer.getvalue())
+
+
+def read_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The checkpoint dict (tensors on ``device``)."""
+    return torch.load(path, map_location=device, weights_only=False)
+
+
+def restore(state: dict[str, Any], model: torch.nn.Module, criterion: torch.nn.Module,
+            optimizer: torch.optim.Optimizer) -> int:
+    """Resume exactly: model, task weights, optimiser and torch's RNG; returns the step."""
+    model.load_state_dict(state["model"])
+    criterion.load_state_dict(state["criterion"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])
+    return state["step"]
+
+
+def initialise(state: dict[str, Any], model: torch.nn.Module, criterion: torch.nn.Module) -> None:
+    """Start a new run from another run's weights (config ``init``)."""
+    model.load_state_dict(state["model"])
+    # Task weights the config still uses keep their learned values; new ones start at 0.
+    criterion.load_state_dict(state["criterion"], strict=False)
+
+
+def load_trained(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, TrainConfig]:
+    """The model (eval mode) and config stored in a checkpoint."""
+    from facemtl.models import create_model
+
+    state = read_checkpoint(path, device)
+    cfg = TrainConfig.from_dict(state["config"])
+    model = create_model(cfg.model, **cfg.model_options)
+    model.load_state_dict(state["model"])
+    return model.eval(), cfg
+
+
+def torch_predictor(model: torch.nn.Module, device: torch.device) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """A :data:`facemtl.evaluate.protocol.Predict` for a torch model (uint8 BGR crops in)."""
+
+    def predict(crops: np.ndarray) -> dict[str, np.ndarray]:
+        x = torch.from_numpy(np.ascontiguousarray(crops.transpose(0, 3, 1, 2))).float().to(device)
+        with torch.no_grad():
+            out = model.decode(model(x))
+        return {k: v.float().cpu().numpy() for k, v in out.items()}
+
+    return predict
