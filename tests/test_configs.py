@@ -12,7 +12,7 @@ from facemtl.train.config import TrainConfig
 from facemtl.train.data import SampleSource
 from facemtl.train.log import CsvLog
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "facemtl" / "configs").glob("*.yaml"))
 NAMED_MODELS = {"hopenet", "sixdrepnet", "mnn", "default"}
 
 

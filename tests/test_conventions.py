@@ -7,17 +7,10 @@ import scipy.io as sio
 from scipy.spatial.transform import Rotation
 
 from facemtl.data.biwi import read_biwi_pose
-from facemtl.data.sample import DatasetError
 from facemtl.geometry import conventions as cv
-from facemtl.geometry.rotations import (
-    euler_to_matrix,
-    matrix_to_euler,
-    pose_para_to_ypr,
-    rot_x,
-    rot_y,
-    rot_z,
-    sixd_to_matrix,
-)
+from facemtl.geometry.rotations import (euler_to_matrix, matrix_to_euler, pose_para_to_ypr, rot_x, rot_y, rot_z,
+                                        sixd_to_matrix)
+from facemtl.io import FileError
 
 NOSE = np.array([0.0, 0.0, -1.0])  # facemtl head frame: the nose points at the camera
 
@@ -96,13 +89,13 @@ def test_read_biwi_pose_gives_the_papers_angles(tmp_path):
 def test_read_biwi_pose_errors_name_the_file(tmp_path):
     short = tmp_path / "frame_00001_pose.txt"
     short.write_text("1 0 0\n0 1 0\n")
-    with pytest.raises(DatasetError, match="frame_00001_pose.txt.*12 numbers"):
+    with pytest.raises(FileError, match="frame_00001_pose.txt.*12 numbers"):
         read_biwi_pose(short)
     bad = tmp_path / "frame_00002_pose.txt"
     write_biwi_pose(bad, 2 * np.eye(3), np.zeros(3))
-    with pytest.raises(DatasetError, match="not a rotation"):
+    with pytest.raises(FileError, match="not a rotation"):
         read_biwi_pose(bad)
-    with pytest.raises(DatasetError, match="missing_pose.txt"):
+    with pytest.raises(FileError, match="missing_pose.txt"):
         read_biwi_pose(tmp_path / "missing_pose.txt")
 
 

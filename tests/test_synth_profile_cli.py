@@ -10,7 +10,7 @@ import pytest
 from scipy.io import loadmat
 
 from facemtl.data.mat3ddfa import read_synth, read_synth_scenes
-from facemtl.data.sample import DatasetError
+from facemtl.io import FileError
 
 REPO = Path(__file__).resolve().parents[1]
 HAVE_MODEL = (REPO.parent / "shared" / "facemodels" / "ict-facekit" / "ict_facekit_light.npz").is_file()
@@ -100,7 +100,7 @@ def test_scene_reader_boxes_hold_each_face_and_show_draws_them(tmp_path):
 
     out = tmp_path / "scenes"
     assert _cli(out, "--scene", "--n", "2", "--seed", "1", "--size", str(SIZE)) == 0
-    with pytest.raises(DatasetError, match="synth-scenes"):
+    with pytest.raises(FileError, match="synth-scenes"):
         read_synth(out)
     scenes = read_synth_scenes(out)
     assert len(scenes) == 2

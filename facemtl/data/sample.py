@@ -21,19 +21,11 @@ Every label is optional: ``None`` means the dataset does not carry it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-
-class DatasetError(ValueError):
-    """A dataset file is missing or malformed; the message names the file and the problem."""
-
-    def __init__(self, path: str | Path, problem: str):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
+from facemtl.io import FileError
 
 
 @dataclass
@@ -67,7 +59,7 @@ class Sample:
         if self.image is not None:
             return self.image
         if self.image_path is None:
-            raise DatasetError(self.source, "sample has neither an image nor an image path")
+            raise FileError(self.source, "sample has neither an image nor an image path")
         from facemtl.io import read_image
 
         return read_image(self.image_path)

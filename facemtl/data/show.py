@@ -46,23 +46,22 @@ def run(args: argparse.Namespace) -> int:
     import cv2
 
     from facemtl.data.registry import load_dataset
-    from facemtl.data.sample import DatasetError
-    from facemtl.io import ImageError
+    from facemtl.io import FileError
 
     if args.n < 1 or args.cols < 1 or args.size < 16:
         return _fail("--n and --cols must be >= 1 and --size >= 16")
     try:
         options = dict(_parse_option(text) for text in args.option)
         if not Path(args.root).exists():
-            raise DatasetError(args.root, "dataset root not found")
+            raise FileError(args.root, "dataset root not found")
         samples = load_dataset(args.dataset, args.root, **options)
         if not samples:
-            raise DatasetError(args.root, f"no {args.dataset} samples found")
+            raise FileError(args.root, f"no {args.dataset} samples found")
         grid = render_grid(samples, n=args.n, seed=args.seed, cols=args.cols, size=args.size,
                            labels=not args.no_labels)
     except KeyError as e:  # unknown dataset name
         return _fail(e.args[0])
-    except (ValueError, DatasetError, ImageError) as e:
+    except (ValueError, FileError, FileError) as e:
         return _fail(str(e))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

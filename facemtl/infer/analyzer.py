@@ -19,7 +19,7 @@ import numpy as np
 from facemtl.contract import crop_face, landmark_box, landmarks_to_image
 from facemtl.geometry.rotations import euler_to_matrix, matrix_to_euler
 from facemtl.infer.detector import Detector, create_detector
-from facemtl.infer.onnx_model import DEFAULT_MODEL, ModelError, OnnxModel  # noqa: F401 (re-exported)
+from facemtl.infer.onnx_model import OnnxModel
 from facemtl.infer.results import Expression, Face, Pose
 from facemtl.io import read_image, to_bgr8
 

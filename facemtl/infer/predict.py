@@ -174,15 +174,15 @@ def _annotated_path(out_dir: Path, source: str, used: set[Path]) -> Path:
 def run(args: argparse.Namespace) -> int:
     import cv2
 
-    from facemtl.infer.analyzer import FaceAnalyzer, ModelError
-    from facemtl.io import ImageError, read_image
+    from facemtl.infer.analyzer import FaceAnalyzer
+    from facemtl.io import FileError, read_image
 
     # Decoder errors are reported per file below; OpenCV's own log lines would only repeat them.
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     try:
         given = read_boxes(args.boxes) if args.boxes else {}
         analyzer = FaceAnalyzer(args.model, detector=args.detector, threads=args.threads)
-    except (ModelError, ValueError) as e:
+    except (FileError, ValueError) as e:
         print(f"facemtl predict: {e}", file=sys.stderr)
         return 2
     items = expand_inputs(args.paths)
@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
                 if not ok:
                     raise OSError(f"cannot encode {out}")
                 write_atomic(out, buf.tobytes())
-        except ImageError as e:
+        except FileError as e:
             record["error"] = e.problem
         except Exception as e:  # one bad file must not stop the batch: report it in its record
             record["error"] = f"{type(e).__name__}: {e}"

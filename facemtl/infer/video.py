@@ -310,7 +310,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from facemtl.infer.analyzer import FaceAnalyzer, ModelError
+    from facemtl.infer.analyzer import FaceAnalyzer
+    from facemtl.io import FileError
 
     if (args.input is None) == (args.camera is None):
         print("error: give a video file or --camera N (not both)", file=sys.stderr)
@@ -327,7 +328,7 @@ def run(args: argparse.Namespace) -> int:
         summary = process_video(args.camera if args.input is None else args.input, analyzer, out=args.out,
                                 csv_path=args.csv, smooth=args.smooth, detect_every=args.detect_every,
                                 max_frames=args.max_frames)
-    except (VideoError, ModelError, ValueError, OSError) as e:
+    except (VideoError, FileError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     finally:

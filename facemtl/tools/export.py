@@ -66,7 +66,7 @@ def face_crops(root: Path, size: int, crop_scale: float, n: int, detector: str =
     """
     from facemtl.contract import crop_face
     from facemtl.infer.detector import create_detector
-    from facemtl.io import ImageError, read_image
+    from facemtl.io import FileError, read_image
 
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: calibration folder not found")
@@ -78,7 +78,7 @@ def face_crops(root: Path, size: int, crop_scale: float, n: int, detector: str =
             break
         try:
             image = read_image(files[i])
-        except ImageError:
+        except FileError:
             continue
         boxes, _ = detect(image)
         crops += [crop_face(image, box, crop_scale, size)[0] for box in boxes[:n - len(crops)]]
@@ -201,7 +201,7 @@ def agreement(reference: dict[str, np.ndarray], other: dict[str, np.ndarray], si
 
 
 def run(args: argparse.Namespace) -> int:
-    from facemtl.infer.onnx_model import ModelError
+    from facemtl.io import FileError
     from facemtl.models.export import export_onnx
     from facemtl.train.checkpoint import load_trained
 
@@ -218,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
               f"crop {cfg.crop_scale:g})")
         if args.int8:
             export_int8(args, cfg.input_size, cfg.crop_scale)
-    except (FileNotFoundError, ValueError, RuntimeError, ModelError) as e:  # RuntimeError: the torch/ONNX check
+    except (FileNotFoundError, ValueError, RuntimeError, FileError) as e:  # RuntimeError: the torch/ONNX check
         print(f"facemtl export: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -1,6 +1,6 @@
 """The harness shared by ``facemtl study alpha | low-res | compare``: train variants, score, report.
 
-A study is a base training config (``configs/study_*.yaml``, a plain :class:`TrainConfig` that
+A study is a base training config (``facemtl/configs/study_*.yaml``, a plain :class:`TrainConfig` that
 ``facemtl train`` also runs) and named *variants* of it, each a set of config overrides (a dict
 override merges into the base's dict, one level deep; anything else replaces it). Every variant
 trains with the same data, seed, steps and input size into ``RUNS/NAME`` (:func:`train_variant`:
@@ -40,8 +40,8 @@ RUNTIME_KEYS = ("workers", "threads", "log_every", "checkpoint_every")
 def add_arguments(parser: argparse.ArgumentParser, study: str, variants: Sequence[str]) -> None:
     """The options every study command has; ``variants``: the study's variant names."""
     slug = study.replace("-", "_")
-    parser.add_argument("--config", type=Path, default=Path("configs") / f"study_{slug}.yaml",
-                        help=f"base training config (default configs/study_{slug}.yaml)")
+    parser.add_argument("--config", type=Path, default=Path(f"study_{slug}"),
+                        help=f"base training config: a file or a shipped config's name (default study_{slug})")
     parser.add_argument("--steps", type=int, help="training steps of every variant (default: the config's)")
     parser.add_argument("--variants", help=f"comma-separated subset of: {', '.join(variants)} (default: all)")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs") / f"study-{study}",

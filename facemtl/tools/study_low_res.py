@@ -12,12 +12,12 @@ protocol. Two ways to the pose for each model:
 
 And, for scale, PnP on the ground-truth landmarks of the undegraded images.
 
-The models: by default the base config (``configs/study_low_res.yaml``: the default model's
+The models: by default the base config (``facemtl/configs/study_low_res.yaml``: the default model's
 architecture and augmentation, synthetic faces) trained twice, with its low-resolution
 augmentation (``low_res_aug``) and without it (``no_low_res_aug``: ``augment.low_res = 0``);
 or existing checkpoints: ``--checkpoints a.pt b.pt`` (nothing is trained then).
 
-    facemtl study low-res [--config configs/study_low_res.yaml] [--steps N] [--checkpoints A.pt B.pt]
+    facemtl study low-res [--config study_low_res] [--steps N] [--checkpoints A.pt B.pt]
 """
 
 from __future__ import annotations

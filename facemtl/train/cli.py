@@ -1,4 +1,4 @@
-"""``facemtl train --config configs/NAME.yaml [--resume]``."""
+"""``facemtl train --config facemtl/configs/NAME.yaml [--resume]``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="YAML config (see configs/)")
+    parser.add_argument("--config", required=True, help="YAML config: a file, or the name of a shipped one "
+                             "(facemtl/configs/NAME.yaml, e.g. default)")
     parser.add_argument("--out", default=None, help="run folder (default runs/NAME)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt exactly")
     parser.add_argument("--steps", type=int, default=None, help="override the number of steps")
