@@ -1,4 +1,4 @@
-"""``facemtl train --config facemtl/configs/NAME.yaml [--resume]``."""
+"""``facemtl train --config NAME [--resume]``."""
 
 from __future__ import annotations
 
