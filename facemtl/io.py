@@ -1,4 +1,5 @@
-"""Reading images safely: every failure names the file and the problem."""
+"""Files: reading images safely (every failure names the file and the problem), writing
+atomically, and where the shared data lives."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg", ".jpe", ".bmp", ".dib", ".tif", ".tif
 MAX_PIXELS = 50_000_000
 
 
-class ImageError(ValueError):
-    """An image could not be read; the message names the file and why."""
+class FileError(ValueError):
+    """A file is missing or bad (an image, a dataset's annotation, a model); the message names
+    the file and the problem."""
 
     def __init__(self, path: str | Path, problem: str):
         self.path = str(path)
@@ -92,44 +94,44 @@ def to_bgr8(image: np.ndarray, name: str = "<array>") -> np.ndarray:
     elif image.ndim == 3 and image.shape[2] == 1:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     elif not (image.ndim == 3 and image.shape[2] == 3):
-        raise ImageError(name, f"unsupported image shape {image.shape}")
+        raise FileError(name, f"unsupported image shape {image.shape}")
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
     elif image.dtype in (np.float32, np.float64):
         image = np.clip(image * 255.0 if image.max() <= 1.0 else image, 0, 255).astype(np.uint8)
     elif image.dtype != np.uint8:
-        raise ImageError(name, f"unsupported image dtype {image.dtype}")
+        raise FileError(name, f"unsupported image dtype {image.dtype}")
     return np.ascontiguousarray(image)
 
 
 def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image file as uint8 BGR (H, W, 3).
 
-    Grey, RGBA and 16-bit files are converted. Raises :class:`ImageError` for a missing,
+    Grey, RGBA and 16-bit files are converted. Raises :class:`FileError` for a missing,
     empty, non-image, corrupt or oversized file. The size is checked from the header (PNG,
     JPEG, BMP, GIF, WebP, TIFF) before the file is read whole or decoded, so a huge image
     costs no memory.
     """
     path = Path(path)
     if not path.is_file():
-        raise ImageError(path, "file not found")
+        raise FileError(path, "file not found")
     if path.stat().st_size == 0:
-        raise ImageError(path, "file is empty (0 bytes)")
+        raise FileError(path, "file is empty (0 bytes)")
     try:
         with open(path, "rb") as f:
             head = f.read(_HEADER_BYTES)
             size = _header_size(head)
             if size is not None and size[0] * size[1] > max_pixels:
-                raise ImageError(path, f"image is {size[0]}x{size[1]}, more than {max_pixels} pixels")
+                raise FileError(path, f"image is {size[0]}x{size[1]}, more than {max_pixels} pixels")
             data = np.frombuffer(head + f.read(), dtype=np.uint8)
     except OSError as e:
-        raise ImageError(path, f"cannot read file ({e.strerror or e})") from e
+        raise FileError(path, f"cannot read file ({e.strerror or e})") from e
     try:
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as e:  # decoders assert on some malformed headers instead of returning None
-        raise ImageError(path, f"not a readable image ({str(e).strip().splitlines()[-1]})") from e
+        raise FileError(path, f"not a readable image ({str(e).strip().splitlines()[-1]})") from e
     if image is None:
-        raise ImageError(path, "not a readable image (corrupt or unsupported format)")
+        raise FileError(path, "not a readable image (corrupt or unsupported format)")
     return to_bgr8(image, str(path))
 
 
@@ -153,3 +155,19 @@ def write_atomic(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def shared_dir() -> Path:
+    """The shared data folder (datasets, face models): ``$FACEMTL_SHARED``, else ``../shared``
+    beside a source checkout.
+
+    Library code takes its data paths as arguments and calls this only for a default; an
+    installed package has no checkout, so there the variable (or the argument) is needed.
+    """
+    env = os.environ.get("FACEMTL_SHARED")
+    if env:
+        return Path(env)
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file():
+        return checkout.parent / "shared"
+    raise FileNotFoundError("no shared data folder: set FACEMTL_SHARED or pass the data path")

@@ -68,7 +68,7 @@ def export_untrained(name: str, size: int, folder: Path, n_calibration: int) -> 
     """fp32 and int8 ONNX files of a randomly initialised registry model."""
     import torch
 
-    from facemtl.infer.export import face_crops, int8_path, quantize_int8
+    from facemtl.tools.export import face_crops, int8_path, quantize_int8
     from facemtl.models import create_model
     from facemtl.models.export import export_onnx
 

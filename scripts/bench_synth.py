@@ -20,7 +20,8 @@ from dataclasses import replace
 
 def _render_range(arg) -> int:
     config, path, start, stop = arg
-    from facemtl.synth.render import render_sample, render_scene, sample_rng
+    from facemtl.synth.config import sample_rng
+    from facemtl.synth.render import render_sample, render_scene
 
     fn = render_scene if path == "scene" else render_sample
     for i in range(start, stop):
@@ -37,7 +38,7 @@ def main() -> None:
     parser.add_argument("--supersample", type=int, default=1)
     args = parser.parse_args()
 
-    from facemtl.synth.render import SynthConfig
+    from facemtl.synth.config import SynthConfig
 
     base = SynthConfig(size=args.size, supersample=args.supersample)
     paths = {"procedural": base}
@@ -49,7 +50,7 @@ def main() -> None:
         if name == "photo":  # load (or first compute and disk-cache) the whole texture pool
             import numpy as np
 
-            from facemtl.synth.render import assets_for
+            from facemtl.synth.assets import assets_for
             from facemtl.synth.texture import random_texture
 
             for k in range(3000):

@@ -9,7 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facemtl.synth.render import SynthConfig, render_sample, sample_rng
+from facemtl.synth.config import SynthConfig, sample_rng
+from facemtl.synth.render import render_sample
 
 OUT = Path(__file__).resolve().parents[1] / "facemtl" / "assets" / "demo.jpg"
 SEEDS = (3, 4, 10)

@@ -61,9 +61,10 @@ def fit_check(n: int, shared: Path) -> None:
     sys.path.insert(0, str(REPO / "scripts"))
     from label_lfw import predictor_path
 
+    from facemtl.synth.config import SynthConfig, sample_rng
     from facemtl.synth.facemodel import FaceModel
     from facemtl.synth.fit import fit_landmarks
-    from facemtl.synth.render import SynthConfig, render_sample, sample_rng
+    from facemtl.synth.render import render_sample
 
     config = SynthConfig(size=256, yaw_range=(-30.0, 30.0), pitch_sd=10.0, pitch_max=25.0, roll_sd=5.0,
                          face_frac=(0.4, 0.5), supersample=2, shared=str(shared),
@@ -101,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from facemtl.data.registry import load_dataset
-    from facemtl.evaluate.cli import load_predictor
     from facemtl.evaluate.protocol import predict_samples
+    from facemtl.tools.eval import load_predictor
 
     predict, info = load_predictor(args.model, threads=2)
     aflw = args.aflw2000 or args.shared / "data" / "aflw2000-dev"

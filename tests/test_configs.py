@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from facemtl.data.registry import DATASETS
-from facemtl.train.checkpoint import CsvLog
 from facemtl.train.config import TrainConfig
 from facemtl.train.data import SampleSource
+from facemtl.train.log import CsvLog
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "facemtl" / "configs").glob("*.yaml"))
 NAMED_MODELS = {"hopenet", "sixdrepnet", "mnn", "default"}
 
 

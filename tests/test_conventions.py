@@ -6,17 +6,11 @@ import pytest
 import scipy.io as sio
 from scipy.spatial.transform import Rotation
 
-from facemtl.data.sample import DatasetError
+from facemtl.data.biwi import read_biwi_pose
 from facemtl.geometry import conventions as cv
-from facemtl.geometry.rotations import (
-    euler_to_matrix,
-    matrix_to_euler,
-    pose_para_to_ypr,
-    rot_x,
-    rot_y,
-    rot_z,
-    sixd_to_matrix,
-)
+from facemtl.geometry.rotations import (euler_to_matrix, matrix_to_euler, pose_para_to_ypr, rot_x, rot_y, rot_z,
+                                        sixd_to_matrix)
+from facemtl.io import FileError
 
 NOSE = np.array([0.0, 0.0, -1.0])  # facemtl head frame: the nose points at the camera
 
@@ -82,7 +76,7 @@ def test_read_biwi_pose_gives_the_papers_angles(tmp_path):
     for i, M in enumerate(random_rotations(20, seed=3)):
         path = tmp_path / f"frame_{i:05d}_pose.txt"
         write_biwi_pose(path, M, np.array([45.2, -13.0, 912.5]))
-        R, t = cv.read_biwi_pose(path)
+        R, t = read_biwi_pose(path)
         np.testing.assert_allclose(t, [45.2, -13.0, 912.5])
         np.testing.assert_allclose(R, M, atol=1e-8)
         np.testing.assert_allclose(matrix_to_euler(R), hopenet_biwi_angles(M), atol=1e-6)
@@ -95,14 +89,14 @@ def test_read_biwi_pose_gives_the_papers_angles(tmp_path):
 def test_read_biwi_pose_errors_name_the_file(tmp_path):
     short = tmp_path / "frame_00001_pose.txt"
     short.write_text("1 0 0\n0 1 0\n")
-    with pytest.raises(DatasetError, match="frame_00001_pose.txt.*12 numbers"):
-        cv.read_biwi_pose(short)
+    with pytest.raises(FileError, match="frame_00001_pose.txt.*12 numbers"):
+        read_biwi_pose(short)
     bad = tmp_path / "frame_00002_pose.txt"
     write_biwi_pose(bad, 2 * np.eye(3), np.zeros(3))
-    with pytest.raises(DatasetError, match="not a rotation"):
-        cv.read_biwi_pose(bad)
-    with pytest.raises(DatasetError, match="missing_pose.txt"):
-        cv.read_biwi_pose(tmp_path / "missing_pose.txt")
+    with pytest.raises(FileError, match="not a rotation"):
+        read_biwi_pose(bad)
+    with pytest.raises(FileError, match="missing_pose.txt"):
+        read_biwi_pose(tmp_path / "missing_pose.txt")
 
 
 # ---- OpenFace --------------------------------------------------------------------------------------

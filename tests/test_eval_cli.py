@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from facemtl.cli import main
+from facemtl.contract import EXPRESSIONS
 from facemtl.data.registry import load_dataset
-from facemtl.data.sample import EXPRESSIONS
 from facemtl.evaluate.protocol import evaluate, predict_samples
 from facemtl.infer.onnx_model import OnnxModel
 from facemtl.models import create_model
@@ -143,7 +143,7 @@ def test_errors(tiny, aflw2000_dev, tmp_path, capsys):
 
 
 def test_parse_options():
-    from facemtl.evaluate.cli import parse_options
+    from facemtl.tools.eval import parse_options
 
     assert parse_options(["split=test", "skip_errors=true", "n=3", "x=1.5"]) == {
         "split": "test", "skip_errors": True, "n": 3, "x": 1.5}
@@ -152,7 +152,7 @@ def test_parse_options():
 
 
 def test_report_lists_every_metric_present():
-    from facemtl.evaluate.cli import report
+    from facemtl.tools.eval import report
 
     base = {"dataset": "synth", "root": "r", "n": 4.0, "model": "m.onnx", "name": "net", "input_size": 64,
             "crop_scale": 1.5, "backend": "onnxruntime"}

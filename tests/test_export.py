@@ -8,9 +8,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from facemtl.data.sample import EXPRESSIONS
+from facemtl.contract import EXPRESSIONS, OUTPUTS as CONTRACT_OUTPUTS
 from facemtl.models import create_model
-from facemtl.models.export import CONTRACT_OUTPUTS, contract_outputs, export_onnx, max_abs_difference
+from facemtl.models.export import contract_outputs, export_onnx, max_abs_difference
 
 S = 64
 POSE_ATOL = 1e-3  # degrees: float32 sums over 66 bins differ by up to ~6.5e-4 (export_onnx docstring)

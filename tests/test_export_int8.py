@@ -18,13 +18,13 @@ import pytest
 import torch
 
 from facemtl.cli import main
+from facemtl.contract import crop_face
 from facemtl.data.registry import load_dataset
-from facemtl.data.transforms import crop_face
-from facemtl.evaluate.protocol import face_box
-from facemtl.infer import export as int8_export
+from facemtl.data.transforms import face_box
 from facemtl.infer.onnx_model import OnnxModel
 from facemtl.models import create_model
 from facemtl.models.export import export_onnx
+from facemtl.tools import export as int8_export
 from facemtl.train.config import TrainConfig
 
 S = 64

@@ -19,7 +19,8 @@ pytest.importorskip("onnx")
 from onnx_stub import EXPRESSION_WEIGHTS, build_model, face_layout  # noqa: E402
 
 from facemtl.geometry.rotations import euler_to_matrix  # noqa: E402
-from facemtl.infer import FaceAnalyzer, ModelError  # noqa: E402
+from facemtl.infer import FaceAnalyzer  # noqa: E402
+from facemtl.io import FileError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -98,12 +99,12 @@ def test_optional_outputs_and_json(tmp_path):
 
 
 def test_model_errors(tmp_path):
-    with pytest.raises(ModelError, match="model file not found"):
+    with pytest.raises(FileError, match="model file not found"):
         FaceAnalyzer(tmp_path / "missing.onnx")
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
-    with pytest.raises(ModelError, match="not a loadable ONNX model"):
+    with pytest.raises(FileError, match="not a loadable ONNX model"):
         FaceAnalyzer(tmp_path / "junk.onnx")
-    with pytest.raises(ModelError, match="facemtl_input_size"):
+    with pytest.raises(FileError, match="facemtl_input_size"):
         FaceAnalyzer(build_model(tmp_path / "nometa.onnx", metadata=False))
     analyzer = FaceAnalyzer(build_model(tmp_path / "ok.onnx"), detector=None)
     with pytest.raises(ValueError, match="no detector"):
@@ -113,11 +114,11 @@ def test_model_errors(tmp_path):
 
 
 def test_default_model_message():
-    from facemtl.infer.analyzer import DEFAULT_MODEL
+    from facemtl.infer.onnx_model import DEFAULT_MODEL
 
     if DEFAULT_MODEL.is_file():
         pytest.skip("a default model is shipped")
-    with pytest.raises(ModelError, match="no default model is shipped yet"):
+    with pytest.raises(FileError, match="no default model is shipped yet"):
         FaceAnalyzer()
 
 

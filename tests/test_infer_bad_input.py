@@ -15,7 +15,7 @@ pytest.importorskip("onnx")
 from onnx_stub import build_model  # noqa: E402
 
 from facemtl.infer import FaceAnalyzer  # noqa: E402
-from facemtl.io import ImageError, _header_size, read_image  # noqa: E402
+from facemtl.io import FileError, _header_size, read_image  # noqa: E402
 
 BGR = (148, 118, 138)
 
@@ -47,7 +47,7 @@ def test_huge_png_refused_without_decoding(tmp_path, analyzer):
     path = huge_png(tmp_path / "huge.png")
     assert path.stat().st_size < 5_000_000
     before = _max_rss_mb()
-    with pytest.raises(ImageError, match="20000x20000, more than 50000000 pixels") as e:
+    with pytest.raises(FileError, match="20000x20000, more than 50000000 pixels") as e:
         analyzer(path)
     assert e.value.path == str(path)
     # Decoding would need 400 MB (grey) to 1.2 GB (BGR); refusal from the header needs nothing.
@@ -66,7 +66,7 @@ def test_huge_png_refused_without_decoding(tmp_path, analyzer):
 def test_huge_headers_of_other_formats_refused(tmp_path, name, header):
     path = tmp_path / name
     path.write_bytes(header + b"\x00" * 64)
-    with pytest.raises(ImageError, match="20000x20000"):
+    with pytest.raises(FileError, match="20000x20000"):
         read_image(path)
 
 
@@ -91,13 +91,13 @@ def test_unreadable_files(tmp_path, analyzer, case):
     }[case]
     path = tmp_path / ("x.png" if "png" in case else "x.jpg")
     path.write_bytes(content)
-    with pytest.raises(ImageError, match=expected) as e:
+    with pytest.raises(FileError, match=expected) as e:
         analyzer(path)
     assert str(path) in str(e.value)
 
 
 def test_missing_file(tmp_path, analyzer):
-    with pytest.raises(ImageError, match="file not found"):
+    with pytest.raises(FileError, match="file not found"):
         analyzer(tmp_path / "nope.jpg")
 
 

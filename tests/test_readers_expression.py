@@ -8,11 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
+from facemtl.contract import EXPRESSIONS
 from facemtl.data.ckplus import read_ckplus
 from facemtl.data.fer2013 import load_fer2013_arrays, read_fer2013
 from facemtl.data.rafdb import read_rafdb
 from facemtl.data.registry import load_dataset
-from facemtl.data.sample import EXPRESSIONS, DatasetError
+from facemtl.io import FileError
 
 FER_ORDER = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
@@ -89,26 +90,26 @@ def test_fer2013_npz_maps_labels_by_class_name(tmp_path: Path):
 def test_fer2013_csv_errors_name_file_and_line(tmp_path: Path, row, problem):
     good = ("0", " ".join(["5"] * 2304), "Training")
     path = _write_csv(tmp_path / "fer2013.csv", [good, row])
-    with pytest.raises(DatasetError, match=problem) as error:
+    with pytest.raises(FileError, match=problem) as error:
         load_fer2013_arrays(path, "train")
     assert error.value.path == str(path)
 
 
 def test_fer2013_missing_and_malformed_files(tmp_path: Path):
-    with pytest.raises(DatasetError, match="no train.npz or fer2013.csv"):
+    with pytest.raises(FileError, match="no train.npz or fer2013.csv"):
         read_fer2013(tmp_path)
     (tmp_path / "fer2013.csv").write_text("emotion,pixels\n0,1 2\n")
-    with pytest.raises(DatasetError, match=r"lacks columns \['Usage'\]"):
+    with pytest.raises(FileError, match=r"lacks columns \['Usage'\]"):
         load_fer2013_arrays(tmp_path, "train")
     np.savez(tmp_path / "train.npz", images=_faces(2), labels=np.array([0, 1]), classes=np.array(["angry", "bored"]))
-    with pytest.raises(DatasetError, match=r"unknown classes \['bored'\]") as error:
+    with pytest.raises(FileError, match=r"unknown classes \['bored'\]") as error:
         load_fer2013_arrays(tmp_path, "train")
     assert error.value.path == str(tmp_path / "train.npz")
     np.savez(tmp_path / "train.npz", images=_faces(2), labels=np.array([0, 7]), classes=np.array(FER_ORDER))
-    with pytest.raises(DatasetError, match="label 7 at index 1"):
+    with pytest.raises(FileError, match="label 7 at index 1"):
         load_fer2013_arrays(tmp_path, "train")
     np.savez(tmp_path / "train.npz", images=_faces(2), labels=np.array([0, 1]))
-    with pytest.raises(DatasetError, match=r"missing arrays \['classes'\]"):
+    with pytest.raises(FileError, match=r"missing arrays \['classes'\]"):
         load_fer2013_arrays(tmp_path, "train")
     with pytest.raises(ValueError, match="split must be one of"):
         load_fer2013_arrays(tmp_path, "val")
@@ -135,10 +136,10 @@ def test_ckplus_real(shared: Path):
 
 
 def test_ckplus_written_and_errors(tmp_path: Path):
-    with pytest.raises(DatasetError, match="root folder not found"):
+    with pytest.raises(FileError, match="root folder not found"):
         read_ckplus(tmp_path / "absent")
     (tmp_path / "happy").mkdir()
-    with pytest.raises(DatasetError, match="no images"):
+    with pytest.raises(FileError, match="no images"):
         read_ckplus(tmp_path)
     cv2.imwrite(str(tmp_path / "happy" / "face.png"), np.full((48, 48), 90, np.uint8))
     (tmp_path / "happy" / "notes.txt").write_text("not an image")
@@ -146,7 +147,7 @@ def test_ckplus_written_and_errors(tmp_path: Path):
     assert EXPRESSIONS[samples.expression] == "happy" and samples.meta == {"label": "happy"}
     assert (samples.load_image() == 90).all()
     (tmp_path / "bored").mkdir()
-    with pytest.raises(DatasetError, match="unknown expression folder") as error:
+    with pytest.raises(FileError, match="unknown expression folder") as error:
         read_ckplus(tmp_path)
     assert error.value.path == str(tmp_path / "bored")
 
@@ -176,7 +177,7 @@ def test_rafdb_written(tmp_path: Path):
     test = load_dataset("rafdb", tmp_path, split="test")
     assert [EXPRESSIONS[s.expression] for s in test] == ["neutral", "angry"]
     assert len(read_rafdb(tmp_path, split=None)) == 5
-    with pytest.raises(DatasetError, match=r"original: image folder not found \(aligned=True reads"):
+    with pytest.raises(FileError, match=r"original: image folder not found \(aligned=True reads"):
         read_rafdb(tmp_path, aligned=False)
 
 
@@ -197,17 +198,17 @@ def test_rafdb_malformed_label_file(tmp_path: Path, line: str, problem: str):
     _write_rafdb(tmp_path, ["train_00001.jpg 3"])
     label_file = tmp_path / "EmoLabel" / "list_patition_label.txt"
     label_file.write_text(f"train_00001.jpg 3\n{line}\n")
-    with pytest.raises(DatasetError, match=problem) as error:
+    with pytest.raises(FileError, match=problem) as error:
         read_rafdb(tmp_path, split=None)
     assert error.value.path == str(label_file)
 
 
 def test_rafdb_missing_files(tmp_path: Path):
-    with pytest.raises(DatasetError, match="no EmoLabel/list_patition_label.txt"):
+    with pytest.raises(FileError, match="no EmoLabel/list_patition_label.txt"):
         read_rafdb(tmp_path)
     _write_rafdb(tmp_path, ["train_00001.jpg 3", "train_00002.jpg 3"])
     missing = tmp_path / "Image" / "aligned" / "train_00002_aligned.jpg"
     missing.unlink()
-    with pytest.raises(DatasetError, match=r"image \(listed on line 2 of .*\) not found") as error:
+    with pytest.raises(FileError, match=r"image \(listed on line 2 of .*\) not found") as error:
         read_rafdb(tmp_path)
     assert error.value.path == str(missing)

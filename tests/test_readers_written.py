@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import scipy.io as sio
 
+from facemtl.contract import EXPRESSIONS
 from facemtl.data.aflw import AFLW21_NAMES, AFLW21_TO_68, read_aflw
 from facemtl.data.afw import read_afw
 from facemtl.data.biwi import read_biwi
@@ -20,10 +21,10 @@ from facemtl.data.cofw import COFW29_TO_68, read_cofw
 from facemtl.data.dlib_xml import read_dlib_xml
 from facemtl.data.mat3ddfa import read_300w_lp, read_aflw2000, read_synth
 from facemtl.data.pts import read_pts, read_pts_folder
-from facemtl.data.sample import EXPRESSIONS, DatasetError
 from facemtl.data.wflw import WFLW98_TO_68, read_wflw
 from facemtl.data.wider import read_wider
 from facemtl.geometry.rotations import euler_to_matrix
+from facemtl.io import FileError
 
 RNG = np.random.default_rng(0)
 
@@ -113,7 +114,7 @@ def test_synth_expr_class(tmp_path: Path, value, expected):
 
 @pytest.mark.parametrize("value", [9, -2, 2.5, np.nan, "sleepy"])
 def test_synth_bad_expr_class(tmp_path: Path, value):
-    with pytest.raises(DatasetError, match=r"f\.mat: 'expr_class'"):
+    with pytest.raises(FileError, match=r"f\.mat: 'expr_class'"):
         read_synth(write_synth_expr(tmp_path, value))
 
 
@@ -128,18 +129,18 @@ def test_synth_bad_expr_class(tmp_path: Path, value):
 def test_300w_lp_malformed_mat(tmp_path: Path, content: dict, problem: str):
     sio.savemat(tmp_path / "bad_face.mat", content)
     write_image(tmp_path / "bad_face.jpg")
-    with pytest.raises(DatasetError, match=r"bad_face\.mat: " + problem):
+    with pytest.raises(FileError, match=r"bad_face\.mat: " + problem):
         read_300w_lp(tmp_path)
 
 
 def test_mat_not_a_mat_file_and_missing_image(tmp_path: Path):
     (tmp_path / "junk.mat").write_bytes(b"this is not MATLAB data at all" * 10)
-    with pytest.raises(DatasetError, match=r"junk\.mat: not a readable \.mat file"):
+    with pytest.raises(FileError, match=r"junk\.mat: not a readable \.mat file"):
         read_aflw2000(tmp_path / "junk.mat")
     good = tmp_path / "ok" / "img.mat"
     good.parent.mkdir()
     sio.savemat(good, {"Pose_Para": np.zeros((1, 7)), "pt2d": np.zeros((2, 68))})
-    with pytest.raises(DatasetError, match=r"img\.mat: no image img"):
+    with pytest.raises(FileError, match=r"img\.mat: no image img"):
         read_300w_lp(good)
 
 
@@ -150,7 +151,7 @@ def test_skip_errors_logs_and_keeps_the_good_files(tmp_path: Path, caplog: pytes
         write_image(tmp_path / f"{name}.jpg")
     sio.savemat(tmp_path / "b.mat", {"Pose_Para": np.zeros((1, 7))})
     write_image(tmp_path / "b.jpg")
-    with pytest.raises(DatasetError, match=r"b\.mat"):
+    with pytest.raises(FileError, match=r"b\.mat"):
         read_300w_lp(tmp_path)
     with caplog.at_level(logging.WARNING, logger="facemtl.data"):
         samples = read_300w_lp(tmp_path, skip_errors=True)
@@ -216,7 +217,7 @@ def test_pts_values_and_other_point_counts(tmp_path: Path):
 def test_malformed_pts(tmp_path: Path, write, problem: str):
     path = tmp_path / "broken_face.pts"
     write(path, RNG.uniform(1, 40, (68, 2)))
-    with pytest.raises(DatasetError, match=r"broken_face\.pts: " + problem):
+    with pytest.raises(FileError, match=r"broken_face\.pts: " + problem):
         read_pts(path)
 
 
@@ -225,7 +226,7 @@ def test_pts_folder_skip_errors(tmp_path: Path):
     write_image(tmp_path / "good.png")
     write_pts(tmp_path / "trunc.pts", RNG.uniform(1, 40, (68, 2)), close=False)
     write_image(tmp_path / "trunc.png")
-    with pytest.raises(DatasetError, match="trunc.pts"):
+    with pytest.raises(FileError, match="trunc.pts"):
         read_pts_folder(tmp_path)
     assert [Path(s.image_path).name for s in read_pts_folder(tmp_path, skip_errors=True)] == ["good.png"]
 
@@ -260,14 +261,14 @@ def test_biwi_errors(tmp_path: Path):
     write_biwi_frame(hpdb / "01", 1, (10.0, 0.0, 0.0))
     bad = write_biwi_frame(hpdb / "01", 2, (10.0, 0.0, 0.0))
     bad.write_text(bad.read_text().replace("900.0", "9x0"))
-    with pytest.raises(DatasetError, match=r"frame_00002_pose\.txt"):
+    with pytest.raises(FileError, match=r"frame_00002_pose\.txt"):
         read_biwi(hpdb)
     assert len(read_biwi(hpdb, skip_errors=True)) == 1
     (hpdb / "01" / "frame_00001_rgb.png").unlink()
-    with pytest.raises(DatasetError, match=r"frame_00001_pose\.txt: no image frame_00001_rgb\.png"):
+    with pytest.raises(FileError, match=r"frame_00001_pose\.txt: no image frame_00001_rgb\.png"):
         read_biwi(hpdb)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DatasetError, match=r"empty: no frame_\*_pose\.txt files"):
+    with pytest.raises(FileError, match=r"empty: no frame_\*_pose\.txt files"):
         read_biwi(tmp_path / "empty")
 
 
@@ -296,10 +297,10 @@ def test_wflw_list_file(tmp_path: Path):
     assert a.meta["pose"] and a.meta["occlusion"] and not a.meta["blur"] and b.meta["make_up"]
     assert read_wflw(path, images=tmp_path)[1].image_path == str(tmp_path / "0--Parade" / "0_Parade_2.jpg")
     path.write_text(lines[0] + "\n" + lines[1].replace(" 0--Parade", " 1 0--Parade") + "\n")
-    with pytest.raises(DatasetError, match=r"list_98pt_rect_attr_test\.txt: line 2: 208 fields, expected 207"):
+    with pytest.raises(FileError, match=r"list_98pt_rect_attr_test\.txt: line 2: 208 fields, expected 207"):
         read_wflw(path)
     path.write_text(lines[0].replace(lines[0].split()[7], "nan?", 1) + "\n")
-    with pytest.raises(DatasetError, match=r"line 1: unparsable number 'nan\?'"):
+    with pytest.raises(FileError, match=r"line 1: unparsable number 'nan\?'"):
         read_wflw(path)
 
 
@@ -351,13 +352,13 @@ def test_cofw_color_v73(tmp_path: Path):
 def test_cofw_malformed(tmp_path: Path):
     content, phis = cofw_content()
     sio.savemat(tmp_path / "no_phis.mat", {"IsT": content["IsT"]})
-    with pytest.raises(DatasetError, match=r"no_phis\.mat: missing key 'phisT'"):
+    with pytest.raises(FileError, match=r"no_phis\.mat: missing key 'phisT'"):
         read_cofw(tmp_path / "no_phis.mat")
     sio.savemat(tmp_path / "short.mat", {**content, "phisT": phis[:, :80]})
-    with pytest.raises(DatasetError, match=r"short\.mat: 'phisT' has shape \(2, 80\), expected \(N, 87\)"):
+    with pytest.raises(FileError, match=r"short\.mat: 'phisT' has shape \(2, 80\), expected \(N, 87\)"):
         read_cofw(tmp_path / "short.mat")
     sio.savemat(tmp_path / "one_image.mat", {**content, "IsT": content["IsT"][:1]})
-    with pytest.raises(DatasetError, match=r"one_image\.mat: 'IsT' has 1 images but 'phisT' has 2 rows"):
+    with pytest.raises(FileError, match=r"one_image\.mat: 'IsT' has 1 images but 'phisT' has 2 rows"):
         read_cofw(tmp_path / "one_image.mat")
 
 
@@ -417,15 +418,15 @@ def test_aflw_sqlite_errors(tmp_path: Path):
     swapped = list(AFLW21_NAMES)
     swapped[0], swapped[2] = swapped[2], swapped[0]
     write_aflw(tmp_path / "swapped.sqlite", codes=swapped)
-    with pytest.raises(DatasetError, match=r"swapped\.sqlite: FeatureCoordTypes: feature_id 1 is 'LBRC'"):
+    with pytest.raises(FileError, match=r"swapped\.sqlite: FeatureCoordTypes: feature_id 1 is 'LBRC'"):
         read_aflw(tmp_path / "swapped.sqlite")
     (tmp_path / "text.sqlite").write_text("not a database " * 100)
-    with pytest.raises(DatasetError, match=r"text\.sqlite: not a readable AFLW database"):
+    with pytest.raises(FileError, match=r"text\.sqlite: not a readable AFLW database"):
         read_aflw(tmp_path / "text.sqlite")
     db = sqlite3.connect(tmp_path / "partial.sqlite")
     db.execute("CREATE TABLE Faces (face_id INTEGER, file_id TEXT)")
     db.close()
-    with pytest.raises(DatasetError, match=r"partial\.sqlite: missing table\(s\) FaceImages, FacePose"):
+    with pytest.raises(FileError, match=r"partial\.sqlite: missing table\(s\) FaceImages, FacePose"):
         read_aflw(tmp_path / "partial.sqlite")
 
 
@@ -468,10 +469,10 @@ def test_afw_malformed(tmp_path: Path):
     anno, _ = afw_anno()
     anno[1, 1] = cells([np.zeros((2, 2)), np.zeros((2, 3))])
     sio.savemat(tmp_path / "anno.mat", {"anno": anno})
-    with pytest.raises(DatasetError, match=r"anno\.mat: row 2 \(2239259\.jpg\) face 2 box: expected \(2, 2\)"):
+    with pytest.raises(FileError, match=r"anno\.mat: row 2 \(2239259\.jpg\) face 2 box: expected \(2, 2\)"):
         read_afw(tmp_path / "anno.mat")
     sio.savemat(tmp_path / "other.mat", {"annotations": anno})
-    with pytest.raises(DatasetError, match=r"other\.mat: missing key 'anno'"):
+    with pytest.raises(FileError, match=r"other\.mat: missing key 'anno'"):
         read_afw(tmp_path / "other.mat")
 
 
@@ -517,7 +518,7 @@ def test_wider_list(tmp_path: Path):
 def test_wider_malformed(tmp_path: Path, text: str, problem: str):
     path = tmp_path / "wider_face_train_bbx_gt.txt"
     path.write_text(text)
-    with pytest.raises(DatasetError, match=r"wider_face_train_bbx_gt\.txt: " + problem):
+    with pytest.raises(FileError, match=r"wider_face_train_bbx_gt\.txt: " + problem):
         read_wider(path)
 
 
@@ -561,7 +562,7 @@ def test_coco_json_flags_and_one_based(tmp_path: Path):
 def test_coco_json_malformed(tmp_path: Path, content, problem: str):
     path = tmp_path / "faces.json"
     path.write_text(content if isinstance(content, str) else json.dumps(content))
-    with pytest.raises(DatasetError, match=r"faces\.json: " + problem):
+    with pytest.raises(FileError, match=r"faces\.json: " + problem):
         read_coco_json(path)
 
 
@@ -581,7 +582,7 @@ def test_coco_json_malformed(tmp_path: Path, content, problem: str):
 def test_dlib_xml_malformed(tmp_path: Path, xml: str, problem: str):
     path = tmp_path / "faces.xml"
     path.write_text(xml)
-    with pytest.raises(DatasetError, match=r"faces\.xml: " + problem):
+    with pytest.raises(FileError, match=r"faces\.xml: " + problem):
         read_dlib_xml(path)
 
 

@@ -16,9 +16,9 @@ import torch
 import yaml
 
 from facemtl.cli import main
-from facemtl.evaluate import studies
-from facemtl.evaluate.study_compare import VARIANTS as COMPARE_VARIANTS
-from facemtl.evaluate.study_low_res import downsample
+from facemtl.tools import studies
+from facemtl.tools.study_compare import VARIANTS as COMPARE_VARIANTS
+from facemtl.tools.study_low_res import downsample
 from facemtl.train.config import TrainConfig
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -114,9 +114,9 @@ def test_downsample_is_nearest_blocks():
 
 def test_pnp_score_on_exact_projections():
     from facemtl.data.sample import Sample
-    from facemtl.evaluate.study_low_res import pnp_score
     from facemtl.geometry.pnp import camera_matrix, mean_face, project_points
     from facemtl.geometry.rotations import euler_to_matrix
+    from facemtl.tools.study_low_res import pnp_score
 
     poses = np.array([[30.0, -10.0, 5.0], [-60.0, 20.0, -15.0], [0.0, 0.0, 0.0]])
     K = camera_matrix(400, 300)  # the camera the score assumes: focal = image width
@@ -198,7 +198,7 @@ def test_study_low_res(shared, aflw2000_dev, tmp_path):
     from facemtl.evaluate.protocol import evaluate, predict_samples
     from facemtl.geometry.pnp import landmarks_to_pose
     from facemtl.metrics import pose_mae
-    from facemtl.train.trainer import load_trained, torch_predictor
+    from facemtl.train.checkpoint import load_trained, torch_predictor
 
     r, doc = run_study(tmp_path, "low-res", tiny_config(tmp_path, shared))
     assert r["factors"] == [1, 5, 10, 15]

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import scipy.io as sio
 
-from facemtl.data.sample import DatasetError
-from facemtl.evaluate import landmark_to_pose as study
 from facemtl.geometry.pnp import POINT_SUBSETS
+from facemtl.io import FileError
+from facemtl.tools import landmark_to_pose as study
 
 
 def _run(tmp_path: Path, *argv: str) -> tuple[dict, str]:
@@ -84,7 +84,7 @@ def test_aflw2000_dev(tmp_path, aflw2000_dev):
 def test_bad_input(tmp_path):
     parser = argparse.ArgumentParser()
     study.add_arguments(parser)
-    with pytest.raises(DatasetError):
+    with pytest.raises(FileError):
         study.run(parser.parse_args(["--root", str(tmp_path / "missing")]))
     with pytest.raises(KeyError, match="known"):
         study.run(parser.parse_args(["--n-synthetic", "3", "--subset", "nine"]))

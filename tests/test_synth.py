@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.io import loadmat
 
-from facemtl.data.sample import EXPRESSIONS
+from facemtl.contract import EXPRESSIONS
 from facemtl.geometry.rotations import euler_to_matrix, matrix_to_euler, pose_para_to_ypr
 from facemtl.synth import raster
 from facemtl.synth.labels import expression_class, project
@@ -23,7 +23,7 @@ NOSE_TIP, OUTER_EYE_R, OUTER_EYE_L = 30, 36, 45
 
 
 def _config(**kw):
-    from facemtl.synth.render import SynthConfig
+    from facemtl.synth.config import SynthConfig
 
     base = dict(size=96, p_occluder=0.0, p_low_res=0.0, p_blur=0.0, noise_sd=(0.0, 0.0), p_grey=0.0)
     base.update(kw)
@@ -31,7 +31,8 @@ def _config(**kw):
 
 
 def _render(seed: int, **kw):
-    from facemtl.synth.render import render_sample, sample_rng
+    from facemtl.synth.config import sample_rng
+    from facemtl.synth.render import render_sample
 
     return render_sample(sample_rng(seed, 0), _config(**kw))
 
@@ -201,7 +202,8 @@ def test_npz_shards_match_the_per_image_labels(tmp_path):
     assert sorted(p.name for p in out.glob("*.npz")) == ["shard_00000.npz", "shard_00001.npz"]
     with np.load(out / "shard_00000.npz") as z:
         assert z["images"].shape == (2, 64, 64, 3) and z["images"].dtype == np.uint8
-        from facemtl.synth.render import render_sample, sample_rng, SynthConfig
+        from facemtl.synth.config import sample_rng, SynthConfig
+        from facemtl.synth.render import render_sample
 
         image, lab = render_sample(sample_rng(3, 1), SynthConfig(size=64))
         assert np.array_equal(z["images"][1], image)
@@ -211,7 +213,8 @@ def test_npz_shards_match_the_per_image_labels(tmp_path):
 
 @needs_model
 def test_scene_has_several_faces_with_labels(tmp_path):
-    from facemtl.synth.render import render_scene, sample_rng
+    from facemtl.synth.config import sample_rng
+    from facemtl.synth.render import render_scene
 
     image, faces = render_scene(sample_rng(0, 0), replace(_config(size=128), scene_faces=(3, 3)))
     assert image.shape == (128, 128, 3) and len(faces) == 3
@@ -235,7 +238,8 @@ def test_photo_texture_path(shared):
 
 @needs_model
 def test_synth_dataset_items_are_the_seeded_samples():
-    from facemtl.synth.render import SynthDataset, render_sample, sample_rng
+    from facemtl.synth.config import sample_rng
+    from facemtl.synth.render import SynthDataset, render_sample
 
     config = _config(size=64)
     data = SynthDataset(3, seed=4, config=config)

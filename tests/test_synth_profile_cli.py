@@ -10,7 +10,7 @@ import pytest
 from scipy.io import loadmat
 
 from facemtl.data.mat3ddfa import read_synth, read_synth_scenes
-from facemtl.data.sample import DatasetError
+from facemtl.io import FileError
 
 REPO = Path(__file__).resolve().parents[1]
 HAVE_MODEL = (REPO.parent / "shared" / "facemodels" / "ict-facekit" / "ict_facekit_light.npz").is_file()
@@ -44,8 +44,8 @@ def profiled(lfw: Path, tmp_path_factory) -> Path:
 
 def test_profile_writes_what_read_synth_reads_with_the_profiling_labels(profiled, lfw):
     from facemtl.io import read_image
+    from facemtl.synth.config import sample_rng
     from facemtl.synth.profile import sample_profile
-    from facemtl.synth.render import sample_rng
 
     samples = read_synth(profiled)
     assert [Path(s.image_path).name for s in samples] == ["000000.jpg", "000001.jpg", "000002.jpg"]
@@ -95,11 +95,12 @@ def test_profile_argument_errors(tmp_path, capsys):
 @needs_model
 def test_scene_reader_boxes_hold_each_face_and_show_draws_them(tmp_path):
     from facemtl.data.show import render_tile
-    from facemtl.synth.render import SynthConfig, render_scene, sample_rng
+    from facemtl.synth.config import SynthConfig, sample_rng
+    from facemtl.synth.render import render_scene
 
     out = tmp_path / "scenes"
     assert _cli(out, "--scene", "--n", "2", "--seed", "1", "--size", str(SIZE)) == 0
-    with pytest.raises(DatasetError, match="synth-scenes"):
+    with pytest.raises(FileError, match="synth-scenes"):
         read_synth(out)
     scenes = read_synth_scenes(out)
     assert len(scenes) == 2
@@ -139,8 +140,8 @@ def test_scene_reader_boxes_hold_each_face_and_show_draws_them(tmp_path):
 
 
 def test_profile_pitch_turn(lfw, tmp_path):
+    from facemtl.synth.config import sample_rng
     from facemtl.synth.profile import sample_profile
-    from facemtl.synth.render import sample_rng
 
     out = tmp_path / "pitch"
     assert _cli(out, "--profile", "--pitch-sd", "20", "--n", "2", "--seed", str(SEED), "--size", str(SIZE),

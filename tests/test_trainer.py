@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from facemtl.train.checkpoint import CsvLog
+from facemtl.train.checkpoint import load_trained
 from facemtl.train.config import DataSpec, TrainConfig
-from facemtl.train.trainer import batch_indices, learning_rate, load_trained, train
+from facemtl.train.log import CsvLog
+from facemtl.train.trainer import batch_indices, learning_rate, train
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -2,8 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
-from facemtl.data.transforms import (FLIP_68, Augment, apply_affine, crop_face, crop_matrix, flip_landmarks,
-                                     flip_pose, invert_affine, landmark_box)
+from facemtl.contract import apply_affine, crop_face, crop_matrix, invert_affine, landmark_box
+from facemtl.data.transforms import FLIP_68, Augment, flip_landmarks, flip_pose
 
 
 def test_crop_maps_box_to_centre_and_edges():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from facemtl.cli import main
-from facemtl.data.sample import EXPRESSIONS
+from facemtl.contract import EXPRESSIONS
 from facemtl.infer import FaceAnalyzer
 from facemtl.infer.video import VideoError, VideoSummary, csv_columns, process_video, read_frames
 from onnx_stub import BlobDetector, build_model, squares_frame

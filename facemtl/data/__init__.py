@@ -1,5 +1,5 @@
 """Dataset readers: one per annotation format, all yielding :class:`facemtl.data.sample.Sample`."""
 
-from facemtl.data.sample import EXPRESSIONS, Sample
+from facemtl.data.sample import Sample
 
-__all__ = ["EXPRESSIONS", "Sample"]
+__all__ = ["Sample"]

@@ -1,6 +1,6 @@
 """Helpers shared by the dataset readers: MATLAB files, number parsing, 68-point mappings.
 
-Every failure raises :class:`~facemtl.data.sample.DatasetError` naming the file and the problem.
+Every failure raises :class:`~facemtl.data.sample.FileError` naming the file and the problem.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from facemtl.data.sample import DatasetError, Sample
-from facemtl.io import IMAGE_SUFFIXES
+from facemtl.data.sample import Sample
+from facemtl.io import IMAGE_SUFFIXES, FileError
 
 log = logging.getLogger("facemtl.data")
 
@@ -29,26 +29,26 @@ def load_mat(path: str | Path) -> dict[str, Any]:
 
     path = Path(path)
     if not path.is_file():
-        raise DatasetError(path, "file not found")
+        raise FileError(path, "file not found")
     try:
         return scipy.io.loadmat(str(path))
     except NotImplementedError:  # scipy's answer to MATLAB v7.3 (HDF5)
         return _load_mat_v73(path)
     except Exception as e:  # scipy raises ValueError, TypeError, OSError, zlib errors...
-        raise DatasetError(path, f"not a readable .mat file ({type(e).__name__}: {e})") from e
+        raise FileError(path, f"not a readable .mat file ({type(e).__name__}: {e})") from e
 
 
 def _load_mat_v73(path: Path) -> dict[str, Any]:
     try:
         import h5py
     except ImportError as e:
-        raise DatasetError(path, "MATLAB v7.3 (HDF5) file: install h5py to read it") from e
+        raise FileError(path, "MATLAB v7.3 (HDF5) file: install h5py to read it") from e
     try:
         with h5py.File(path, "r") as f:
             # Structs (HDF5 groups) are not read: no reader needs one.
             return {k: _h5_value(f, v) for k, v in f.items() if isinstance(v, h5py.Dataset)}
     except (OSError, KeyError, ValueError) as e:
-        raise DatasetError(path, f"not a readable MATLAB v7.3 file ({type(e).__name__}: {e})") from e
+        raise FileError(path, f"not a readable MATLAB v7.3 file ({type(e).__name__}: {e})") from e
 
 
 def _h5_value(f: Any, node: Any) -> Any:
@@ -74,16 +74,16 @@ def mat_array(mat: Mapping[str, Any], key: str, path: str | Path, shape: tuple[i
     A vector shape ``(1, n)`` also accepts ``(n, 1)`` and ``(n,)`` (MATLAB writers differ).
     """
     if key not in mat:
-        raise DatasetError(path, f"missing key {key!r} (has: {', '.join(k for k in mat if not k.startswith('__'))})")
+        raise FileError(path, f"missing key {key!r} (has: {', '.join(k for k in mat if not k.startswith('__'))})")
     value = np.asarray(mat[key])
     if value.dtype.kind not in "biuf":
-        raise DatasetError(path, f"{key!r} is not numeric (dtype {value.dtype})")
+        raise FileError(path, f"{key!r} is not numeric (dtype {value.dtype})")
     value = value.astype(np.float64)
     if shape is not None:
         if len(shape) == 2 and shape[0] == 1 and value.size == shape[1] and value.ndim <= 2:
             value = value.reshape(shape)
         if value.shape != shape:
-            raise DatasetError(path, f"{key!r} has shape {value.shape}, expected {shape}")
+            raise FileError(path, f"{key!r} has shape {value.shape}, expected {shape}")
     return value
 
 
@@ -96,7 +96,7 @@ def mat_scalar(mat: Mapping[str, Any], key: str, path: str | Path) -> Any:
     if value.dtype.kind == "U":
         return str(value.ravel()[0]) if value.size else ""
     if value.dtype.kind not in "biuf" or value.size != 1:
-        raise DatasetError(path, f"{key!r} must be a number or a string, got {value.dtype} of shape {value.shape}")
+        raise FileError(path, f"{key!r} must be a number or a string, got {value.dtype} of shape {value.shape}")
     return value.item()
 
 
@@ -106,7 +106,7 @@ def parse_floats(tokens: Sequence[str], path: str | Path, where: str) -> np.ndar
         return np.array([float(t) for t in tokens], dtype=np.float64)
     except ValueError:
         bad = next(t for t in tokens if not _is_float(t))
-        raise DatasetError(path, f"{where}: unparsable number {bad!r}") from None
+        raise FileError(path, f"{where}: unparsable number {bad!r}") from None
 
 
 def _is_float(token: str) -> bool:
@@ -132,13 +132,13 @@ def map_to_68(points: np.ndarray, mapping: Mapping[int, int] | Sequence[int]) ->
 
 
 def find_image(annotation: Path, suffixes: Iterable[str] = IMAGE_SUFFIXES, folder: Path | None = None) -> Path:
-    """The image with ``annotation``'s stem in ``folder`` (default: beside it), else DatasetError."""
+    """The image with ``annotation``'s stem in ``folder`` (default: beside it), else FileError."""
     folder = annotation.parent if folder is None else folder
     for suffix in suffixes:
         candidate = folder / (annotation.stem + suffix)
         if candidate.is_file():
             return candidate
-    raise DatasetError(annotation, f"no image {annotation.stem}{{{','.join(suffixes)}}} in {folder}")
+    raise FileError(annotation, f"no image {annotation.stem}{{{','.join(suffixes)}}} in {folder}")
 
 
 def read_each(paths: Iterable[Path], read_one: Callable[[Path], Sample], skip_errors: bool) -> list[Sample]:
@@ -147,7 +147,7 @@ def read_each(paths: Iterable[Path], read_one: Callable[[Path], Sample], skip_er
     for path in paths:
         try:
             samples.append(read_one(path))
-        except DatasetError as e:
+        except FileError as e:
             if not skip_errors:
                 raise
             n_bad += 1
@@ -158,8 +158,8 @@ def read_each(paths: Iterable[Path], read_one: Callable[[Path], Sample], skip_er
 
 
 def require(path: Path, what: str, is_dir: bool = False) -> Path:
-    """``path`` itself if it exists (as a folder when ``is_dir``), else DatasetError."""
+    """``path`` itself if it exists (as a folder when ``is_dir``), else FileError."""
     path = Path(path)
     if not (path.is_dir() if is_dir else path.exists()):
-        raise DatasetError(path, f"{what} not found")
+        raise FileError(path, f"{what} not found")
     return path

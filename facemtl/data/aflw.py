@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from facemtl.data._common import map_to_68, require
-from facemtl.data.sample import DatasetError, Sample
+from facemtl.data.sample import Sample
+from facemtl.io import FileError
 
 # AFLW feature codes, feature_id 1..21. "Left"/"right" are the viewer's: LBLC is the outer
 # corner of the brow on the image's left.
@@ -79,11 +80,11 @@ def read_aflw(root: str | Path, images: str | Path | None = None) -> list[Sample
             faces = db.execute(_QUERY).fetchall()
             coords = db.execute("SELECT face_id, feature_id, x, y FROM FeatureCoords").fetchall()
     except sqlite3.DatabaseError as e:
-        raise DatasetError(root, f"not a readable AFLW database ({e})") from e
+        raise FileError(root, f"not a readable AFLW database ({e})") from e
     points: dict[int, np.ndarray] = {}
     for face_id, feature_id, x, y in coords:
         if not 1 <= feature_id <= 21:
-            raise DatasetError(root, f"FeatureCoords: face {face_id} has feature_id {feature_id}, expected 1..21")
+            raise FileError(root, f"FeatureCoords: face {face_id} has feature_id {feature_id}, expected 1..21")
         points.setdefault(face_id, np.full((21, 2), np.nan))[feature_id - 1] = (x, y)
     samples = []
     for face_id, filepath, x, y, w, h, roll, pitch, yaw in faces:
@@ -99,7 +100,7 @@ def read_aflw(root: str | Path, images: str | Path | None = None) -> list[Sample
             sample.pose = aflw_pose_to_ypr(sample.meta["aflw_pose"])
         samples.append(sample)
     if not samples:
-        raise DatasetError(root, "no faces (tables Faces/FaceImages are empty)")
+        raise FileError(root, "no faces (tables Faces/FaceImages are empty)")
     return samples
 
 
@@ -107,10 +108,10 @@ def _check_feature_order(db: sqlite3.Connection, root: Path) -> None:
     tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     missing = {"Faces", "FaceImages", "FaceRect", "FacePose", "FeatureCoords"} - tables
     if missing:
-        raise DatasetError(root, f"missing table(s) {', '.join(sorted(missing))}")
+        raise FileError(root, f"missing table(s) {', '.join(sorted(missing))}")
     if "FeatureCoordTypes" not in tables:
         return
     for feature_id, code in db.execute("SELECT feature_id, code FROM FeatureCoordTypes"):
         if 1 <= feature_id <= 21 and code != AFLW21_NAMES[feature_id - 1]:
-            raise DatasetError(root, f"FeatureCoordTypes: feature_id {feature_id} is {code!r}, "
+            raise FileError(root, f"FeatureCoordTypes: feature_id {feature_id} is {code!r}, "
                                      f"expected {AFLW21_NAMES[feature_id - 1]!r}")

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from facemtl.data._common import load_mat, require
-from facemtl.data.sample import DatasetError, Sample
+from facemtl.data.sample import Sample
+from facemtl.io import FileError
 
 
 def read_afw(root: str | Path, images: str | Path | None = None) -> list[Sample]:
@@ -31,16 +32,16 @@ def read_afw(root: str | Path, images: str | Path | None = None) -> list[Sample]
     images = Path(images) if images is not None else root.parent
     mat = load_mat(root)
     if "anno" not in mat:
-        raise DatasetError(root, "missing key 'anno'")
+        raise FileError(root, "missing key 'anno'")
     anno = np.asarray(mat["anno"], dtype=object)
     if anno.ndim != 2 or anno.shape[1] != 4:
-        raise DatasetError(root, f"'anno' has shape {anno.shape}, expected (N, 4)")
+        raise FileError(root, f"'anno' has shape {anno.shape}, expected (N, 4)")
     samples = []
     for i, (name, boxes, poses, points) in enumerate(anno):
         name = _string(name, root, i)
         boxes, poses, points = (np.asarray(c, dtype=object).ravel() for c in (boxes, poses, points))
         if not len(boxes) == len(poses) == len(points):
-            raise DatasetError(root, f"row {i + 1} ({name}): {len(boxes)} boxes, {len(poses)} poses, "
+            raise FileError(root, f"row {i + 1} ({name}): {len(boxes)} boxes, {len(poses)} poses, "
                                      f"{len(points)} landmark sets")
         for face, (box, pose, pts) in enumerate(zip(boxes, poses, points)):
             where = f"row {i + 1} ({name}) face {face + 1}"
@@ -58,7 +59,7 @@ def _string(value: object, path: Path, i: int) -> str:
     value = np.asarray(value)
     if value.dtype.kind == "U" and value.size == 1:
         return str(value.ravel()[0])
-    raise DatasetError(path, f"row {i + 1}: image name is not a string ({value.dtype}, shape {value.shape})")
+    raise FileError(path, f"row {i + 1}: image name is not a string ({value.dtype}, shape {value.shape})")
 
 
 def _numbers(value: object, shape: tuple[int, ...], path: Path, where: str) -> np.ndarray:
@@ -66,5 +67,5 @@ def _numbers(value: object, shape: tuple[int, ...], path: Path, where: str) -> n
     if len(shape) == 1 and value.size == shape[0]:
         value = value.ravel()  # 1x3 or 3x1 alike
     if value.dtype.kind not in "biuf" or value.shape != shape:
-        raise DatasetError(path, f"{where}: expected {shape} numbers, got {value.dtype} of shape {value.shape}")
+        raise FileError(path, f"{where}: expected {shape} numbers, got {value.dtype} of shape {value.shape}")
     return value.astype(np.float64)

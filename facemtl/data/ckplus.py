@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from facemtl.contract import EXPRESSIONS
 from facemtl.data._common import require
-from facemtl.io import IMAGE_SUFFIXES
-from facemtl.data.sample import EXPRESSIONS, DatasetError, Sample
+from facemtl.data.sample import Sample
+from facemtl.io import IMAGE_SUFFIXES, FileError
 
 # Folder name -> EXPRESSIONS name. Contempt has no class among the seven.
 FOLDERS = {
@@ -34,13 +35,13 @@ def read_ckplus(root: str | Path, include_contempt: bool = False) -> list[Sample
     ``include_contempt``, which yields them with ``expression=None``. ``meta`` holds ``label``
     (the folder name) and ``subject`` (e.g. ``"S010"``, for subject-independent splits) when
     the file name carries it. Images are read lazily (``image_path``). Raises
-    :class:`DatasetError` for a missing root, an unknown class folder or no images.
+    :class:`FileError` for a missing root, an unknown class folder or no images.
     """
     root = require(Path(root), "CK+ root folder", is_dir=True)
     samples = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         if folder.name.lower() not in FOLDERS:
-            raise DatasetError(folder, f"unknown expression folder; expected one of {sorted(FOLDERS)}")
+            raise FileError(folder, f"unknown expression folder; expected one of {sorted(FOLDERS)}")
         name = FOLDERS[folder.name.lower()]
         if name is None and not include_contempt:
             continue
@@ -54,5 +55,5 @@ def read_ckplus(root: str | Path, include_contempt: bool = False) -> list[Sample
             samples.append(Sample(source="ckplus", image_path=str(path),
                                   expression=None if name is None else EXPRESSIONS.index(name), meta=meta))
     if not samples:
-        raise DatasetError(root, "no images in class folders")
+        raise FileError(root, "no images in class folders")
     return samples

@@ -33,12 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
+from facemtl.contract import landmark_box
 from facemtl.data._common import map_to_68, require
 from facemtl.data.aflw import AFLW19_TO_68, AFLW21_TO_68
 from facemtl.data.cofw import COFW29_TO_68
-from facemtl.data.sample import DatasetError, Sample
-from facemtl.data.transforms import landmark_box
+from facemtl.data.sample import Sample
 from facemtl.data.wflw import WFLW98_TO_68
+from facemtl.io import FileError
 
 SCHEMES: dict[int, tuple[str, Mapping[int, int] | Sequence[int] | None]] = {
     68: ("ibug68", range(68)),
@@ -66,9 +67,9 @@ def read_coco_json(root: str | Path, images: str | Path | None = None, one_based
         files = {im["id"]: im["file_name"] for im in data["images"]}
         annotations = data["annotations"]
     except json.JSONDecodeError as e:
-        raise DatasetError(root, f"invalid JSON: {e}") from e
+        raise FileError(root, f"invalid JSON: {e}") from e
     except (KeyError, TypeError) as e:
-        raise DatasetError(root, f"not a COCO keypoint file: missing {e}") from e
+        raise FileError(root, f"not a COCO keypoint file: missing {e}") from e
     parsed = [_keypoints(ann, n, files, root) for n, ann in enumerate(annotations)]
     uses_occlusion = any((kps[:, 2] == 2).any() for _, kps, _ in parsed)
     samples = []
@@ -98,17 +99,17 @@ def read_coco_json(root: str | Path, images: str | Path | None = None, one_based
 def _keypoints(ann: object, n: int, files: dict, path: Path) -> tuple[dict, np.ndarray, str]:
     """(annotation, keypoints (K, 3), image file name) of annotation ``n``, checked."""
     if not isinstance(ann, dict):
-        raise DatasetError(path, f"annotation {n} is not an object")
+        raise FileError(path, f"annotation {n} is not an object")
     where = f"annotation {n} (id {ann.get('id')})"
     try:
         kps = np.asarray(ann["keypoints"], dtype=np.float64)
         file_name = files[ann["image_id"]]
     except KeyError as e:
-        raise DatasetError(path, f"{where}: missing or unknown {e}") from e
+        raise FileError(path, f"{where}: missing or unknown {e}") from e
     except (TypeError, ValueError) as e:
-        raise DatasetError(path, f"{where}: non-numeric keypoints ({e})") from e
+        raise FileError(path, f"{where}: non-numeric keypoints ({e})") from e
     if kps.ndim != 1 or len(kps) % 3 or len(kps) == 0:
-        raise DatasetError(path, f"{where}: {kps.size} keypoint values, expected a multiple of 3")
+        raise FileError(path, f"{where}: {kps.size} keypoint values, expected a multiple of 3")
     return ann, kps.reshape(-1, 3), file_name
 
 
@@ -116,7 +117,7 @@ def _box(bbox: object, one_based: bool, path: Path, where: str) -> np.ndarray:
     try:
         x, y, w, h = np.asarray(bbox, dtype=np.float64)
     except (TypeError, ValueError) as e:
-        raise DatasetError(path, f"{where}: bbox must be 4 numbers [x, y, w, h], got {bbox!r}") from e
+        raise FileError(path, f"{where}: bbox must be 4 numbers [x, y, w, h], got {bbox!r}") from e
     if one_based:
         x, y = x - 1, y - 1
     return np.array([x, y, x + w, y + h])

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from facemtl.data._common import load_mat, map_to_68, mat_array, require
-from facemtl.data.sample import DatasetError, Sample
-from facemtl.io import ImageError, to_bgr8
+from facemtl.data.sample import Sample
+from facemtl.io import FileError, to_bgr8
 
 # Point order of COFW (Burgos-Artizzu et al. 2013), read off the mmpose COFW samples with
 # mmpose's flip pairs; "left" is the image's left.
@@ -51,18 +51,18 @@ def read_cofw(root: str | Path) -> list[Sample]:
     mat = load_mat(root)
     keys = next((k for k in _KEYS if k[1] in mat), None)
     if keys is None:
-        raise DatasetError(root, "missing key 'phisT' (test) or 'phisTr' (train)")
+        raise FileError(root, "missing key 'phisT' (test) or 'phisTr' (train)")
     images_key, phis_key, boxes_key = keys
     phis = mat_array(mat, phis_key, root)
     if phis.ndim != 2 or phis.shape[1] != 87:
-        raise DatasetError(root, f"{phis_key!r} has shape {phis.shape}, expected (N, 87)")
+        raise FileError(root, f"{phis_key!r} has shape {phis.shape}, expected (N, 87)")
     n = len(phis)
     boxes = mat_array(mat, boxes_key, root, (n, 4))
     if images_key not in mat:
-        raise DatasetError(root, f"missing key {images_key!r}")
+        raise FileError(root, f"missing key {images_key!r}")
     images = np.asarray(mat[images_key], dtype=object).ravel()
     if len(images) != n:
-        raise DatasetError(root, f"{images_key!r} has {len(images)} images but {phis_key!r} has {n} rows")
+        raise FileError(root, f"{images_key!r} has {len(images)} images but {phis_key!r} has {n} rows")
     samples = []
     for i in range(n):
         raw = np.stack([phis[i, :29], phis[i, 29:58]], axis=-1) - 1.0
@@ -83,5 +83,5 @@ def _image(value: object, path: Path, i: int) -> np.ndarray:
         image = image[..., ::-1]  # MATLAB images are RGB
     try:
         return to_bgr8(np.ascontiguousarray(image), f"{path} image {i + 1}")
-    except ImageError as e:
-        raise DatasetError(path, f"image {i + 1}: {e.problem}") from e
+    except FileError as e:
+        raise FileError(path, f"image {i + 1}: {e.problem}") from e

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from facemtl.data._common import require
-from facemtl.data.sample import DatasetError, Sample
+from facemtl.data.sample import Sample
+from facemtl.io import FileError
 
 
 def read_dlib_xml(root: str | Path, per_image: bool = False) -> list[Sample]:
@@ -30,12 +31,12 @@ def read_dlib_xml(root: str | Path, per_image: bool = False) -> list[Sample]:
     try:
         tree = ET.parse(root)
     except ET.ParseError as e:
-        raise DatasetError(root, f"invalid XML: {e}") from e
+        raise FileError(root, f"invalid XML: {e}") from e
     samples = []
     for image in tree.getroot().iter("image"):
         name = image.get("file")
         if name is None:
-            raise DatasetError(root, "<image> without a 'file' attribute")
+            raise FileError(root, "<image> without a 'file' attribute")
         meta = {k: _int(image, k, root) for k in ("width", "height") if image.get(k) is not None}
         faces = [_face(box, root, name) for box in image.iter("box")]
         path = str(root.parent / name)
@@ -54,7 +55,7 @@ def _int(element: ET.Element, key: str, path: Path) -> int:
     try:
         return int(element.get(key))
     except (TypeError, ValueError):
-        raise DatasetError(path, f"<{element.tag}> attribute {key}={element.get(key)!r} is not an integer") from None
+        raise FileError(path, f"<{element.tag}> attribute {key}={element.get(key)!r} is not an integer") from None
 
 
 def _face(box: ET.Element, path: Path, name: str) -> tuple[np.ndarray, np.ndarray | None, bool, bool]:
@@ -68,7 +69,7 @@ def _face(box: ET.Element, path: Path, name: str) -> tuple[np.ndarray, np.ndarra
     named = sorted((_name_key(p.get("name", "")), _int(p, "x", path), _int(p, "y", path)) for p in parts)
     keys = [k for k, _, _ in named]
     if len(set(keys)) != len(keys):
-        raise DatasetError(path, f"{name}: a box repeats part names")
+        raise FileError(path, f"{name}: a box repeats part names")
     points = np.array([(x, y) for _, x, y in named], dtype=np.float64)
     return xyxy, points, keys == [(0, i) for i in range(68)], ignore
 

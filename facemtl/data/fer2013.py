@@ -8,7 +8,7 @@ Two layouts are read:
 * one ``.npz`` per split (``train.npz``, ``validation.npz``, ``test.npz``) with ``images``
   (uint8 N x 48 x 48), ``labels`` and ``classes`` (the name of each label value).
 
-Labels are mapped onto :data:`facemtl.data.sample.EXPRESSIONS` order.
+Labels are mapped onto :data:`facemtl.contract.EXPRESSIONS` order.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from facemtl.data.sample import EXPRESSIONS, DatasetError, Sample
+from facemtl.contract import EXPRESSIONS
+from facemtl.data.sample import Sample
+from facemtl.io import FileError
 
 SPLITS = ("train", "validation", "test")
 CSV_USAGE = {"train": "Training", "validation": "PublicTest", "test": "PrivateTest"}
@@ -37,7 +39,7 @@ def load_fer2013_arrays(root: str | Path, split: str = "train") -> tuple[np.ndar
     (the csv's ``Training``, ``PublicTest``, ``PrivateTest``).
 
     Returns ``images`` uint8 (N, 48, 48) grey and ``labels`` int64 (N,) indexing
-    :data:`EXPRESSIONS`. Raises :class:`DatasetError` naming the file (and csv line) on
+    :data:`EXPRESSIONS`. Raises :class:`FileError` naming the file (and csv line) on
     missing or malformed input.
     """
     if split not in SPLITS:
@@ -49,7 +51,7 @@ def load_fer2013_arrays(root: str | Path, split: str = "train") -> tuple[np.ndar
         return _read_npz(root / f"{split}.npz")
     if (root / "fer2013.csv").is_file():
         return _read_csv(root / "fer2013.csv", split)
-    raise DatasetError(root, f"no {split}.npz or fer2013.csv found")
+    raise FileError(root, f"no {split}.npz or fer2013.csv found")
 
 
 def read_fer2013(root: str | Path, split: str = "train") -> list[Sample]:
@@ -77,22 +79,22 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in ("images", "labels", "classes") if key in data.files}
     except (OSError, ValueError) as e:
-        raise DatasetError(path, f"not a readable .npz ({e})") from e
+        raise FileError(path, f"not a readable .npz ({e})") from e
     missing = {"images", "labels", "classes"} - set(arrays)
     if missing:
-        raise DatasetError(path, f"missing arrays {sorted(missing)}")
+        raise FileError(path, f"missing arrays {sorted(missing)}")
     images, labels, classes = arrays["images"], arrays["labels"], arrays["classes"]
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (SIZE, SIZE):
-        raise DatasetError(path, f"images must be uint8 (N, {SIZE}, {SIZE}), got {images.dtype} {images.shape}")
+        raise FileError(path, f"images must be uint8 (N, {SIZE}, {SIZE}), got {images.dtype} {images.shape}")
     if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
-        raise DatasetError(path, f"labels must be {len(images)} integers, got {labels.dtype} {labels.shape}")
+        raise FileError(path, f"labels must be {len(images)} integers, got {labels.dtype} {labels.shape}")
     to_ours = np.array([_expression_index(str(name)) for name in classes], dtype=object)
     unknown = [str(name) for name, index in zip(classes, to_ours) if index is None]
     if unknown:
-        raise DatasetError(path, f"unknown classes {unknown}; expected names of {EXPRESSIONS}")
+        raise FileError(path, f"unknown classes {unknown}; expected names of {EXPRESSIONS}")
     bad = (labels < 0) | (labels >= len(classes))
     if bad.any():
-        raise DatasetError(path, f"label {labels[bad][0]} at index {int(np.argmax(bad))} is not a class index "
+        raise FileError(path, f"label {labels[bad][0]} at index {int(np.argmax(bad))} is not a class index "
                                  f"(0..{len(classes) - 1})")
     return images, to_ours.astype(np.int64)[labels]
 
@@ -107,34 +109,34 @@ def _read_csv(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
             header = [name.strip() for name in next(reader, [])]
             missing = {"emotion", "pixels", "Usage"} - set(header)
             if missing:
-                raise DatasetError(path, f"line 1: header {header} lacks columns {sorted(missing)}")
+                raise FileError(path, f"line 1: header {header} lacks columns {sorted(missing)}")
             col = {name: header.index(name) for name in ("emotion", "pixels", "Usage")}
             for row in reader:
                 where = f"line {reader.line_num}"
                 if not row:
                     continue
                 if len(row) != len(header):
-                    raise DatasetError(path, f"{where}: {len(row)} fields, expected {len(header)}")
+                    raise FileError(path, f"{where}: {len(row)} fields, expected {len(header)}")
                 row_usage = row[col["Usage"]].strip()
                 if row_usage not in CSV_USAGE.values():
-                    raise DatasetError(path, f"{where}: unknown Usage {row_usage!r}")
+                    raise FileError(path, f"{where}: unknown Usage {row_usage!r}")
                 if row_usage != usage:
                     continue
                 try:
                     emotion = int(row[col["emotion"]])
                     pixels = np.array(row[col["pixels"]].split(), dtype=np.int64)
                 except ValueError as e:
-                    raise DatasetError(path, f"{where}: not an integer ({e})") from e
+                    raise FileError(path, f"{where}: not an integer ({e})") from e
                 if not 0 <= emotion < len(FER_CLASSES):
-                    raise DatasetError(path, f"{where}: emotion {emotion} not in 0..{len(FER_CLASSES) - 1}")
+                    raise FileError(path, f"{where}: emotion {emotion} not in 0..{len(FER_CLASSES) - 1}")
                 if pixels.size != SIZE * SIZE:
-                    raise DatasetError(path, f"{where}: {pixels.size} pixels, expected {SIZE * SIZE}")
+                    raise FileError(path, f"{where}: {pixels.size} pixels, expected {SIZE * SIZE}")
                 if pixels.min() < 0 or pixels.max() > 255:
-                    raise DatasetError(path, f"{where}: pixel values outside 0..255")
+                    raise FileError(path, f"{where}: pixel values outside 0..255")
                 images.append(pixels.astype(np.uint8).reshape(SIZE, SIZE))
                 labels.append(fer_to_ours[emotion])
     except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DatasetError(path, f"not a readable csv ({e})") from e
+        raise FileError(path, f"not a readable csv ({e})") from e
     if not images:
-        raise DatasetError(path, f"no {usage} rows")
+        raise FileError(path, f"no {usage} rows")
     return np.stack(images), np.array(labels, dtype=np.int64)

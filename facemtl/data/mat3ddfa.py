@@ -30,10 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+from facemtl.contract import EXPRESSIONS, landmark_box
 from facemtl.data._common import find_image, load_mat, mat_array, mat_scalar, read_each, require
-from facemtl.data.sample import EXPRESSIONS, DatasetError, Sample
-from facemtl.data.transforms import landmark_box
+from facemtl.data.sample import Sample
 from facemtl.geometry.rotations import pose_para_to_ypr
+from facemtl.io import FileError
 
 # 300W-LP release folders whose .mat files are not per-image annotations.
 _SKIP_FOLDERS = {"landmarks", "Code"}
@@ -107,7 +108,7 @@ def _mat_files(root: str | Path) -> list[Path]:
 def _pose(mat: dict, path: Path) -> tuple[np.ndarray, np.ndarray]:
     pose_para = mat_array(mat, "Pose_Para", path, (1, 7))[0]
     if not np.all(np.isfinite(pose_para)):
-        raise DatasetError(path, f"'Pose_Para' has non-finite values {pose_para.tolist()}")
+        raise FileError(path, f"'Pose_Para' has non-finite values {pose_para.tolist()}")
     return pose_para_to_ypr(pose_para), pose_para
 
 
@@ -134,7 +135,7 @@ def _read_aflw2000_one(path: Path) -> Sample:
 def _read_synth_one(path: Path) -> Sample:
     mat = load_mat(path)
     if "n_faces" in mat:
-        raise DatasetError(path, "a scene file (several faces, 'n_faces'): read it with read_synth_scenes "
+        raise FileError(path, "a scene file (several faces, 'n_faces'): read it with read_synth_scenes "
                                  "(dataset 'synth-scenes')")
     pose, pose_para = _pose(mat, path)
     landmarks = mat_array(mat, "pt2d_68", path, (2, 68)).T
@@ -165,18 +166,18 @@ def _read_scene_one(path: Path) -> Sample:
     mat = load_mat(path)
     n = int(mat_scalar(mat, "n_faces", path)) if "n_faces" in mat else 1
     if n < 1:
-        raise DatasetError(path, f"'n_faces' is {n}, expected >= 1")
+        raise FileError(path, f"'n_faces' is {n}, expected >= 1")
 
     def faces(key: str) -> np.ndarray:
         value = mat_array(mat, key, path)
         shape = (n,) + _SCENE_KEYS[key]
         if value.size != np.prod(shape):  # also catches an n_faces that disagrees with the arrays
-            raise DatasetError(path, f"{key!r} has shape {value.shape}, expected {n} faces of {_SCENE_KEYS[key]}")
+            raise FileError(path, f"{key!r} has shape {value.shape}, expected {n} faces of {_SCENE_KEYS[key]}")
         return value.reshape(shape)
 
     pose_para = faces("Pose_Para")
     if not np.all(np.isfinite(pose_para)):
-        raise DatasetError(path, "'Pose_Para' has non-finite values")
+        raise FileError(path, "'Pose_Para' has non-finite values")
     landmarks = faces("pt2d_68").transpose(0, 2, 1)
     roi = faces("roi") if "roi" in mat else np.concatenate([landmarks.min(1), landmarks.max(1)], axis=1)
     meta = {"pose": pose_para_to_ypr(pose_para), "pose_para": pose_para, "landmarks": landmarks,
@@ -199,8 +200,8 @@ def _read_scene_one(path: Path) -> Sample:
 def _expression(value: int | float | str, path: Path) -> int | None:
     if isinstance(value, str):
         if value not in EXPRESSIONS:
-            raise DatasetError(path, f"'expr_class' {value!r} is not one of {EXPRESSIONS}")
+            raise FileError(path, f"'expr_class' {value!r} is not one of {EXPRESSIONS}")
         return EXPRESSIONS.index(value)
     if not (np.isfinite(value) and value == int(value) and -1 <= value < len(EXPRESSIONS)):
-        raise DatasetError(path, f"'expr_class' {value} is not -1 or an index into {EXPRESSIONS}")
+        raise FileError(path, f"'expr_class' {value} is not -1 or an index into {EXPRESSIONS}")
     return None if value == -1 else int(value)

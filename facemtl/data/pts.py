@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from facemtl.contract import landmark_box
 from facemtl.data._common import find_image, parse_floats, read_each, require
-from facemtl.data.sample import DatasetError, Sample
-from facemtl.data.transforms import landmark_box
+from facemtl.data.sample import Sample
+from facemtl.io import FileError
 
 _N_POINTS = re.compile(r"^n_points\s*:\s*(\S+)$")
 
@@ -31,36 +32,36 @@ _N_POINTS = re.compile(r"^n_points\s*:\s*(\S+)$")
 def read_pts(path: str | Path, one_based: bool = True) -> np.ndarray:
     """Points of one ``.pts`` file as (n_points, 2) float64, 0-based (see the module docstring).
 
-    ``one_based=False`` keeps the numbers as written. Raises :class:`DatasetError` for a
+    ``one_based=False`` keeps the numbers as written. Raises :class:`FileError` for a
     missing header, a truncated file, a bad number or a count that disagrees with ``n_points``.
     """
     path = Path(path)
     if not path.is_file():
-        raise DatasetError(path, "file not found")
+        raise FileError(path, "file not found")
     lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
     lines = [line for line in lines if line]
     if len(lines) < 3 or not lines[0].startswith("version"):
-        raise DatasetError(path, "not a .pts file: expected 'version:', 'n_points:' and '{' header lines")
+        raise FileError(path, "not a .pts file: expected 'version:', 'n_points:' and '{' header lines")
     match = _N_POINTS.match(lines[1])
     if match is None:
-        raise DatasetError(path, f"line 2: expected 'n_points: N', got {lines[1]!r}")
+        raise FileError(path, f"line 2: expected 'n_points: N', got {lines[1]!r}")
     try:
         n = int(match.group(1))
     except ValueError:
-        raise DatasetError(path, f"line 2: unparsable number of points {match.group(1)!r}") from None
+        raise FileError(path, f"line 2: unparsable number of points {match.group(1)!r}") from None
     if lines[2] != "{":
-        raise DatasetError(path, f"line 3: expected '{{', got {lines[2]!r}")
+        raise FileError(path, f"line 3: expected '{{', got {lines[2]!r}")
     body = lines[3:]
     if "}" not in body:
-        raise DatasetError(path, f"truncated: no closing '}}' ({len(body)} of {n} points)")
+        raise FileError(path, f"truncated: no closing '}}' ({len(body)} of {n} points)")
     body = body[: body.index("}")]
     if len(body) != n:
-        raise DatasetError(path, f"has {len(body)} points, n_points says {n}")
+        raise FileError(path, f"has {len(body)} points, n_points says {n}")
     points = np.empty((n, 2))
     for i, line in enumerate(body):
         tokens = line.split()
         if len(tokens) != 2:
-            raise DatasetError(path, f"point {i + 1}: expected 'x y', got {line!r}")
+            raise FileError(path, f"point {i + 1}: expected 'x y', got {line!r}")
         points[i] = parse_floats(tokens, path, f"point {i + 1}")
     return points - 1.0 if one_based else points
 
@@ -85,7 +86,7 @@ def read_300vw(root: str | Path, skip_errors: bool = False, one_based: bool = Tr
     root = require(Path(root), "300VW root folder", is_dir=True)
     paths = sorted(root.glob("*/annot/*.pts"))
     if not paths:
-        raise DatasetError(root, "no */annot/*.pts files")
+        raise FileError(root, "no */annot/*.pts files")
 
     def read_one(path: Path) -> Sample:
         video = path.parent.parent
@@ -99,7 +100,7 @@ def read_300vw(root: str | Path, skip_errors: bool = False, one_based: bool = Tr
 def _sample(source: str, path: Path, image: Path, one_based: bool) -> Sample:
     points = read_pts(path, one_based)
     if len(points) == 0:
-        raise DatasetError(path, "has no points")
+        raise FileError(path, "has no points")
     is_68 = len(points) == 68
     return Sample(source=source, image_path=str(image), box=landmark_box(points),
                   landmarks=points if is_68 else None, raw_landmarks=None if is_68 else points,

@@ -14,8 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from facemtl.contract import EXPRESSIONS
 from facemtl.data._common import require
-from facemtl.data.sample import EXPRESSIONS, DatasetError, Sample
+from facemtl.data.sample import Sample
+from facemtl.io import FileError
 
 LABEL_FILE = "list_patition_label.txt"
 # RAF-DB label - 1 -> EXPRESSIONS name.
@@ -28,7 +30,7 @@ def read_rafdb(root: str | Path, split: Optional[str] = "train", aligned: bool =
 
     ``aligned`` picks ``Image/aligned/<name>_aligned.jpg`` (100x100 aligned faces) instead of
     ``Image/original/<name>``. ``meta`` holds ``split`` and ``name`` (the label file's name).
-    Raises :class:`DatasetError` naming the file (and line) for a missing label file or image
+    Raises :class:`FileError` naming the file (and line) for a missing label file or image
     folder, a malformed line, an unknown label or a missing image.
     """
     if split is not None and split not in SPLITS:
@@ -36,27 +38,27 @@ def read_rafdb(root: str | Path, split: Optional[str] = "train", aligned: bool =
     root = Path(root)
     label_file = next((p for p in (root / "EmoLabel" / LABEL_FILE, root / LABEL_FILE) if p.is_file()), None)
     if label_file is None:
-        raise DatasetError(root, f"no EmoLabel/{LABEL_FILE} or {LABEL_FILE} found")
+        raise FileError(root, f"no EmoLabel/{LABEL_FILE} or {LABEL_FILE} found")
     image_dir = root / "Image" / ("aligned" if aligned else "original")
     if not image_dir.is_dir():
-        raise DatasetError(image_dir, f"image folder not found (aligned={not aligned} reads the other one)")
+        raise FileError(image_dir, f"image folder not found (aligned={not aligned} reads the other one)")
     samples = []
     try:
         lines = label_file.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as e:
-        raise DatasetError(label_file, f"not a readable text file ({e})") from e
+        raise FileError(label_file, f"not a readable text file ({e})") from e
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         fields = line.split()
         if len(fields) != 2 or not fields[1].isdigit():
-            raise DatasetError(label_file, f"line {number}: expected '<image name> <label 1-7>', got {line!r}")
+            raise FileError(label_file, f"line {number}: expected '<image name> <label 1-7>', got {line!r}")
         name, label = fields[0], int(fields[1])
         if not 1 <= label <= len(RAF_CLASSES):
-            raise DatasetError(label_file, f"line {number}: label {label} not in 1..{len(RAF_CLASSES)}")
+            raise FileError(label_file, f"line {number}: label {label} not in 1..{len(RAF_CLASSES)}")
         row_split = name.split("_")[0]
         if row_split not in SPLITS:
-            raise DatasetError(label_file, f"line {number}: image name {name!r} does not start with train_ or test_")
+            raise FileError(label_file, f"line {number}: image name {name!r} does not start with train_ or test_")
         if split is not None and row_split != split:
             continue
         path = require(image_dir / (f"{Path(name).stem}_aligned{Path(name).suffix}" if aligned else name),
@@ -65,5 +67,5 @@ def read_rafdb(root: str | Path, split: Optional[str] = "train", aligned: bool =
                               expression=EXPRESSIONS.index(RAF_CLASSES[label - 1]),
                               meta={"split": row_split, "name": name}))
     if not samples:
-        raise DatasetError(label_file, f"no {split or 'train/test'} images listed")
+        raise FileError(label_file, f"no {split or 'train/test'} images listed")
     return samples

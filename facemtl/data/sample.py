@@ -13,7 +13,7 @@ Conventions (shared by the whole package):
 * ``landmarks`` is (68, 2) in iBUG-68 order. Datasets with another scheme map what they can
   onto the 68 points and leave the others ``NaN``; their own points stay in ``raw_landmarks``.
 * ``visibility`` is (68,) with 1 = visible, 0 = occluded/self-occluded, ``NaN`` = unknown.
-* ``expression`` indexes :data:`EXPRESSIONS`.
+* ``expression`` indexes :data:`facemtl.contract.EXPRESSIONS`.
 
 Every label is optional: ``None`` means the dataset does not carry it.
 """
@@ -21,22 +21,11 @@ Every label is optional: ``None`` means the dataset does not carry it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-# AffectNet's order of the seven basic expressions; readers map their own orders onto it.
-EXPRESSIONS: tuple[str, ...] = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "angry")
-
-
-class DatasetError(ValueError):
-    """A dataset file is missing or malformed; the message names the file and the problem."""
-
-    def __init__(self, path: str | Path, problem: str):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
+from facemtl.io import FileError
 
 
 @dataclass
@@ -51,7 +40,7 @@ class Sample:
     landmarks: Optional[np.ndarray] = None  # (68, 2), NaN rows where not annotated
     landmarks_3d: Optional[np.ndarray] = None  # (68, 3)
     visibility: Optional[np.ndarray] = None  # (68,) 1 visible, 0 hidden, NaN unknown
-    expression: Optional[int] = None  # index into EXPRESSIONS
+    expression: Optional[int] = None  # index into facemtl.contract.EXPRESSIONS
     boxes: Optional[np.ndarray] = None  # (N, 4) all faces of an image (detection datasets)
     raw_landmarks: Optional[np.ndarray] = None  # (K, 2) the dataset's own points
     meta: dict[str, Any] = field(default_factory=dict)  # dataset-specific extras
@@ -70,7 +59,7 @@ class Sample:
         if self.image is not None:
             return self.image
         if self.image_path is None:
-            raise DatasetError(self.source, "sample has neither an image nor an image path")
+            raise FileError(self.source, "sample has neither an image nor an image path")
         from facemtl.io import read_image
 
         return read_image(self.image_path)

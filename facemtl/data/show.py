@@ -19,7 +19,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from facemtl.data.sample import EXPRESSIONS, Sample
+from facemtl.contract import EXPRESSIONS
+from facemtl.data.sample import Sample
 
 # Crop side = CROP_SCALE x the face box's longer side: room for the pose axes.
 CROP_SCALE = 1.6
@@ -45,23 +46,22 @@ def run(args: argparse.Namespace) -> int:
     import cv2
 
     from facemtl.data.registry import load_dataset
-    from facemtl.data.sample import DatasetError
-    from facemtl.io import ImageError
+    from facemtl.io import FileError
 
     if args.n < 1 or args.cols < 1 or args.size < 16:
         return _fail("--n and --cols must be >= 1 and --size >= 16")
     try:
         options = dict(_parse_option(text) for text in args.option)
         if not Path(args.root).exists():
-            raise DatasetError(args.root, "dataset root not found")
+            raise FileError(args.root, "dataset root not found")
         samples = load_dataset(args.dataset, args.root, **options)
         if not samples:
-            raise DatasetError(args.root, f"no {args.dataset} samples found")
+            raise FileError(args.root, f"no {args.dataset} samples found")
         grid = render_grid(samples, n=args.n, seed=args.seed, cols=args.cols, size=args.size,
                            labels=not args.no_labels)
     except KeyError as e:  # unknown dataset name
         return _fail(e.args[0])
-    except (ValueError, DatasetError, ImageError) as e:
+    except (ValueError, FileError, FileError) as e:
         return _fail(str(e))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +91,7 @@ def render_grid(samples: Sequence[Sample], n: int = 8, seed: int = 0, cols: int 
 
 def render_tile(sample: Sample, size: int = 256, labels: bool = True) -> np.ndarray:
     """The sample's face crop, ``size`` x ``size`` BGR uint8, with its labels drawn if ``labels``."""
-    from facemtl.data.transforms import apply_affine, crop_face, landmark_box
+    from facemtl.contract import apply_affine, crop_face, landmark_box
 
     image = sample.load_image()
     has_landmarks = sample.landmarks is not None and np.isfinite(sample.landmarks).any()

@@ -1,10 +1,6 @@
-"""Face crops and augmentations, in numpy + OpenCV (shared by training, evaluation and inference).
+"""Which box a sample's face is cropped around, flips and augmentations, in numpy + OpenCV.
 
-Coordinates are 0-based pixel indices (pixel ``i`` covers ``[i - 0.5, i + 0.5]``). A face crop is
-the square of side ``crop_scale * max(w, h)`` centred on the box ``[x1, y1, x2, y2]``, resampled
-to ``size x size``: its edges map to the crop's edges, so a point ``p`` goes to
-``s * (p - c) + (size - 1) / 2`` with ``s = size / side``. Normalised crop coordinates put the
-crop's edges at 0 and 1: ``(p_crop + 0.5) / size`` (see ``docs/model-format.md``).
+The crop itself and its coordinates are the model contract (:mod:`facemtl.contract`).
 """
 
 from __future__ import annotations
@@ -13,6 +9,9 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from facemtl.contract import landmark_box
+from facemtl.data.sample import Sample
 
 # iBUG-68 index of each point's mirror image under a horizontal flip.
 FLIP_68 = np.array(
@@ -27,70 +26,6 @@ FLIP_68 = np.array(
     + [64, 63, 62, 61, 60]  # inner lips, top
     + [67, 66, 65]  # inner lips, bottom
 )
-
-
-def crop_matrix(box: np.ndarray, crop_scale: float, size: int) -> np.ndarray:
-    """2x3 affine matrix from image pixels to crop pixels for the square crop around ``box``.
-
-    ``box``: (..., 4) ``[x1, y1, x2, y2]``. Returns (..., 2, 3).
-    """
-    box = np.asarray(box, dtype=np.float64)
-    cx = (box[..., 0] + box[..., 2]) / 2
-    cy = (box[..., 1] + box[..., 3]) / 2
-    side = crop_scale * np.maximum(box[..., 2] - box[..., 0], box[..., 3] - box[..., 1])
-    s = size / np.maximum(side, 1e-6)
-    m = np.zeros(box.shape[:-1] + (2, 3))
-    m[..., 0, 0] = s
-    m[..., 1, 1] = s
-    m[..., 0, 2] = (size - 1) / 2 - s * cx
-    m[..., 1, 2] = (size - 1) / 2 - s * cy
-    return m
-
-
-def apply_affine(points: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """Map (..., K, 2) points by (..., 2, 3) affine matrices (NaN points stay NaN)."""
-    return points @ np.swapaxes(m[..., :2], -1, -2) + m[..., None, :, 2]
-
-
-def invert_affine(m: np.ndarray) -> np.ndarray:
-    """Inverse of (..., 2, 3) affine matrices."""
-    a = np.linalg.inv(m[..., :2])
-    return np.concatenate([a, -(a @ m[..., :, 2:])], axis=-1)
-
-
-def crop_face(image: np.ndarray, box: np.ndarray, crop_scale: float, size: int,
-              interpolation: int = cv2.INTER_LINEAR) -> tuple[np.ndarray, np.ndarray]:
-    """Cut the square face crop around ``box``; returns ``(crop (size, size, C), matrix (2, 3))``.
-
-    The matrix maps image pixels to crop pixels (:func:`crop_matrix`). Pixels outside the image
-    are 0. Shrinking by more than 2x first blurs with INTER_AREA-like pre-scaling so small crops
-    do not alias. Only the part of the image the crop covers (plus a 2-pixel margin for the
-    interpolation) is read: pre-shrinking a whole 12-megapixel photo for each face would dominate
-    the run time.
-    """
-    m = crop_matrix(box, crop_scale, size)
-    if not np.all(np.isfinite(m)):
-        raise ValueError(f"crop_face: box {np.asarray(box).tolist()} is not finite")
-    h, w = image.shape[:2]
-    half = crop_scale * max(box[2] - box[0], box[3] - box[1]) / 2 + 2
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    x0, y0 = int(np.clip(np.floor(cx - half), 0, w - 1)), int(np.clip(np.floor(cy - half), 0, h - 1))
-    x1, y1 = int(np.clip(np.ceil(cx + half) + 1, x0 + 1, w)), int(np.clip(np.ceil(cy + half) + 1, y0 + 1, h))
-    region = image[y0:y1, x0:x1]
-    m_region = m.copy()
-    m_region[:, 2] += m[:, :2] @ np.array([x0, y0], dtype=np.float64)  # region pixels -> crop pixels
-    scale = m[0, 0]
-    if scale < 0.5:
-        # Pre-shrink the region: bilinear warping alone would alias at strong downscaling.
-        rh, rw = region.shape[:2]
-        sw, sh = max(1, round(rw * scale * 2)), max(1, round(rh * scale * 2))
-        region = cv2.resize(region, (sw, sh), interpolation=cv2.INTER_AREA)
-        fx, fy = sw / rw, sh / rh
-        pre = np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5], [0, 0, 1]])
-        m_region = m_region @ np.linalg.inv(pre)
-    crop = cv2.warpAffine(region, m_region, (size, size), flags=interpolation,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return crop, m
 
 
 # Landmark-box side / image side of the tight face crops of expression datasets (FER2013, CK+48:
@@ -109,9 +44,15 @@ def tight_crop_box(width: int, height: int) -> np.ndarray:
     return np.array([cx - half, cy - half, cx + half, cy + half])
 
 
-def landmark_box(landmarks: np.ndarray) -> np.ndarray:
-    """Tight box ``[x1, y1, x2, y2]`` of (..., K, 2) landmarks, ignoring NaN points."""
-    return np.concatenate([np.nanmin(landmarks, axis=-2), np.nanmax(landmarks, axis=-2)], axis=-1)
+def face_box(sample: Sample, image: np.ndarray) -> np.ndarray:
+    """The box every model input of a labelled sample is cropped around (training and evaluation):
+    the tight landmark box, else the sample's box, else (expression datasets of tight face
+    crops) :func:`tight_crop_box` of the whole image."""
+    if sample.landmarks is not None and np.isfinite(sample.landmarks).any():
+        return landmark_box(sample.landmarks)
+    if sample.box is not None:
+        return np.asarray(sample.box, dtype=np.float64)
+    return tight_crop_box(image.shape[1], image.shape[0])
 
 
 def flip_pose(pose: np.ndarray) -> np.ndarray:

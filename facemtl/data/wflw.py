@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from facemtl.data._common import map_to_68, parse_floats, require
-from facemtl.data.sample import DatasetError, Sample
+from facemtl.data.sample import Sample
+from facemtl.io import FileError
 
 # WFLW index of each iBUG-68 point: the jaw takes every other contour point, the brows their
 # upper contour, the eyes drop the two mid-lid points, the nose and mouth map one to one;
@@ -54,7 +55,7 @@ def read_wflw(root: str | Path, images: str | Path | None = None) -> list[Sample
         if not fields:
             continue
         if len(fields) != _N_FIELDS:
-            raise DatasetError(root, f"line {n}: {len(fields)} fields, expected {_N_FIELDS} "
+            raise FileError(root, f"line {n}: {len(fields)} fields, expected {_N_FIELDS} "
                                      "(196 coordinates, 4 box, 6 attributes, image name)")
         values = parse_floats(fields[:-1], root, f"line {n}")
         raw = values[:196].reshape(98, 2)
@@ -62,7 +63,7 @@ def read_wflw(root: str | Path, images: str | Path | None = None) -> list[Sample
         samples.append(Sample(source="wflw", image_path=str(images / fields[-1]), box=values[196:200],
                               landmarks=wflw_to_68(raw), raw_landmarks=raw, meta=meta))
     if not samples:
-        raise DatasetError(root, "no annotation lines")
+        raise FileError(root, "no annotation lines")
     return samples
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from facemtl.data._common import parse_floats, require
-from facemtl.data.sample import DatasetError, Sample
+from facemtl.data.sample import Sample
+from facemtl.io import FileError
 
 ATTRIBUTES = ("blur", "expression", "illumination", "invalid", "occlusion", "pose")
 
@@ -36,20 +37,20 @@ def read_wider(root: str | Path, images: str | Path | None = None) -> list[Sampl
         if not name:
             continue
         if n >= len(lines):
-            raise DatasetError(root, f"line {n}: truncated after image name {name!r}")
+            raise FileError(root, f"line {n}: truncated after image name {name!r}")
         count_text = lines[n].strip()
         if not count_text.isdigit():
-            raise DatasetError(root, f"line {n + 1}: expected the face count of {name!r}, got {count_text!r}")
+            raise FileError(root, f"line {n + 1}: expected the face count of {name!r}, got {count_text!r}")
         count = int(count_text)
         n += 1
         rows = lines[n:n + max(count, 1)]  # a count of 0 is followed by one placeholder line
         if len(rows) < max(count, 1):
-            raise DatasetError(root, f"line {n + 1}: truncated, {name!r} has {len(rows)} of {count} face lines")
+            raise FileError(root, f"line {n + 1}: truncated, {name!r} has {len(rows)} of {count} face lines")
         faces = np.zeros((count, 10))
         for i, row in enumerate(rows[:count]):
             fields = row.split()
             if len(fields) != 10:
-                raise DatasetError(root, f"line {n + i + 1}: {len(fields)} fields, expected 10 "
+                raise FileError(root, f"line {n + i + 1}: {len(fields)} fields, expected 10 "
                                          "(x y w h blur expression illumination invalid occlusion pose)")
             faces[i] = parse_floats(fields, root, f"line {n + i + 1}")
         n += max(count, 1)
@@ -59,7 +60,7 @@ def read_wider(root: str | Path, images: str | Path | None = None) -> list[Sampl
         samples.append(Sample(source="wider", image_path=str(images / name),
                               boxes=np.stack([x, y, x + w, y + h], axis=-1), meta=meta))
     if not samples:
-        raise DatasetError(root, "no images listed")
+        raise FileError(root, "no images listed")
     return samples
 
 

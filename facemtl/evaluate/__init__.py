@@ -1,1 +1,1 @@
-"""Evaluation: the model evaluation protocol (``protocol``) and studies such as ``landmark_to_pose``."""
+"""Evaluation: the protocol that crops each labelled face, predicts and scores (``protocol``)."""

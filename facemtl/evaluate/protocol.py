@@ -1,7 +1,7 @@
 """The evaluation protocol: crop each labelled face around its ground-truth box, predict, score.
 
 Hopenet's AFLW2000 protocol crops around the ground-truth landmarks; facemtl crops every model
-input the same way (``facemtl.data.transforms.crop_face`` around the tight landmark box, the
+input the same way (``facemtl.contract.crop_face`` around the tight landmark box, the
 model's own ``crop_scale``), so the numbers are comparable across models and with inference.
 
 ``predict`` is any function from a uint8 BGR crop batch (N, S, S, 3) to the decoded outputs of
@@ -15,37 +15,30 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from facemtl.data.sample import EXPRESSIONS, Sample
-from facemtl.data.transforms import apply_affine, crop_face, invert_affine, landmark_box, tight_crop_box
+from facemtl.contract import EXPRESSIONS, crop_face, landmarks_to_image
+from facemtl.data.sample import Sample
+from facemtl.data.transforms import face_box
 from facemtl.metrics import (accuracy, macro_f1, mean_signed_error, nme, occlusion_recall_at_precision, pose_mae,
                              precision_recall_f1)
 
 Predict = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 
-def face_box(sample: Sample, image: np.ndarray) -> np.ndarray:
-    """The box the protocol crops around: the tight landmark box, else the sample's box, else
-    (expression datasets of tight face crops) :func:`tight_crop_box` of the whole image."""
-    if sample.landmarks is not None and np.isfinite(sample.landmarks).any():
-        return landmark_box(sample.landmarks)
-    if sample.box is not None:
-        return np.asarray(sample.box, dtype=np.float64)
-    return tight_crop_box(image.shape[1], image.shape[0])
-
-
 def predict_samples(predict: Predict, samples: Sequence[Sample], size: int, crop_scale: float,
                     batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Run ``predict`` on the protocol crops; landmarks come back in image pixels."""
+    """Run ``predict`` on the protocol crops; the result holds the model's outputs, except that
+    ``landmarks`` are decoded to image pixels (like :attr:`Sample.landmarks`)."""
     outputs: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(samples), batch_size):
         chunk = samples[start:start + batch_size]
         images = [s.load_image() for s in chunk]
         crops, mats = zip(*(crop_face(im, face_box(s, im), crop_scale, size) for s, im in zip(chunk, images)))
         out = predict(np.stack(crops))
+        decoded = dict(out)  # the predictor's own dict keeps the contract's crop coordinates
         if "landmarks" in out:
-            crop_px = np.asarray(out["landmarks"]) * size - 0.5
-            out["landmarks"] = apply_affine(crop_px, invert_affine(np.stack(mats)))
-        for k, v in out.items():
+            # In the predictor's dtype (float32) as the published figures were computed.
+            decoded["landmarks"] = landmarks_to_image(np.asarray(out["landmarks"]), np.stack(mats), size)
+        for k, v in decoded.items():
             outputs.setdefault(k, []).append(np.asarray(v))
     return {k: np.concatenate(v) for k, v in outputs.items()}
 

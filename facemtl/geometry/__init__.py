@@ -1,6 +1,6 @@
 """Geometry: rotations, head-pose conventions, PnP with the mean face, drawing (numpy; torch twins in ``rotations_torch``)."""
 
-from facemtl.geometry.conventions import convert, from_convention, read_biwi_pose
+from facemtl.geometry.conventions import convert, from_convention
 from facemtl.geometry.draw import draw_axes, draw_box, draw_cube, draw_landmarks
 from facemtl.geometry.pnp import (
     POINT_SUBSETS,
@@ -53,7 +53,6 @@ __all__ = [
     "matrix_to_quaternion",
     "pose_para_to_ypr",
     "quaternion_to_matrix",
-    "read_biwi_pose",
     "rot_x",
     "rot_y",
     "rot_z",

@@ -21,12 +21,10 @@ Sources (read in each project's code; "inferred" where the project does not stat
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from facemtl.data.sample import DatasetError
 from facemtl.geometry.rotations import (
     axis_angle_to_matrix,
     matrix_to_axis_angle,
@@ -83,28 +81,6 @@ def from_biwi(M: np.ndarray) -> np.ndarray:
 def to_biwi(R: np.ndarray) -> np.ndarray:
     """The 3x3 BIWI pose-file matrix (rows as in the file) of ``R``; the inverse of :func:`from_biwi`."""
     return np.asarray(R, dtype=np.float64).copy()
-
-
-def read_biwi_pose(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read a BIWI ``*_pose.txt``: returns (facemtl ``R`` (3, 3), head centre (3,) in mm).
-
-    The file holds the 3x3 rotation (three rows) then, after a blank line, the head centre in the
-    depth camera's frame (mm). Raises :class:`~facemtl.data.sample.DatasetError` naming the file.
-    """
-    try:
-        text = Path(path).read_text()
-    except OSError as e:
-        raise DatasetError(path, f"cannot read BIWI pose file ({e.strerror or e})") from e
-    try:
-        values = np.array([float(v) for v in text.split()])
-    except ValueError as e:
-        raise DatasetError(path, f"BIWI pose file has a non-numeric entry ({e})") from e
-    if values.size != 12:
-        raise DatasetError(path, f"BIWI pose file should hold 12 numbers (3x3 rotation + centre), found {values.size}")
-    M = values[:9].reshape(3, 3)
-    if not np.allclose(M @ M.T, np.eye(3), atol=1e-3) or np.linalg.det(M) < 0:
-        raise DatasetError(path, "BIWI pose file's 3x3 matrix is not a rotation")
-    return from_biwi(M), values[9:]
 
 
 # ---- OpenFace 2 -----------------------------------------------------------------------------------
@@ -246,7 +222,6 @@ __all__ = [
     "from_mediapipe",
     "from_openface",
     "from_opencv_rvec",
-    "read_biwi_pose",
     "to_6drepnet",
     "to_biwi",
     "to_img2pose",

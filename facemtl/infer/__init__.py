@@ -1,7 +1,7 @@
 """Inference with numpy, OpenCV and onnxruntime only (no torch): ``FaceAnalyzer`` and its results."""
 
-from facemtl.infer.analyzer import FaceAnalyzer, ModelError
+from facemtl.infer.analyzer import FaceAnalyzer
 from facemtl.infer.detector import available_detectors, create_detector
 from facemtl.infer.results import Expression, Face, Pose
 
-__all__ = ["Expression", "Face", "FaceAnalyzer", "ModelError", "Pose", "available_detectors", "create_detector"]
+__all__ = ["Expression", "Face", "FaceAnalyzer", "Pose", "available_detectors", "create_detector"]

@@ -1,7 +1,7 @@
 """``FaceAnalyzer``: image -> faces (box, landmarks, visibility, pose, expression), no torch.
 
 Pipeline per image: detect faces (or take the caller's boxes) -> cut the model's square crop
-around each box (:func:`facemtl.data.transforms.crop_face`, the one crop of training and
+around each box (:func:`facemtl.contract.crop_face`, the one crop of training and
 evaluation) -> run the ONNX model (``docs/model-format.md``) on all crops at once -> map the
 landmarks back to the image through the crop matrix -> re-crop once on the tight box of the
 predicted landmarks (the box the model is trained on; detector and tracker boxes only
@@ -16,10 +16,10 @@ from typing import Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from facemtl.data.transforms import apply_affine, crop_face, invert_affine, landmark_box
+from facemtl.contract import crop_face, landmark_box, landmarks_to_image
 from facemtl.geometry.rotations import euler_to_matrix, matrix_to_euler
 from facemtl.infer.detector import Detector, create_detector
-from facemtl.infer.onnx_model import DEFAULT_MODEL, ModelError, OnnxModel  # noqa: F401 (re-exported)
+from facemtl.infer.onnx_model import OnnxModel
 from facemtl.infer.results import Expression, Face, Pose
 from facemtl.io import read_image, to_bgr8
 
@@ -127,8 +127,7 @@ class FaceAnalyzer:
 
     def _landmarks(self, normalised: np.ndarray, matrices: np.ndarray) -> np.ndarray:
         """Normalised crop coordinates (N, 68, 2) -> image pixels through the crop matrices."""
-        crop_pixels = normalised.astype(np.float64) * self.input_size - 0.5
-        return apply_affine(crop_pixels, invert_affine(matrices))
+        return landmarks_to_image(normalised.astype(np.float64), matrices, self.input_size)
 
     def _decode(self, out: dict[str, np.ndarray], matrices: np.ndarray, boxes: np.ndarray,
                 scores: np.ndarray) -> list[Face]:

@@ -24,7 +24,7 @@ Detector = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 # Detector box -> landmark box, as (centre shift x, centre shift y) in box widths / heights and
 # (width, height) scale: medians over the 43 dlib-annotated faces of
-# ../shared/data/format-samples/dlib-faces (``python -m facemtl.infer.benchmark calibrate``).
+# ../shared/data/format-samples/dlib-faces (``python -m facemtl.tools.benchmark calibrate``).
 # The profile entry is for a face turned to the image's left, as the cascade sees it.
 BOX_TO_LANDMARKS: dict[str, tuple[float, float, float, float]] = {
     "frontal": (0.02, 0.14, 0.81, 0.79),

@@ -11,20 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from facemtl.data.sample import EXPRESSIONS
+from facemtl.contract import EXPRESSIONS, INPUT_NAME, OUTPUTS
+from facemtl.io import FileError
 
-# The contract's outputs, in the order export writes them (docs/model-format.md).
-CONTRACT_OUTPUTS = ("pose", "pose_std", "rotation", "landmarks", "visibility", "expression")
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "default.onnx"
-
-
-class ModelError(ValueError):
-    """A model file is missing or does not follow the ONNX contract; the message names the file."""
-
-    def __init__(self, path: str | Path, problem: str):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
 
 
 class OnnxModel:
@@ -44,12 +34,12 @@ class OnnxModel:
 
         if path is None:
             if not DEFAULT_MODEL.is_file():
-                raise ModelError(DEFAULT_MODEL, "no default model is shipped yet; pass an ONNX file that "
+                raise FileError(DEFAULT_MODEL, "no default model is shipped yet; pass an ONNX file that "
                                                 "follows docs/model-format.md")
             path = DEFAULT_MODEL
         path = Path(path)
         if not path.is_file():
-            raise ModelError(path, "model file not found")
+            raise FileError(path, "model file not found")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -57,26 +47,26 @@ class OnnxModel:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for bad files
-            raise ModelError(path, f"not a loadable ONNX model ({e})") from e
+            raise FileError(path, f"not a loadable ONNX model ({e})") from e
         meta = self.session.get_modelmeta().custom_metadata_map
         try:
             self.input_size = int(meta["facemtl_input_size"])
             self.crop_scale = float(meta["facemtl_crop_scale"])
         except (KeyError, ValueError) as e:
-            raise ModelError(path, f"metadata facemtl_input_size / facemtl_crop_scale missing or invalid ({e})") from e
+            raise FileError(path, f"metadata facemtl_input_size / facemtl_crop_scale missing or invalid ({e})") from e
         self.path = path
         self.name = meta.get("facemtl_model", "")
         self.expressions = tuple(meta["facemtl_expressions"].split(",")) if meta.get(
             "facemtl_expressions") else EXPRESSIONS
         inputs = {i.name: i for i in self.session.get_inputs()}
-        if "image" not in inputs:
-            raise ModelError(path, f"no input named 'image' (inputs: {', '.join(inputs)})")
-        batch_dim = inputs["image"].shape[0]
+        if INPUT_NAME not in inputs:
+            raise FileError(path, f"no input named '{INPUT_NAME}' (inputs: {', '.join(inputs)})")
+        batch_dim = inputs[INPUT_NAME].shape[0]
         self.fixed_batch = batch_dim if isinstance(batch_dim, int) else None
         self.max_batch = self.fixed_batch or max_batch
-        self.outputs = [o.name for o in self.session.get_outputs() if o.name in CONTRACT_OUTPUTS]
+        self.outputs = [o.name for o in self.session.get_outputs() if o.name in OUTPUTS]
         if not self.outputs:
-            raise ModelError(path, f"none of the contract outputs {', '.join(CONTRACT_OUTPUTS)}")
+            raise FileError(path, f"none of the contract outputs {', '.join(OUTPUTS)}")
 
     def predict(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         """uint8 BGR crops (N, S, S, 3), N >= 1 -> ``{output name: array with N rows}``."""
@@ -89,7 +79,7 @@ class OnnxModel:
             m = len(chunk)
             if self.fixed_batch is not None and m < self.fixed_batch:
                 chunk = np.concatenate([chunk, np.zeros((self.fixed_batch - m,) + chunk.shape[1:], np.float32)])
-            for name, value in zip(self.outputs, self.session.run(self.outputs, {"image": chunk})):
+            for name, value in zip(self.outputs, self.session.run(self.outputs, {INPUT_NAME: chunk})):
                 parts[name].append(np.asarray(value)[:m])
         return {name: np.concatenate(v) for name, v in parts.items()}
 

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+from facemtl.contract import LANDMARK_COLUMNS, N_LANDMARKS, expression_columns
 from facemtl.io import IMAGE_SUFFIXES, write_atomic
 
 
@@ -116,8 +117,8 @@ def draw_faces(image, faces) -> Any:
 def csv_rows(records: list[dict[str, Any]], expressions: tuple[str, ...]) -> list[list[Any]]:
     """Header and rows of the CSV: one row per face, one row per failed image."""
     header = (["image", "face", "x1", "y1", "x2", "y2", "score", "yaw", "pitch", "roll",
-               "yaw_std", "pitch_std", "roll_std", "expression"] + [f"p_{n}" for n in expressions]
-              + [f"x_{i}" for i in range(68)] + [f"y_{i}" for i in range(68)] + [f"v_{i}" for i in range(68)]
+               "yaw_std", "pitch_std", "roll_std", "expression"] + expression_columns(expressions)
+              + LANDMARK_COLUMNS
               + ["error"])
     rows: list[list[Any]] = [header]
     blank = [""] * (len(header) - 2)
@@ -132,8 +133,8 @@ def csv_rows(records: list[dict[str, Any]], expressions: tuple[str, ...]) -> lis
             row += (pose["uncertainty"] if pose and pose["uncertainty"] else [""] * 3)
             row += [expr["label"]] + [expr["probs"].get(n, "") for n in expressions] if expr else [""] * (
                 1 + len(expressions))
-            row += [p[0] for p in lm] + [p[1] for p in lm] if lm else [""] * 136
-            row += f["visibility"] if f["visibility"] else [""] * 68
+            row += [p[0] for p in lm] + [p[1] for p in lm] if lm else [""] * (2 * N_LANDMARKS)
+            row += f["visibility"] if f["visibility"] else [""] * N_LANDMARKS
             rows.append(row + [""])
     return [["" if v is None else v for v in row] for row in rows]
 
@@ -173,15 +174,15 @@ def _annotated_path(out_dir: Path, source: str, used: set[Path]) -> Path:
 def run(args: argparse.Namespace) -> int:
     import cv2
 
-    from facemtl.infer.analyzer import FaceAnalyzer, ModelError
-    from facemtl.io import ImageError, read_image
+    from facemtl.infer.analyzer import FaceAnalyzer
+    from facemtl.io import FileError, read_image
 
     # Decoder errors are reported per file below; OpenCV's own log lines would only repeat them.
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     try:
         given = read_boxes(args.boxes) if args.boxes else {}
         analyzer = FaceAnalyzer(args.model, detector=args.detector, threads=args.threads)
-    except (ModelError, ValueError) as e:
+    except (FileError, ValueError) as e:
         print(f"facemtl predict: {e}", file=sys.stderr)
         return 2
     items = expand_inputs(args.paths)
@@ -206,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
                 if not ok:
                     raise OSError(f"cannot encode {out}")
                 write_atomic(out, buf.tobytes())
-        except ImageError as e:
+        except FileError as e:
             record["error"] = e.problem
         except Exception as e:  # one bad file must not stop the batch: report it in its record
             record["error"] = f"{type(e).__name__}: {e}"

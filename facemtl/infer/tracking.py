@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Optional
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from facemtl.data.transforms import landmark_box
+from facemtl.contract import landmark_box
 from facemtl.geometry.rotations import euler_to_matrix
 from facemtl.infer.results import Face, Pose
 from facemtl.metrics.detection import iou

@@ -39,6 +39,8 @@ from typing import IO, TYPE_CHECKING, Iterator, Optional, Union
 import cv2
 import numpy as np
 
+from facemtl.contract import LANDMARK_COLUMNS, N_LANDMARKS, expression_columns
+
 if TYPE_CHECKING:
     from facemtl.infer.analyzer import FaceAnalyzer
     from facemtl.infer.tracking import TrackedFace
@@ -139,8 +141,8 @@ def read_frames(cap: cv2.VideoCapture, source: Union[str, Path, int],
 def csv_columns(expressions: tuple[str, ...]) -> list[str]:
     """The CSV header (module docstring)."""
     return (["frame", "time_s", "face_id", "detected", "score", "x1", "y1", "x2", "y2", "yaw", "pitch", "roll",
-             "yaw_std", "pitch_std", "roll_std", "expression"] + [f"p_{n}" for n in expressions]
-            + [f"x_{i}" for i in range(68)] + [f"y_{i}" for i in range(68)] + [f"v_{i}" for i in range(68)])
+             "yaw_std", "pitch_std", "roll_std", "expression"] + expression_columns(expressions)
+            + LANDMARK_COLUMNS)
 
 
 def _cells(values: Optional[np.ndarray], n: int, digits: int) -> list[str]:
@@ -159,8 +161,8 @@ def csv_row(frame: int, t: float, tracked: TrackedFace, n_expressions: int) -> l
             + _cells(None if pose is None else pose.uncertainty, 3, 3)
             + ["" if f.expression is None else f.expression.label]
             + _cells(None if f.expression is None else f.expression.probs, n_expressions, 4)
-            + _cells(None if f.landmarks is None else f.landmarks.T, 136, 2)
-            + _cells(f.visibility, 68, 4))
+            + _cells(None if f.landmarks is None else f.landmarks.T, 2 * N_LANDMARKS, 2)
+            + _cells(f.visibility, N_LANDMARKS, 4))
 
 
 def annotate(image: np.ndarray, faces: list[TrackedFace]) -> np.ndarray:
@@ -308,7 +310,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from facemtl.infer.analyzer import FaceAnalyzer, ModelError
+    from facemtl.infer.analyzer import FaceAnalyzer
+    from facemtl.io import FileError
 
     if (args.input is None) == (args.camera is None):
         print("error: give a video file or --camera N (not both)", file=sys.stderr)
@@ -325,7 +328,7 @@ def run(args: argparse.Namespace) -> int:
         summary = process_video(args.camera if args.input is None else args.input, analyzer, out=args.out,
                                 csv_path=args.csv, smooth=args.smooth, detect_every=args.detect_every,
                                 max_frames=args.max_frames)
-    except (VideoError, ModelError, ValueError, OSError) as e:
+    except (VideoError, FileError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     finally:

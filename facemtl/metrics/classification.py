@@ -1,7 +1,7 @@
 """Classification metrics (pure numpy) for expression recognition.
 
 Labels are integer class indices in ``[0, num_classes)`` (for expressions: indices into
-:data:`facemtl.data.sample.EXPRESSIONS`), shape (N,). Empty input or labels out of range
+:data:`facemtl.contract.EXPRESSIONS`), shape (N,). Empty input or labels out of range
 raise ``ValueError``. A ratio whose denominator is 0 (precision of a never-predicted class,
 recall of a class with no sample) is 0, as scikit-learn's default ``zero_division``.
 """

@@ -17,8 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from facemtl.data.sample import EXPRESSIONS
-from facemtl.infer.onnx_model import CONTRACT_OUTPUTS
+from facemtl.contract import EXPRESSIONS, INPUT_NAME, OUTPUTS
 
 OPSET = 17
 
@@ -54,7 +53,7 @@ def contract_outputs(model: nn.Module, image: torch.Tensor) -> dict[str, torch.T
     """The contract outputs of ``model`` (eval mode, no grad) for ``image``, in contract order."""
     with torch.no_grad():
         out = model.decode(model(image))
-    return {n: out[n] for n in CONTRACT_OUTPUTS if n in out}
+    return {n: out[n] for n in OUTPUTS if n in out}
 
 
 def export_onnx(model: nn.Module, path: str | Path, input_size: int, crop_scale: float,
@@ -95,8 +94,8 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: int, crop_scale:
                 # The wrapper must be in eval mode too: the exporter restores the wrapper's mode
                 # recursively afterwards, which would leave `model` training.
                 torch.onnx.export(_Contract(model, names).eval(), (dummy,), traced, dynamo=False, opset_version=OPSET,
-                                  input_names=["image"], output_names=names,
-                                  dynamic_axes={n: {0: "N"} for n in ["image", *names]})
+                                  input_names=[INPUT_NAME], output_names=names,
+                                  dynamic_axes={n: {0: "N"} for n in [INPUT_NAME, *names]})
             proto = onnx.load(traced)
             meta = {"facemtl_model": name, "facemtl_input_size": str(input_size),
                     "facemtl_crop_scale": f"{crop_scale:g}", "facemtl_expressions": ",".join(EXPRESSIONS)}
@@ -128,7 +127,7 @@ def _run_both(model: nn.Module, path: str | Path,
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"image": image.numpy()})))
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {INPUT_NAME: image.numpy()})))
     want = {k: v.numpy() for k, v in contract_outputs(model, image).items()}
     if set(got) != set(want):
         raise RuntimeError(f"{path}: outputs {sorted(got)} but the model gives {sorted(want)}")

@@ -24,10 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facemtl.contract import N_LANDMARKS
 from facemtl.geometry import rotations_torch as rt
 
-N_LANDMARKS = 68
-N_EXPRESSIONS = 7
 
 # ImageNet statistics in BGR order: the model's input is OpenCV's BGR 0..255.
 _BGR_MEAN = (0.406 * 255, 0.456 * 255, 0.485 * 255)

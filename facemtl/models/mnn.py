@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from facemtl.models.heads import (HOPENET_BINS, N_EXPRESSIONS, N_LANDMARKS, BinPoseHead, ClassifierHead,
-                                  HeatmapVisibilityHead, InputNorm, LandmarkRefiner, SixDHead, decode_outputs,
-                                  global_pool, soft_argmax, upsample_to)
+from facemtl.contract import N_EXPRESSIONS, N_LANDMARKS
+from facemtl.models.heads import (HOPENET_BINS, BinPoseHead, ClassifierHead, HeatmapVisibilityHead, InputNorm,
+                                  LandmarkRefiner, SixDHead, decode_outputs, global_pool, soft_argmax, upsample_to)
 from facemtl.models.registry import register_model
 from facemtl.models.resnet import BasicBlock, conv_bn, make_stage
 

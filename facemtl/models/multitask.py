@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from facemtl.models.heads import (HOPENET_BINS, N_EXPRESSIONS, N_LANDMARKS, BinPoseHead, ClassifierHead,
-                                  HeatmapDecoder, HeatmapVisibilityHead, InputNorm, LandmarkRefiner, SixDHead,
-                                  decode_outputs, global_pool, soft_argmax)
+from facemtl.contract import N_EXPRESSIONS, N_LANDMARKS
+from facemtl.models.heads import (HOPENET_BINS, BinPoseHead, ClassifierHead, HeatmapDecoder, HeatmapVisibilityHead,
+                                  InputNorm, LandmarkRefiner, SixDHead, decode_outputs, global_pool, soft_argmax)
 from facemtl.models.registry import create_backbone, register_model
 
 

@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="jpg: .jpg + .mat per image (default); npz: uint8 shards for training")
     parser.add_argument("--shard-size", type=int, default=1000, help="faces per .npz shard (default 1000)")
     parser.add_argument("--supersample", type=int, default=1, help="anti-aliasing factor (default 1)")
-    parser.add_argument("--shared", default=None, help="the ../shared folder (LFW backgrounds)")
+    parser.add_argument("--shared", default=None, help="the shared data folder (LFW backgrounds; default $FACEMTL_SHARED or the checkout's ../shared)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
     from pathlib import Path
 
+    from facemtl.io import shared_dir
+    from facemtl.synth.config import SynthConfig
     from facemtl.synth.facemodel import FaceModel
-    from facemtl.synth.render import DEFAULT_SHARED, SynthConfig
 
     if args.n < 1 or args.size < 16 or args.supersample < 1 or args.shard_size < 1:
         print("facemtl synth: --n and --shard-size must be >= 1, --size >= 16, --supersample >= 1", file=sys.stderr)
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     profile = None  # what --profile turns: {"lfw": folder, "pitch_sd": degrees}
     if args.profile:
-        lfw = str(args.lfw or Path(args.shared or DEFAULT_SHARED) / "data" / "lfw")
+        lfw = str(args.lfw or Path(args.shared or shared_dir()) / "data" / "lfw")
         if not Path(lfw).is_dir():
             print(f"facemtl synth: {lfw}: LFW folder not found (give --lfw)", file=sys.stderr)
             return 2
@@ -121,7 +122,8 @@ def _render(rng, config, mode: str, profile):
 
 def _warm_up(config, mode: str, profile) -> None:
     """Build the meshes of every detail level and compile the kernels (forked workers share them)."""
-    from facemtl.synth.render import LOD_LEVELS, assets_for, sample_rng
+    from facemtl.synth.assets import LOD_LEVELS, assets_for
+    from facemtl.synth.config import sample_rng
 
     if mode != "profile":  # profiling draws the full-detail fitted mesh, not the detail levels
         assets = assets_for(config)
@@ -138,7 +140,7 @@ def _run_job(arg) -> None:
 
     cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads only contend
 
-    from facemtl.synth.render import sample_rng
+    from facemtl.synth.config import sample_rng
     from facemtl.synth.writer import shard_arrays, write_face, write_npz
 
     out = Path(out)

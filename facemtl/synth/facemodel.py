@@ -29,9 +29,10 @@ from typing import Optional
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_DIR = REPO.parent / "shared" / "facemodels" / "ict-facekit"
-DEFAULT_PATH = DEFAULT_DIR / "ict_facekit_light.npz"
+from facemtl.io import shared_dir
+
+# ICT-FaceKit Light inside the shared data folder (facemtl.io.shared_dir).
+MODEL_FILE = Path("facemodels") / "ict-facekit" / "ict_facekit_light.npz"
 MEAN_FACE_ASSET = Path(__file__).resolve().parents[1] / "assets" / "mean_face_68.npy"
 
 # ICT cm (y up, z toward the viewer) -> facemtl mm (y down, z away): a 180 deg turn about x, x10.
@@ -182,13 +183,13 @@ class FaceModel:
 
     @classmethod
     def load(cls, path: Optional[str | Path] = None, n_identity: int = 100, align: bool = True) -> "FaceModel":
-        """Read ICT-FaceKit Light from ``path`` (default ``../shared/facemodels/ict-facekit/``).
+        """Read ICT-FaceKit Light from ``path`` (default: :data:`MODEL_FILE` in the shared folder).
 
         ``n_identity`` keeps the first (largest) identity modes. ``align=False`` skips the
         frame alignment rotation (ICT's own frontal, only mm and axis flips applied).
         Cached per arguments: the returned object is shared, treat it as read-only.
         """
-        return _load_cached(str(Path(path) if path is not None else DEFAULT_PATH), n_identity, align)
+        return _load_cached(str(Path(path) if path is not None else shared_dir() / MODEL_FILE), n_identity, align)
 
     def expression_index(self, name: str) -> int:
         """Index of an expression blendshape by ICT name, e.g. ``"jawOpen"``."""

@@ -26,7 +26,7 @@ Expression class (rule on the ICT / ARKit blendshape weights, FACS-based EMFACS 
       AU24 lip pressor (``mouthPress``), whichever is larger
 
     The class is the highest-scoring one if its score is at least :data:`EXPRESSION_THRESHOLD`,
-    else neutral; ties go to the earlier class of :data:`facemtl.data.sample.EXPRESSIONS`.
+    else neutral; ties go to the earlier class of :data:`facemtl.contract.EXPRESSIONS`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from facemtl.data.sample import EXPRESSIONS, Sample
+from facemtl.contract import EXPRESSIONS
+from facemtl.data.sample import Sample
 from facemtl.geometry.rotations import ypr_to_pose_para
 
 EXPRESSION_THRESHOLD = 0.3

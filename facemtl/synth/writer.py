@@ -9,7 +9,7 @@
 * ``roi`` (1x4) ``x1, y1, x2, y2``: tight box of the 68 landmarks; ``face_box`` (1x4) box of
   the face surface (for detection);
 * ``expr_weights`` (1x53) ICT blendshape weights (``expr_names`` gives their names);
-  ``expr_class`` index into :data:`facemtl.data.sample.EXPRESSIONS`; ``identity`` id;
+  ``expr_class`` index into :data:`facemtl.contract.EXPRESSIONS`; ``identity`` id;
 * ``cam_K`` (3x3) intrinsics, ``cam_R`` (3x3) head-to-camera rotation, ``cam_t`` (1x3) mm.
 
 Scene images (several faces) store the same keys with a leading face axis (``Pose_Para``

@@ -1,86 +1,78 @@
-"""Checkpoints written atomically, a CSV metric log and its loss-curve plot."""
+"""The training checkpoint: its layout, writing it atomically, and reading it back.
+
+A checkpoint is a ``torch.save`` dict with the keys ``model``, ``criterion`` (the learned task
+weights), ``optimizer``, ``rng`` (torch's global generator), ``step`` and ``config``
+(:meth:`TrainConfig.to_dict`). The trainer writes it; resuming, initialising from another run,
+evaluation, export and the studies read it through this module.
+"""
 
 from __future__ import annotations
 
-import csv
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+import numpy as np
+import torch
 
 from facemtl.io import write_atomic
+from facemtl.train.config import TrainConfig
+
+CHECKPOINT_NAME = "last.pt"  # in the run folder
 
 
-def save_atomic(state: dict[str, Any], path: str | Path) -> None:
-    """``torch.save`` through :func:`facemtl.io.write_atomic`: a crash mid-write leaves the
+def save_checkpoint(path: str | Path, model: torch.nn.Module, criterion: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> None:
+    """Write the checkpoint through :func:`facemtl.io.write_atomic`: a crash mid-write leaves the
     previous checkpoint intact."""
-    import torch
-
+    state = {"model": model.state_dict(), "criterion": criterion.state_dict(),
+             "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(), "step": step,
+             "config": cfg.to_dict()}
     buffer = io.BytesIO()
     torch.save(state, buffer)
     write_atomic(path, buffer.getvalue())
 
 
-class CsvLog:
-    """Append rows of metrics to a CSV file; a row with new keys widens the columns (earlier rows
-    get blanks there), so sets with different metrics share one log."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.fields: list[str] | None = None
-        if self.path.exists() and self.path.stat().st_size > 0:
-            with open(self.path, newline="") as f:
-                self.fields = next(csv.reader(f), None)
-
-    def write(self, row: dict[str, Any]) -> None:
-        new = [k for k in row if k not in (self.fields or [])]
-        if new:
-            rows = self.read()
-            self.fields = (self.fields or []) + new
-            self._rewrite(rows)
-        with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, self.fields, extrasaction="ignore").writerow(row)
-
-    def read(self) -> list[dict[str, str]]:
-        if not self.path.exists():
-            return []
-        with open(self.path, newline="") as f:
-            return list(csv.DictReader(f))
-
-    def truncate_after(self, step: int) -> None:
-        """Drop rows logged after ``step`` (a resumed run repeats them)."""
-        rows = [r for r in self.read() if int(r["step"]) <= step]
-        if self.fields is not None:
-            self._rewrite(rows)
-
-    def _rewrite(self, rows: list[dict[str, str]]) -> None:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, self.fields)
-        writer.writeheader()
-        writer.writerows(rows)
-        write_atomic(self.path, buffer.getvalue().encode())
+def read_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The checkpoint dict (tensors on ``device``)."""
+    return torch.load(path, map_location=device, weights_only=False)
 
 
-def plot_curves(log: CsvLog, out: str | Path, keys: list[str] | None = None) -> None:
-    """Plot logged columns (default: every ``loss*`` column) against ``step`` into a PNG."""
-    import matplotlib
+def restore(state: dict[str, Any], model: torch.nn.Module, criterion: torch.nn.Module,
+            optimizer: torch.optim.Optimizer) -> int:
+    """Resume exactly: model, task weights, optimiser and torch's RNG; returns the step."""
+    model.load_state_dict(state["model"])
+    criterion.load_state_dict(state["criterion"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])
+    return state["step"]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    rows = log.read()
-    if not rows:
-        return
-    keys = keys or [k for k in rows[0] if k.startswith("loss")]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for k in keys:
-        # Log scale: a total under uncertainty weighting can go negative (its log-sigma terms).
-        pts = [(int(r["step"]), float(r[k])) for r in rows if r.get(k) not in (None, "") and float(r[k]) > 0]
-        if pts:
-            ax.plot(*zip(*pts), label=k)
-    ax.set_xlabel("step")
-    ax.set_yscale("log")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+def initialise(state: dict[str, Any], model: torch.nn.Module, criterion: torch.nn.Module) -> None:
+    """Start a new run from another run's weights (config ``init``)."""
+    model.load_state_dict(state["model"])
+    # Task weights the config still uses keep their learned values; new ones start at 0.
+    criterion.load_state_dict(state["criterion"], strict=False)
+
+
+def load_trained(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, TrainConfig]:
+    """The model (eval mode) and config stored in a checkpoint."""
+    from facemtl.models import create_model
+
+    state = read_checkpoint(path, device)
+    cfg = TrainConfig.from_dict(state["config"])
+    model = create_model(cfg.model, **cfg.model_options)
+    model.load_state_dict(state["model"])
+    return model.eval(), cfg
+
+
+def torch_predictor(model: torch.nn.Module, device: torch.device) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """A :data:`facemtl.evaluate.protocol.Predict` for a torch model (uint8 BGR crops in)."""
+
+    def predict(crops: np.ndarray) -> dict[str, np.ndarray]:
+        x = torch.from_numpy(np.ascontiguousarray(crops.transpose(0, 3, 1, 2))).float().to(device)
+        with torch.no_grad():
+            out = model.decode(model(x))
+        return {k: v.float().cpu().numpy() for k, v in out.items()}
+
+    return predict

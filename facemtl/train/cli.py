@@ -1,4 +1,4 @@
-"""``facemtl train --config configs/NAME.yaml [--resume]``."""
+"""``facemtl train --config NAME [--resume]``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="YAML config (see configs/)")
+    parser.add_argument("--config", required=True, help="YAML config: a file, or the name of a shipped one "
+                             "(facemtl/configs/NAME.yaml, e.g. default)")
     parser.add_argument("--out", default=None, help="run folder (default runs/NAME)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt exactly")
     parser.add_argument("--steps", type=int, default=None, help="override the number of steps")
@@ -18,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from facemtl.train.checkpoint import CHECKPOINT_NAME
     from facemtl.train.config import TrainConfig
     from facemtl.train.trainer import train
 
@@ -27,5 +29,5 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("runs") / cfg.name)
     train(cfg, out, resume=args.resume, device=args.device,
                  stop_at=args.stop_at)
-    print(out / "last.pt")
+    print(out / CHECKPOINT_NAME)
     return 0

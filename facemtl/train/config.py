@@ -1,10 +1,25 @@
-"""Training configuration: one YAML file per named model (``configs/NAME.yaml``)."""
+"""Training configuration: one YAML file per named model (``facemtl/configs/NAME.yaml``)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+
+# The configs that ship with the package (the shipped model's and the studies').
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def config_path(name_or_path: str | Path) -> Path:
+    """``name_or_path`` itself when it is a file, else the shipped config of that name
+    (``default`` -> ``facemtl/configs/default.yaml``); a missing file stays as given, so the
+    error names it."""
+    path = Path(name_or_path)
+    shipped = CONFIG_DIR / f"{path.name}.yaml"
+    if not path.is_file() and path.suffix == "" and len(path.parts) == 1 and shipped.is_file():
+        return shipped
+    return path
 
 
 @dataclass
@@ -65,9 +80,10 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
+        """Read a YAML config: a file, or the name of a shipped one (:func:`config_path`)."""
         import yaml
 
-        path = Path(path)
+        path = config_path(path)
         try:
             d = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError) as e:

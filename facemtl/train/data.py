@@ -8,10 +8,10 @@ key                       shape / dtype  meaning
 ========================  =============  ==============================================
 ``image``                 (3, S, S) f32  BGR crop, 0..255 (normalised inside the model)
 ``pose``, ``pose_mask``   (3,), ()       yaw, pitch, roll in degrees
-``landmarks``             (68, 2) f32    normalised crop coordinates (see transforms)
+``landmarks``             (68, 2) f32    normalised crop coordinates (facemtl.contract)
 ``landmarks_mask``        (68,) f32      1 where the point is labelled
 ``visibility``            (68,) f32      1 visible, 0 hidden; ``visibility_mask`` (68,)
-``expression``            () int64       index into EXPRESSIONS; ``expression_mask`` ()
+``expression``            () int64       index into contract.EXPRESSIONS; ``expression_mask`` ()
 ========================  =============  ==============================================
 
 Every source is indexed by an integer and draws its randomness from ``rng``, so an example is
@@ -25,12 +25,9 @@ from typing import Protocol, Sequence
 import cv2
 import numpy as np
 
+from facemtl.contract import N_LANDMARKS, apply_affine, crop_face, crop_pixels_to_normalised
 from facemtl.data.sample import Sample
-from facemtl.evaluate.protocol import face_box
-from facemtl.data.transforms import (FLIP_68, Augment, apply_affine, crop_face, flip_landmarks, flip_pose,
-                                     tight_crop_box)
-
-N_LANDMARKS = 68
+from facemtl.data.transforms import FLIP_68, Augment, face_box, flip_landmarks, flip_pose, tight_crop_box
 
 
 def empty_example(size: int) -> dict[str, np.ndarray]:
@@ -61,7 +58,7 @@ def make_example(image: np.ndarray, size: int, crop_scale: float, rng: np.random
         if flip:
             pts = flip_landmarks(pts, size)
         labelled = np.isfinite(pts).all(axis=1)
-        ex["landmarks"] = np.where(labelled[:, None], (pts + 0.5) / size, 0).astype(np.float32)
+        ex["landmarks"] = np.where(labelled[:, None], crop_pixels_to_normalised(pts, size), 0).astype(np.float32)
         ex["landmarks_mask"] = labelled.astype(np.float32)
     if visibility is not None:
         vis = visibility[FLIP_68] if flip else visibility
@@ -93,7 +90,7 @@ class SampleSource:
     """Examples from reader samples (any dataset in :mod:`facemtl.data.registry`).
 
     ``labels`` picks which of the samples' labels are used (default all). The face box is
-    :func:`facemtl.evaluate.protocol.face_box`: the tight box of the labelled
+    :func:`facemtl.data.transforms.face_box`: the tight box of the labelled
     landmarks (the box the model sees at inference after refinement), else the sample's box, else
     the whole image as a tight face crop.
     """
@@ -180,7 +177,7 @@ class SynthSource:
 
     def __init__(self, size: int, crop_scale: float, augment: Augment | None, render_size: int = 160,
                  length: int = 1 << 30, **synth_options):
-        from facemtl.synth.render import SynthConfig
+        from facemtl.synth.config import SynthConfig
 
         if "face_frac" in synth_options:
             synth_options["face_frac"] = tuple(synth_options["face_frac"])
@@ -201,7 +198,8 @@ class SynthSource:
 
 def synth_validation_samples(n: int, seed: int, render_size: int = 160, **synth_options) -> list[Sample]:
     """``n`` held-out synthetic faces as samples (a seed the training sources never use)."""
-    from facemtl.synth.render import SynthConfig, SynthDataset
+    from facemtl.synth.config import SynthConfig
+    from facemtl.synth.render import SynthDataset
 
     config = SynthConfig(size=render_size, p_low_res=0.0, p_blur=0.0, **synth_options)
     dataset = SynthDataset(n, seed=seed, config=config)

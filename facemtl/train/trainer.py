@@ -15,16 +15,18 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
 from facemtl.data.transforms import Augment
-from facemtl.train.checkpoint import CsvLog, plot_curves, save_atomic
+from facemtl.train.checkpoint import (CHECKPOINT_NAME, initialise, read_checkpoint, restore, save_checkpoint,
+                                     torch_predictor)
 from facemtl.train.config import DataSpec, TrainConfig
 from facemtl.train.data import MixedDataset, SampleSource, Source
+from facemtl.train.log import CsvLog, plot_curves
 
 
 def build_source(spec: DataSpec, cfg: TrainConfig, augment: Augment) -> Source:
@@ -85,18 +87,6 @@ def _worker_init(_: int) -> None:
     cv2.setNumThreads(1)
 
 
-def torch_predictor(model: torch.nn.Module, device: torch.device):
-    """A :data:`facemtl.evaluate.protocol.Predict` for a torch model (uint8 BGR crops in)."""
-
-    def predict(crops: np.ndarray) -> dict[str, np.ndarray]:
-        x = torch.from_numpy(np.ascontiguousarray(crops.transpose(0, 3, 1, 2))).float().to(device)
-        with torch.no_grad():
-            out = model.decode(model(x))
-        return {k: v.float().cpu().numpy() for k, v in out.items()}
-
-    return predict
-
-
 def validation_sets(cfg: TrainConfig) -> dict[str, list]:
     """Held-out sets named in ``cfg.val``: ``aflw2000`` (a folder), ``fer2013`` (a folder: its
     ``validation`` split), ``synth_n`` (held-out renders), ``datasets`` (a list of
@@ -122,18 +112,18 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: str | None = None,
-          stop_at: int | None = None) -> torch.nn.Module:
-    """Train ``cfg`` into ``out_dir`` (``last.pt``, ``metrics.csv``, ``val.csv``, ``loss.png``).
+@dataclass
+class _Process:
+    """Where this process trains: its rank among ``world`` processes, its device, the run folder."""
 
-    ``stop_at``: checkpoint and return after this many steps (a time-boxed chunk of a longer
-    schedule; ``resume`` continues it). Returns this process's trained model (checkpoint:
-    ``out_dir/last.pt``).
-    """
-    from facemtl.evaluate.protocol import evaluate
-    from facemtl.losses import MultiTaskLoss
-    from facemtl.models import create_model
+    rank: int
+    world: int
+    device: torch.device
+    out: Path
 
+
+def setup_process(cfg: TrainConfig, out_dir: str | Path, device: str | None) -> _Process:
+    """Ranks, device and process group (under ``torchrun``), the run folder, threads and seed."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -144,10 +134,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
         if not dist.is_initialized():  # a caller may have set up the group itself
             dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     out = Path(out_dir)
-    ckpt_path = out / "last.pt"
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     # An OpenCV thread pool in this process would be inherited half-alive by the forked data
@@ -156,113 +144,154 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
 
     cv2.setNumThreads(1)
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model, **cfg.model_options).to(dev)
-    criterion = MultiTaskLoss(**cfg.loss_options).to(dev)
+    return _Process(rank, world, dev, out)
+
+
+def make_optimizer(cfg: TrainConfig, model: torch.nn.Module, criterion: torch.nn.Module) -> torch.optim.Optimizer:
+    """AdamW over the model and the learned task weights."""
     # The learned task weights (log-variances) get their own, constant learning rate: they must
     # travel to log(loss) (about 9 for Hopenet's degree-MSE term) within a few hundred steps,
     # not drift there over the whole schedule while one task dominates the shared features.
-    optimizer = torch.optim.AdamW([
+    return torch.optim.AdamW([
         {"params": list(model.parameters()), "weight_decay": cfg.weight_decay, "role": "model"},
         {"params": list(criterion.parameters()), "weight_decay": 0.0, "lr": cfg.loss_weight_lr,
          "role": "loss_weights"}], lr=cfg.lr)
-    step = 0
+
+
+def init_or_resume(cfg: TrainConfig, model: torch.nn.Module, criterion: torch.nn.Module,
+                   optimizer: torch.optim.Optimizer, proc: _Process, resume: bool) -> int:
+    """Load the run's own checkpoint (``resume``) or the config's ``init`` weights; returns the step."""
     if cfg.init and not resume:
         init = Path(cfg.init)
         if not init.is_file():
             raise FileNotFoundError(f"{init}: no checkpoint to initialise from (config 'init')")
-        state = torch.load(init, map_location=dev, weights_only=False)
-        model.load_state_dict(state["model"])
-        # Task weights the config still uses keep their learned values; new ones start at 0.
-        criterion.load_state_dict(state["criterion"], strict=False)
-    if resume:
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"{ckpt_path}: no checkpoint to resume from")
-        state = torch.load(ckpt_path, map_location=dev, weights_only=False)
-        model.load_state_dict(state["model"])
-        criterion.load_state_dict(state["criterion"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
-        step = state["step"]
-    train_model = model
-    if world > 1:
-        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+        initialise(read_checkpoint(init, proc.device), model, criterion)
+    if not resume:
+        return 0
+    path = proc.out / CHECKPOINT_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint to resume from")
+    return restore(read_checkpoint(path, proc.device), model, criterion, optimizer)
 
+
+def make_loader(cfg: TrainConfig, proc: _Process, start: int, end: int) -> torch.utils.data.DataLoader:
+    """The mixed training examples of steps ``start .. end`` of this rank, in one loader."""
     augment = Augment(**cfg.augment)
     dataset = MixedDataset([build_source(s, cfg, augment) for s in cfg.data], [s.weight for s in cfg.data],
-                           length=cfg.epoch_steps * cfg.batch_size * world, seed=cfg.seed)
-    val_sets = validation_sets(cfg) if rank == 0 else {}
-    if rank == 0 and not resume:  # a fresh run starts fresh logs
+                           length=cfg.epoch_steps * cfg.batch_size * proc.world, seed=cfg.seed)
+    # One loader for the whole run, so the workers (and the renderer's per-process assets) persist.
+    return torch.utils.data.DataLoader(dataset, batch_sampler=_Batches(cfg, start, end, proc.rank, proc.world),
+                                       num_workers=cfg.workers, worker_init_fn=_worker_init,
+                                       persistent_workers=cfg.workers > 0,
+                                       # its own generator: seeding the workers must not draw from
+                                       # the global RNG (dropout), or a resumed run would diverge
+                                       generator=torch.Generator().manual_seed(cfg.seed))
+
+
+def open_logs(proc: _Process, resume: bool, step: int) -> tuple[CsvLog | None, CsvLog | None]:
+    """The training and validation logs (rank 0 only); a fresh run starts them fresh, a resumed
+    one drops the rows after its checkpoint."""
+    if proc.rank != 0:
+        return None, None
+    if not resume:
         for name in ("metrics.csv", "val.csv"):
-            (out / name).unlink(missing_ok=True)
-    log = CsvLog(out / "metrics.csv") if rank == 0 else None
-    val_log = CsvLog(out / "val.csv") if rank == 0 else None
-    if log is not None and resume:
+            (proc.out / name).unlink(missing_ok=True)
+    log, val_log = CsvLog(proc.out / "metrics.csv"), CsvLog(proc.out / "val.csv")
+    if resume:
         log.truncate_after(step)
         val_log.truncate_after(step)
-    amp = dev.type == "cuda"
+    return log, val_log
 
-    def save() -> None:
-        if rank == 0:
-            save_atomic({"model": model.state_dict(), "criterion": criterion.state_dict(),
-                         "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(), "step": step,
-                         "config": cfg.to_dict()}, ckpt_path)
 
-    def validate() -> None:
-        model.eval()
-        for name, samples in val_sets.items():
-            metrics = evaluate(torch_predictor(model, dev), samples, cfg.input_size, cfg.crop_scale)
-            val_log.write({"step": step, "set": name} | metrics)
-            _log(f"[{cfg.name}] val {name} @ {step}: "
-                 + " ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k != "n"))
-        model.train()
+def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: str | None = None,
+          stop_at: int | None = None) -> torch.nn.Module:
+    """Train ``cfg`` into ``out_dir`` (``last.pt``, ``metrics.csv``, ``val.csv``, ``loss.png``).
 
+    ``stop_at``: checkpoint and return after this many steps (a time-boxed chunk of a longer
+    schedule; ``resume`` continues it). Returns this process's trained model (checkpoint:
+    ``out_dir/last.pt``).
+    """
+    from facemtl.losses import MultiTaskLoss
+    from facemtl.models import create_model
+
+    proc = setup_process(cfg, out_dir, device)
+    model = create_model(cfg.model, **cfg.model_options).to(proc.device)
+    criterion = MultiTaskLoss(**cfg.loss_options).to(proc.device)
+    optimizer = make_optimizer(cfg, model, criterion)
+    step = init_or_resume(cfg, model, criterion, optimizer, proc, resume)
+    train_model = model
+    if proc.world > 1:
+        device_ids = [proc.device.index] if proc.device.type == "cuda" else None
+        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     end = min(cfg.steps, stop_at or cfg.steps)
-    # One loader for the whole run, so the workers (and the renderer's per-process assets) persist.
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=_Batches(cfg, step, end, rank, world),
-                                         num_workers=cfg.workers, worker_init_fn=_worker_init,
-                                         persistent_workers=cfg.workers > 0,
-                                         # its own generator: seeding the workers must not draw from
-                                         # the global RNG (dropout), or a resumed run would diverge
-                                         generator=torch.Generator().manual_seed(cfg.seed))
-    model.train()
-    tic, seen = time.perf_counter(), 0
-    for batch in (loader if step < end else []):
-        batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
-        for group in optimizer.param_groups:
-            if group["role"] == "model":
-                group["lr"] = learning_rate(cfg, step)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-            outputs = train_model(batch["image"])
-        outputs = {k: v.float() for k, v in outputs.items()}
-        total, parts = criterion(outputs, batch)
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        step += 1
-        seen += len(batch["image"]) * world
-        if log is not None and (step % cfg.log_every == 0 or step == end):
-            rate = seen / (time.perf_counter() - tic)
-            losses = {k: float(v.detach()) for k, v in parts.items()}
-            log.write({"step": step, "lr": learning_rate(cfg, step - 1), "loss": float(total.detach()),
-                       "images_per_s": rate} | {f"loss_{k}": v for k, v in losses.items()})
-            _log(f"[{cfg.name}] step {step}/{cfg.steps} loss {float(total.detach()):.4f} "
-                 + " ".join(f"{k} {v:.3f}" for k, v in losses.items()) + f" | {rate:.0f} img/s")
-        epoch_end = step % cfg.epoch_steps == 0 or step == end
-        if epoch_end and rank == 0 and val_sets:
-            validate()
-        if epoch_end or step % cfg.checkpoint_every == 0:
-            save()
-        if epoch_end and log is not None:
-            plot_curves(log, out / "loss.png")
+    loader = make_loader(cfg, proc, step, end)
+    val_sets = validation_sets(cfg) if proc.rank == 0 else {}
+    log, val_log = open_logs(proc, resume, step)
+    loop = _Loop(cfg, proc, model, train_model, criterion, optimizer, val_sets, log, val_log)
+    loop.run(loader, step, end)
     return model
 
 
-def load_trained(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, TrainConfig]:
-    """The model and config stored in a checkpoint written by :func:`train`."""
-    from facemtl.models import create_model
+class _Loop:
+    """The training loop of :func:`train`: steps, logging, validation, checkpoints."""
 
-    state = torch.load(path, map_location=device, weights_only=False)
-    cfg = TrainConfig.from_dict(state["config"])
-    model = create_model(cfg.model, **cfg.model_options)
-    model.load_state_dict(state["model"])
-    return model.eval(), cfg
+    def __init__(self, cfg: TrainConfig, proc: _Process, model: torch.nn.Module, train_model: torch.nn.Module,
+                 criterion: torch.nn.Module, optimizer: torch.optim.Optimizer, val_sets: dict[str, list],
+                 log: CsvLog | None, val_log: CsvLog | None):
+        self.cfg, self.proc, self.model, self.train_model = cfg, proc, model, train_model
+        self.criterion, self.optimizer, self.val_sets = criterion, optimizer, val_sets
+        self.log, self.val_log = log, val_log
+
+    def run(self, loader: torch.utils.data.DataLoader, step: int, end: int) -> None:
+        cfg, proc = self.cfg, self.proc
+        self.model.train()
+        tic, seen = time.perf_counter(), 0
+        for batch in (loader if step < end else []):
+            total, parts = self.step(batch, step)
+            step += 1
+            seen += len(batch["image"]) * proc.world
+            if self.log is not None and (step % cfg.log_every == 0 or step == end):
+                self.write_log(step, total, parts, seen / (time.perf_counter() - tic))
+            epoch_end = step % cfg.epoch_steps == 0 or step == end
+            if epoch_end and proc.rank == 0 and self.val_sets:
+                self.validate(step)
+            if (epoch_end or step % cfg.checkpoint_every == 0) and proc.rank == 0:
+                save_checkpoint(proc.out / CHECKPOINT_NAME, self.model, self.criterion, self.optimizer, step, cfg)
+            if epoch_end and self.log is not None:
+                plot_curves(self.log, proc.out / "loss.png")
+
+    def step(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One optimiser step on ``batch``; returns the total loss and its parts."""
+        dev = self.proc.device
+        batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+        for group in self.optimizer.param_groups:
+            if group["role"] == "model":
+                group["lr"] = learning_rate(self.cfg, step)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            outputs = self.train_model(batch["image"])
+        outputs = {k: v.float() for k, v in outputs.items()}
+        total, parts = self.criterion(outputs, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        return total, parts
+
+    def write_log(self, step: int, total: torch.Tensor, parts: dict[str, torch.Tensor], rate: float) -> None:
+        cfg = self.cfg
+        losses = {k: float(v.detach()) for k, v in parts.items()}
+        self.log.write({"step": step, "lr": learning_rate(cfg, step - 1), "loss": float(total.detach()),
+                        "images_per_s": rate} | {f"loss_{k}": v for k, v in losses.items()})
+        _log(f"[{cfg.name}] step {step}/{cfg.steps} loss {float(total.detach()):.4f} "
+             + " ".join(f"{k} {v:.3f}" for k, v in losses.items()) + f" | {rate:.0f} img/s")
+
+    def validate(self, step: int) -> None:
+        from facemtl.evaluate.protocol import evaluate
+
+        cfg = self.cfg
+        self.model.eval()
+        for name, samples in self.val_sets.items():
+            metrics = evaluate(torch_predictor(self.model, self.proc.device), samples, cfg.input_size, cfg.crop_scale)
+            self.val_log.write({"step": step, "set": name} | metrics)
+            _log(f"[{cfg.name}] val {name} @ {step}: "
+                 + " ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k != "n"))
+        self.model.train()

@@ -1,14 +1,14 @@
 """``facemtl study compare``: every facemtl architecture trained the same way, scored the same way.
 
 Each registered task model (:func:`facemtl.models.list_models`) is one variant of the base config
-(``configs/study_compare.yaml``): same data (synthetic faces), seed, steps, batch, input size, loss
+(``facemtl/configs/study_compare.yaml``): same data (synthetic faces), seed, steps, batch, input size, loss
 settings and augmentation; only ``model`` and its options differ. Each model learns the tasks it
 has heads for. Scored with the protocol on the held-out synthetic faces and ``aflw2000-dev``:
 pose MAE per angle and bias, landmark NME, visibility (occlusion recall at 80 % precision) and
 expression accuracy where the model has the head; plus its parameter count, its CPU latency per
 crop (torch, batch 1, ``--latency-threads``) and its training speed.
 
-    facemtl study compare [--config configs/study_compare.yaml] [--steps N] [--variants hopenet_resnet18,mnn]
+    facemtl study compare [--config study_compare] [--steps N] [--variants hopenet_resnet18,mnn]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import argparse
 import json
 from typing import Any
 
-from facemtl.evaluate import studies
+from facemtl.tools import studies
 
 STUDY = "compare"
 # Hopenet and 6DRepNet on the ResNet-18 (the papers use ResNet-50 and RepVGG-B1g2); MNN with its

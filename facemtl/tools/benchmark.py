@@ -1,4 +1,4 @@
-"""Detector and pipeline figures: ``python -m facemtl.infer.benchmark {calibrate,recall,speed}``.
+"""Detector and pipeline figures: ``python -m facemtl.tools.benchmark {calibrate,recall,speed}``.
 
 * ``calibrate``: fits :data:`facemtl.infer.detector.BOX_TO_LANDMARKS` (detector box -> tight
   68-landmark box) on dlib's annotated photos in ``format-samples/dlib-faces`` (not on the
@@ -21,10 +21,9 @@ import cv2
 import numpy as np
 
 from facemtl.infer.detector import CascadeDetector, create_detector
-from facemtl.io import IMAGE_SUFFIXES
+from facemtl.io import IMAGE_SUFFIXES, shared_dir
 from facemtl.metrics.detection import iou
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 
 
 def _match(boxes: np.ndarray, gts: np.ndarray, threshold: float = 0.3) -> list[tuple[int, int]]:
@@ -151,7 +150,8 @@ def speed(shared: Path, detector: str, model: str | None, threads: int, repeats:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["calibrate", "recall", "speed"])
-    parser.add_argument("--shared", type=Path, default=SHARED, help="root of the shared data")
+    parser.add_argument("--shared", type=Path, default=None,
+                        help="root of the shared data (default $FACEMTL_SHARED or the checkout's ../shared)")
     parser.add_argument("--detector", default="opencv")
     parser.add_argument("--min-face", type=float, help="opencv detector: smallest face / shorter image side")
     parser.add_argument("--scale-factor", type=float, help="opencv detector: pyramid step")
@@ -160,14 +160,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args(argv)
+    shared = args.shared or shared_dir()
     kwargs = {k: v for k, v in (("min_face", args.min_face), ("scale_factor", args.scale_factor),
                                 ("profile", args.profile)) if v is not None}
     if args.what == "calibrate":
-        calibrate(args.shared)
+        calibrate(shared)
     elif args.what == "recall":
-        recall(args.shared, args.detector, **kwargs)
+        recall(shared, args.detector, **kwargs)
     else:
-        speed(args.shared, args.detector, args.model, args.threads, args.repeats, **kwargs)
+        speed(shared, args.detector, args.model, args.threads, args.repeats, **kwargs)
 
 
 if __name__ == "__main__":

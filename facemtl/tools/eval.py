@@ -66,7 +66,7 @@ def load_predictor(model: Path | None, threads: int) -> tuple[Any, dict[str, Any
     if model is not None and model.suffix in CHECKPOINT_SUFFIXES:
         import torch
 
-        from facemtl.train.trainer import load_trained, torch_predictor
+        from facemtl.train.checkpoint import load_trained, torch_predictor
 
         if not model.is_file():
             raise FileNotFoundError(f"{model}: checkpoint not found")
@@ -75,10 +75,11 @@ def load_predictor(model: Path | None, threads: int) -> tuple[Any, dict[str, Any
         info = {"model": str(model), "name": cfg.model, "input_size": cfg.input_size,
                 "crop_scale": cfg.crop_scale, "backend": "torch"}
         return torch_predictor(net, torch.device("cpu")), info
-    from facemtl.infer.onnx_model import DEFAULT_MODEL, ModelError, OnnxModel
+    from facemtl.infer.onnx_model import DEFAULT_MODEL, OnnxModel
+    from facemtl.io import FileError
 
     if model is None and not DEFAULT_MODEL.is_file():
-        raise ModelError(DEFAULT_MODEL, "no default model is shipped yet: pass --model PATH.onnx or a checkpoint .pt")
+        raise FileError(DEFAULT_MODEL, "no default model is shipped yet: pass --model PATH.onnx or a checkpoint .pt")
     onnx = OnnxModel(model, threads)
     info = {"model": str(onnx.path), "name": onnx.name, "input_size": onnx.input_size,
             "crop_scale": onnx.crop_scale, "backend": "onnxruntime"}
@@ -115,11 +116,8 @@ def _finite_or_none(value: Any) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from facemtl.data.registry import load_dataset
-    from facemtl.data.sample import DatasetError
     from facemtl.evaluate.protocol import evaluate
-    from facemtl.infer.onnx_model import ModelError
-    from facemtl.io import write_atomic
-    from facemtl.io import ImageError
+    from facemtl.io import FileError, write_atomic
 
     try:
         options = parse_options(args.option)
@@ -129,9 +127,9 @@ def run(args: argparse.Namespace) -> int:
         except TypeError as e:  # an option the reader does not take
             raise ValueError(f"{args.dataset} reader: {e}") from e
         if not samples:
-            raise DatasetError(args.root, f"no {args.dataset} samples found")
+            raise FileError(args.root, f"no {args.dataset} samples found")
         result = evaluate(predict, samples, info["input_size"], info["crop_scale"])
-    except (DatasetError, ImageError, ModelError, FileNotFoundError, ValueError) as e:
+    except (FileError, FileError, FileError, FileNotFoundError, ValueError) as e:
         print(f"facemtl eval: error: {e}", file=sys.stderr)
         return 2
     result = {"dataset": args.dataset, "root": str(args.root), **info, **result}

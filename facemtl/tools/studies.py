@@ -1,6 +1,6 @@
 """The harness shared by ``facemtl study alpha | low-res | compare``: train variants, score, report.
 
-A study is a base training config (``configs/study_*.yaml``, a plain :class:`TrainConfig` that
+A study is a base training config (``facemtl/configs/study_*.yaml``, a plain :class:`TrainConfig` that
 ``facemtl train`` also runs) and named *variants* of it, each a set of config overrides (a dict
 override merges into the base's dict, one level deep; anything else replaces it). Every variant
 trains with the same data, seed, steps and input size into ``RUNS/NAME`` (:func:`train_variant`:
@@ -40,8 +40,8 @@ RUNTIME_KEYS = ("workers", "threads", "log_every", "checkpoint_every")
 def add_arguments(parser: argparse.ArgumentParser, study: str, variants: Sequence[str]) -> None:
     """The options every study command has; ``variants``: the study's variant names."""
     slug = study.replace("-", "_")
-    parser.add_argument("--config", type=Path, default=Path("configs") / f"study_{slug}.yaml",
-                        help=f"base training config (default configs/study_{slug}.yaml)")
+    parser.add_argument("--config", type=Path, default=Path(f"study_{slug}"),
+                        help=f"base training config: a file or a shipped config's name (default study_{slug})")
     parser.add_argument("--steps", type=int, help="training steps of every variant (default: the config's)")
     parser.add_argument("--variants", help=f"comma-separated subset of: {', '.join(variants)} (default: all)")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs") / f"study-{study}",
@@ -114,7 +114,8 @@ def train_variant(cfg: TrainConfig, runs_dir: Path, device: str | None = None, r
     import cv2
     import torch
 
-    from facemtl.train.trainer import load_trained, train
+    from facemtl.train.checkpoint import load_trained
+    from facemtl.train.trainer import train
 
     # The trainer's data workers are forked and set OpenCV to one thread; a child forked while this
     # process holds an OpenCV thread pool (from the evaluation images) hangs there for good.
@@ -184,7 +185,7 @@ def describe_sets(sets: dict[str, list[Sample]], base: TrainConfig, aflw2000: st
 def score_model(model, cfg: TrainConfig, sets: dict[str, list[Sample]]) -> dict[str, dict[str, float]]:
     """The protocol's metrics of ``model`` on every set (its own input size and crop)."""
     from facemtl.evaluate.protocol import evaluate
-    from facemtl.train.trainer import torch_predictor
+    from facemtl.train.checkpoint import torch_predictor
 
     predict = torch_predictor(model.eval(), next(model.parameters()).device)
     return {name: evaluate(predict, samples, cfg.input_size, cfg.crop_scale) for name, samples in sets.items()}
@@ -222,7 +223,7 @@ def cpu_latency_ms(model, size: int, threads: int = 1, repeats: int = 20) -> dic
 
 def train_speed(run_dir: Path) -> float | None:
     """Median training images/s logged in ``run_dir/metrics.csv`` (None without a log)."""
-    from facemtl.train.checkpoint import CsvLog
+    from facemtl.train.log import CsvLog
 
     rates = [float(r["images_per_s"]) for r in CsvLog(Path(run_dir) / "metrics.csv").read() if r.get("images_per_s")]
     return statistics.median(rates) if rates else None
@@ -317,7 +318,7 @@ def write_report(study: str, args: argparse.Namespace, result: dict[str, Any], m
     text = markdown(result, images)
     update_section(args.doc, study, text)
     if args.json is not None:
-        from facemtl.evaluate.landmark_to_pose import _jsonable
+        from facemtl.tools.landmark_to_pose import _jsonable
 
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(_jsonable(result), indent=2) + "\n")

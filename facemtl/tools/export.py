@@ -8,7 +8,7 @@ torch). ``--int8`` also writes ``<name>.int8.onnx`` beside it: onnxruntime stati
 QDQ format, int8 weights per output channel, uint8 activations with ranges measured on
 calibration crops of real unlabeled photos: the faces the analyzer's detector finds in
 ``--calibration`` (every image file below it), cut with the contract crop
-(:func:`facemtl.data.transforms.crop_face` around the detector's landmark-calibrated box, the
+(:func:`facemtl.contract.crop_face` around the detector's landmark-calibrated box, the
 crop of the analyzer's first pass). See :func:`quantize_int8`.
 
 Only the convolutional trunk (backbone and heatmap decoder, every node upstream of a Conv) is
@@ -64,9 +64,9 @@ def face_crops(root: Path, size: int, crop_scale: float, n: int, detector: str =
     identities) until ``n`` faces are found; every face of a photo counts. Unreadable files
     are skipped.
     """
-    from facemtl.data.transforms import crop_face
+    from facemtl.contract import crop_face
     from facemtl.infer.detector import create_detector
-    from facemtl.io import ImageError, read_image
+    from facemtl.io import FileError, read_image
 
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: calibration folder not found")
@@ -78,7 +78,7 @@ def face_crops(root: Path, size: int, crop_scale: float, n: int, detector: str =
             break
         try:
             image = read_image(files[i])
-        except ImageError:
+        except FileError:
             continue
         boxes, _ = detect(image)
         crops += [crop_face(image, box, crop_scale, size)[0] for box in boxes[:n - len(crops)]]
@@ -201,9 +201,9 @@ def agreement(reference: dict[str, np.ndarray], other: dict[str, np.ndarray], si
 
 
 def run(args: argparse.Namespace) -> int:
-    from facemtl.infer.onnx_model import ModelError
+    from facemtl.io import FileError
     from facemtl.models.export import export_onnx
-    from facemtl.train.trainer import load_trained
+    from facemtl.train.checkpoint import load_trained
 
     if args.int8 and args.calibration is None:
         print("facemtl export: error: --int8 needs --calibration DIR (real unlabeled face photos)", file=sys.stderr)
@@ -218,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
               f"crop {cfg.crop_scale:g})")
         if args.int8:
             export_int8(args, cfg.input_size, cfg.crop_scale)
-    except (FileNotFoundError, ValueError, RuntimeError, ModelError) as e:  # RuntimeError: the torch/ONNX check
+    except (FileNotFoundError, ValueError, RuntimeError, FileError) as e:  # RuntimeError: the torch/ONNX check
         print(f"facemtl export: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -4,11 +4,11 @@ Hopenet trains each angle with cross-entropy over 66 bins plus α × the squared
 softmax expectation (:func:`facemtl.losses.hopenet_loss`); Table 5 of the paper varies α (0, 0.1,
 1, 2, 4; α = 0 is classification alone) and compares with the same network regressing the angles
 directly (``head="regression"``, MSE). Here every variant is the base config
-(``configs/study_alpha.yaml``: Hopenet on a ResNet-18, synthetic faces) with only α or the head
+(``facemtl/configs/study_alpha.yaml``: Hopenet on a ResNet-18, synthetic faces) with only α or the head
 changed: same data, seed, steps and input size. Scored on the held-out synthetic faces and on
-``aflw2000-dev`` (see :mod:`facemtl.evaluate.studies`).
+``aflw2000-dev`` (see :mod:`facemtl.tools.studies`).
 
-    facemtl study alpha [--config configs/study_alpha.yaml] [--steps N] [--variants alpha_0,alpha_2,regression]
+    facemtl study alpha [--config study_alpha] [--steps N] [--variants alpha_0,alpha_2,regression]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from facemtl.evaluate import studies
+from facemtl.tools import studies
 
 STUDY = "alpha"
 ALPHAS = (0.0, 0.1, 1.0, 2.0, 4.0)

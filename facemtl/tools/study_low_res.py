@@ -12,12 +12,12 @@ protocol. Two ways to the pose for each model:
 
 And, for scale, PnP on the ground-truth landmarks of the undegraded images.
 
-The models: by default the base config (``configs/study_low_res.yaml``: the default model's
+The models: by default the base config (``facemtl/configs/study_low_res.yaml``: the default model's
 architecture and augmentation, synthetic faces) trained twice, with its low-resolution
 augmentation (``low_res_aug``) and without it (``no_low_res_aug``: ``augment.low_res = 0``);
 or existing checkpoints: ``--checkpoints a.pt b.pt`` (nothing is trained then).
 
-    facemtl study low-res [--config configs/study_low_res.yaml] [--steps N] [--checkpoints A.pt B.pt]
+    facemtl study low-res [--config study_low_res] [--steps N] [--checkpoints A.pt B.pt]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from facemtl.data.sample import Sample
-from facemtl.evaluate import studies
+from facemtl.tools import studies
 
 STUDY = "low-res"
 FACTORS = (1, 5, 10, 15)
@@ -66,9 +66,9 @@ def degraded(samples: Sequence[Sample], factor: int) -> list[Sample]:
 def pnp_score(landmarks: np.ndarray, samples: Sequence[Sample]) -> dict[str, float]:
     """MAE and bias of the PnP pose from ``landmarks`` (N, 68, 2, image pixels) against the samples'
     poses (±99° filter); ``n_failed``: faces where PnP found no pose (left out)."""
-    from facemtl.evaluate.landmark_to_pose import poses_from_landmarks
     from facemtl.geometry.pnp import mean_face
     from facemtl.metrics import mean_signed_error, pose_mae
+    from facemtl.tools.landmark_to_pose import poses_from_landmarks
 
     sizes = np.array([s.load_image().shape[1::-1] for s in samples], dtype=np.float64)
     pred = poses_from_landmarks(np.asarray(landmarks, dtype=np.float64), sizes, "68", mean_face())
@@ -87,7 +87,7 @@ def _models(args: argparse.Namespace, base) -> list[tuple[str, Any, Any, str]]:
         return [(name, model, cfg, str(args.runs_dir / name))
                 for name, _, cfg, model in studies.trained_variants(args, base,
                                                                     studies.select_variants(VARIANTS, args.variants))]
-    from facemtl.train.trainer import load_trained
+    from facemtl.train.checkpoint import load_trained
 
     out = []
     for path in args.checkpoints:
@@ -103,8 +103,8 @@ def _models(args: argparse.Namespace, base) -> list[tuple[str, Any, Any, str]]:
 
 def run_study(args: argparse.Namespace) -> dict[str, Any]:
     from facemtl.evaluate.protocol import predict_samples, score
+    from facemtl.train.checkpoint import torch_predictor
     from facemtl.train.config import TrainConfig
-    from facemtl.train.trainer import torch_predictor
 
     base = TrainConfig.load(args.config)
     sets = studies.evaluation_sets(base, args.synth_n, args.aflw2000)

@@ -1,0 +1,133 @@
+"""The model contract: what a facemtl model takes in and gives out (``docs/model-format.md``).
+
+Every encoder and decoder of model inputs and outputs calls this module: training examples,
+evaluation, inference, export, the CSV writers. Changing the crop or an output happens here.
+
+Coordinates are 0-based pixel indices (pixel ``i`` covers ``[i - 0.5, i + 0.5]``). A face crop is
+the square of side ``crop_scale * max(w, h)`` centred on the box ``[x1, y1, x2, y2]``, resampled
+to ``size x size``: its edges map to the crop's edges, so a point ``p`` goes to
+``s * (p - c) + (size - 1) / 2`` with ``s = size / side``. The model's landmarks are normalised
+crop coordinates, which put the crop's edges at 0 and 1: ``(p_crop + 0.5) / size``
+(:func:`landmarks_to_crop` and its inverse :func:`landmarks_to_image`).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+N_LANDMARKS = 68  # iBUG-68 points
+# AffectNet's order of the seven basic expressions; readers map their own orders onto it.
+EXPRESSIONS: tuple[str, ...] = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "angry")
+N_EXPRESSIONS = len(EXPRESSIONS)
+
+# The model's input: float32 (N, 3, S, S) BGR crops, 0..255.
+INPUT_NAME = "image"
+# The outputs, in the order export writes them, and the shape of one row of each.
+OUTPUT_SHAPES: dict[str, tuple[int, ...]] = {
+    "pose": (3,),  # yaw, pitch, roll in degrees
+    "pose_std": (3,),  # per-angle uncertainty in degrees
+    "rotation": (3, 3),  # head-to-camera rotation matrix
+    "landmarks": (N_LANDMARKS, 2),  # normalised crop coordinates
+    "visibility": (N_LANDMARKS,),  # probability that each point is visible
+    "expression": (N_EXPRESSIONS,),  # probabilities over EXPRESSIONS
+}
+OUTPUTS: tuple[str, ...] = tuple(OUTPUT_SHAPES)
+
+# The per-face landmark columns of the CSV files of ``facemtl predict`` and ``facemtl video``.
+LANDMARK_COLUMNS: list[str] = ([f"x_{i}" for i in range(N_LANDMARKS)] + [f"y_{i}" for i in range(N_LANDMARKS)]
+                               + [f"v_{i}" for i in range(N_LANDMARKS)])
+
+
+def expression_columns(expressions: tuple[str, ...]) -> list[str]:
+    """The CSV columns of the expression probabilities, one per class in the model's order."""
+    return [f"p_{n}" for n in expressions]
+
+
+def crop_matrix(box: np.ndarray, crop_scale: float, size: int) -> np.ndarray:
+    """2x3 affine matrix from image pixels to crop pixels for the square crop around ``box``.
+
+    ``box``: (..., 4) ``[x1, y1, x2, y2]``. Returns (..., 2, 3).
+    """
+    box = np.asarray(box, dtype=np.float64)
+    cx = (box[..., 0] + box[..., 2]) / 2
+    cy = (box[..., 1] + box[..., 3]) / 2
+    side = crop_scale * np.maximum(box[..., 2] - box[..., 0], box[..., 3] - box[..., 1])
+    s = size / np.maximum(side, 1e-6)
+    m = np.zeros(box.shape[:-1] + (2, 3))
+    m[..., 0, 0] = s
+    m[..., 1, 1] = s
+    m[..., 0, 2] = (size - 1) / 2 - s * cx
+    m[..., 1, 2] = (size - 1) / 2 - s * cy
+    return m
+
+
+def apply_affine(points: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Map (..., K, 2) points by (..., 2, 3) affine matrices (NaN points stay NaN)."""
+    return points @ np.swapaxes(m[..., :2], -1, -2) + m[..., None, :, 2]
+
+
+def invert_affine(m: np.ndarray) -> np.ndarray:
+    """Inverse of (..., 2, 3) affine matrices."""
+    a = np.linalg.inv(m[..., :2])
+    return np.concatenate([a, -(a @ m[..., :, 2:])], axis=-1)
+
+
+def crop_face(image: np.ndarray, box: np.ndarray, crop_scale: float, size: int,
+              interpolation: int = cv2.INTER_LINEAR) -> tuple[np.ndarray, np.ndarray]:
+    """Cut the square face crop around ``box``; returns ``(crop (size, size, C), matrix (2, 3))``.
+
+    The matrix maps image pixels to crop pixels (:func:`crop_matrix`). Pixels outside the image
+    are 0. Shrinking by more than 2x first blurs with INTER_AREA-like pre-scaling so small crops
+    do not alias. Only the part of the image the crop covers (plus a 2-pixel margin for the
+    interpolation) is read: pre-shrinking a whole 12-megapixel photo for each face would dominate
+    the run time.
+    """
+    m = crop_matrix(box, crop_scale, size)
+    if not np.all(np.isfinite(m)):
+        raise ValueError(f"crop_face: box {np.asarray(box).tolist()} is not finite")
+    h, w = image.shape[:2]
+    half = crop_scale * max(box[2] - box[0], box[3] - box[1]) / 2 + 2
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    x0, y0 = int(np.clip(np.floor(cx - half), 0, w - 1)), int(np.clip(np.floor(cy - half), 0, h - 1))
+    x1, y1 = int(np.clip(np.ceil(cx + half) + 1, x0 + 1, w)), int(np.clip(np.ceil(cy + half) + 1, y0 + 1, h))
+    region = image[y0:y1, x0:x1]
+    m_region = m.copy()
+    m_region[:, 2] += m[:, :2] @ np.array([x0, y0], dtype=np.float64)  # region pixels -> crop pixels
+    scale = m[0, 0]
+    if scale < 0.5:
+        # Pre-shrink the region: bilinear warping alone would alias at strong downscaling.
+        rh, rw = region.shape[:2]
+        sw, sh = max(1, round(rw * scale * 2)), max(1, round(rh * scale * 2))
+        region = cv2.resize(region, (sw, sh), interpolation=cv2.INTER_AREA)
+        fx, fy = sw / rw, sh / rh
+        pre = np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5], [0, 0, 1]])
+        m_region = m_region @ np.linalg.inv(pre)
+    crop = cv2.warpAffine(region, m_region, (size, size), flags=interpolation,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return crop, m
+
+
+def landmark_box(landmarks: np.ndarray) -> np.ndarray:
+    """Tight box ``[x1, y1, x2, y2]`` of (..., K, 2) landmarks, ignoring NaN points.
+
+    The box a model is trained to see its face in (the crop is cut around it)."""
+    return np.concatenate([np.nanmin(landmarks, axis=-2), np.nanmax(landmarks, axis=-2)], axis=-1)
+
+
+def crop_pixels_to_normalised(points: np.ndarray, size: int) -> np.ndarray:
+    """(..., K, 2) crop pixels -> normalised crop coordinates ``(p + 0.5) / size``."""
+    return (points + 0.5) / size
+
+
+def landmarks_to_crop(points: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """(..., K, 2) image pixels -> normalised crop coordinates of the crop of ``matrix`` (..., 2, 3)."""
+    return crop_pixels_to_normalised(apply_affine(points, matrix), size)
+
+
+def landmarks_to_image(normalised: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """(..., K, 2) normalised crop coordinates -> image pixels through the crop matrices (..., 2, 3).
+
+    Computed in the dtype of ``normalised`` up to the matrix product (float64)."""
+    crop_pixels = np.asarray(normalised) * size - 0.5
+    return apply_affine(crop_pixels, invert_affine(matrix))
