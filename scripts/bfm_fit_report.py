@@ -40,12 +40,12 @@ def model_to_model(bfm: BFM68, ict: FaceModel) -> None:
     a, b = src - src.mean(0), bfm.mean - bfm.mean.mean(0)
     s = np.sum(b * (a @ R.T)) / np.sum(a * a)
     rms = np.sqrt(np.mean(np.sum((s * a @ R.T - b) ** 2, 1)))
-    print(f"ict-vs-bfm mean faces: rotation {np.rad2deg(geodesic_distance(R, np.eye(3))):.2f} deg "
+    print(f"ict-vs-bfm mean faces: rotation {geodesic_distance(R, np.eye(3)):.2f} deg "
           f"(yaw/pitch/roll {matrix_to_euler(R).round(2).tolist()}), scale {s:.3f}, RMS residual {rms:.2f} mm")
     # BFM shape free: the ICT landmarks seen frontally by an orthographic camera of scale 1 px/mm.
     fit = fit_bfm(src[:, :2] - src[:, :2].mean(0), bfm, sigma=1.0, contour_weight=1.0)
     print(f"ict-vs-bfm, BFM shape fitted to the ICT landmarks (2-D, frontal): rotation "
-          f"{np.rad2deg(geodesic_distance(fit.rotation, np.eye(3))):.2f} deg "
+          f"{geodesic_distance(fit.rotation, np.eye(3)):.2f} deg "
           f"(yaw/pitch/roll {fit.pose.round(2).tolist()}), residual {np.mean(fit.errors):.2f} mm")
 
 

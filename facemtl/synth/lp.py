@@ -97,7 +97,7 @@ def profile_views(sample: Sample, rng: np.random.Generator, views: int, size: in
 def add_arguments(parser) -> None:
     parser.add_argument("folders", nargs="+", help="300-W-style folders (.pts + image), e.g. ../shared/data/300w/afw")
     parser.add_argument("--out", required=True, help="output folder: train/ and val/ of NNNNNN.jpg + .mat")
-    parser.add_argument("--views", type=int, default=15, help="turned views per photo besides the photo (default 15)")
+    parser.add_argument("--views", type=int, default=10, help="turned views per photo besides the photo (default 10)")
     parser.add_argument("--size", type=int, default=192, help="long side of the written images (default 192)")
     parser.add_argument("--holdout", default="helen-train:100",
                         help="FOLDER_NAME:N: N faces of that folder go to val/ (never train on them; default "
@@ -118,8 +118,9 @@ def run(args) -> int:
 
     from facemtl.data.registry import load_dataset
 
-    shared = Path(os.environ.get("FACEMTL_SHARED", Path.cwd().parent / "shared"))
-    bfm_dir = Path(args.bfm) if args.bfm else shared / "facemodels" / "bfm"
+    from facemtl.io import shared_dir
+
+    bfm_dir = Path(args.bfm) if args.bfm else shared_dir() / "facemodels" / "bfm"
     hold_name, _, hold_n = args.holdout.partition(":")
     jobs = []  # (part, sample)
     for folder in args.folders:
@@ -138,7 +139,9 @@ def run(args) -> int:
         (out / part).mkdir(parents=True, exist_ok=True)
     (out / "profile.json").write_text(json.dumps({k: v for k, v in vars(args).items() if not k.startswith("_")},
                                                  indent=1))
-    task = [(str(out), str(bfm_dir), args.seed, args.views, args.size, i, part, s) for i, (part, s) in enumerate(jobs)]
+    # A photo is done when its view 0 exists (written last): a re-run goes on where one stopped.
+    task = [(str(out), str(bfm_dir), args.seed, args.views, args.size, i, part, s) for i, (part, s) in enumerate(jobs)
+            if not (out / part / f"{i:05d}_00.mat").is_file()]
     start, written, failed = time.perf_counter(), 0, 0
     workers = args.workers or os.cpu_count() or 1
     with mp.get_context("fork").Pool(workers) as pool:
@@ -147,7 +150,8 @@ def run(args) -> int:
             if problem:
                 failed += 1
                 print(f"facemtl profile: {problem}", file=sys.stderr)
-    print(f"{out}: {len(jobs)} photos -> {written} images in {time.perf_counter() - start:.0f} s, {failed} failed")
+    print(f"{out}: {len(task)} photos ({len(jobs) - len(task)} done before) -> {written} images in "
+          f"{time.perf_counter() - start:.0f} s, {failed} failed")
     return 0
 
 
@@ -170,6 +174,6 @@ def _profile_job(task) -> tuple[int, str]:
                               _MODELS["bfm"], _MODELS["candidates"])
     except (ValueError, OSError, np.linalg.LinAlgError) as e:
         return 0, f"{sample.image_path}: {e}"
-    for v, (image, labels) in enumerate(faces):
+    for v, (image, labels) in reversed(list(enumerate(faces))):
         write_face(Path(out) / part, f"{index:05d}_{v:02d}", image, labels)
     return len(faces), ""

@@ -1,0 +1,131 @@
+"""The BFM landmark fit (pose labels in the Pose_Para frame), holdout splits and ``facemtl profile``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facemtl.data.sample import Sample
+from facemtl.data.splits import holdout
+from facemtl.geometry.rotations import euler_to_matrix, geodesic_distance
+from facemtl.synth.bfm import BFM68, fit_bfm, weak_project
+
+
+def toy_bfm(seed: int = 0) -> BFM68:
+    """A face-like 68-point model with random bases (generated; no shared data needed)."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+    # An elliptic, curved "face": depth grows toward the rim, a nose-like bump in the middle.
+    mean = np.c_[70 * np.cos(t) * np.linspace(0.3, 1, 68), 90 * np.sin(t), 40 * np.cos(3 * t)]
+    mean[27:36, 2] -= 30
+    return BFM68(mean=mean, shape_basis=rng.normal(0, 2, (68, 3, 40)), expr_basis=rng.normal(0, 1, (68, 3, 10)),
+                 shape_mean=np.zeros(40), shape_std=np.ones(40), expr_mean=np.zeros(10), expr_std=np.ones(10))
+
+
+@pytest.mark.parametrize("ypr", [(0, 0, 0), (35, -20, 10), (-60, 15, -25)])
+def test_fit_recovers_pose_of_exact_projections(ypr):
+    model = toy_bfm()
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0, 0.5, 40), rng.normal(0, 0.5, 10)
+    R = euler_to_matrix(np.array(ypr, dtype=float))
+    q = weak_project(model.landmarks(a, b), R, 1.3, np.array([120.0, 140.0]))
+    fit = fit_bfm(q, model, sigma=1.0)
+    assert geodesic_distance(fit.rotation, R) < 1.0
+    assert abs(fit.scale - 1.3) < 0.05
+    assert np.nanmax(fit.errors) < 1.0
+
+
+def test_fit_ignores_missing_points_and_rejects_too_few():
+    model = toy_bfm()
+    R = euler_to_matrix(np.array([20.0, 10.0, -5.0]))
+    q = weak_project(model.mean, R, 1.0, np.zeros(2))
+    q[:20] = np.nan
+    fit = fit_bfm(q, model, sigma=1.0)
+    assert geodesic_distance(fit.rotation, R) < 2.0
+    assert np.isnan(fit.errors[:20]).all() and np.isfinite(fit.errors[20:]).all()
+    q[:60] = np.nan
+    with pytest.raises(ValueError, match="at least 10"):
+        fit_bfm(q, model)
+
+
+def test_fit_on_aflw2000_model_vertices_matches_pose_para(shared: Path):
+    """The real BFM fitted to AFLW2000-3D's own projected 68 vertices gives back ``Pose_Para``
+    (the frame check of the labels; measurement only, nothing is tuned on this set)."""
+    from facemtl.data.registry import load_dataset
+
+    model = BFM68.load(shared / "facemodels" / "bfm")
+    samples = [s for s in load_dataset("aflw2000", shared / "data" / "aflw2000-dev") if np.abs(s.pose).max() < 60][:12]
+    err = np.array([fit_bfm(s.landmarks, model).pose - s.pose for s in samples])
+    assert np.abs(err).mean() < 1.5
+    assert np.abs(err.mean(0)).max() < 1.0  # no frame offset in any angle
+
+
+def test_bfm_load_names_missing_files(tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match="bfm_mean68.npy"):
+        BFM68.load(tmp_path)
+
+
+def test_holdout_is_disjoint_complete_and_order_free():
+    samples = [Sample(source="x", image_path=f"/data/{i:04d}.jpg") for i in range(50)]
+    val, train = holdout(samples, "val", 10), holdout(samples, "train", 10)
+    names = lambda ss: {s.image_path for s in ss}  # noqa: E731
+    assert len(val) == 10 and len(train) == 40 and not names(val) & names(train)
+    # The same faces wherever the folder lies and whatever the order.
+    moved = [Sample(source="x", image_path=f"/elsewhere/{i:04d}.jpg") for i in reversed(range(50))]
+    assert {Path(p).name for p in names(holdout(moved, "val", 10))} == {Path(p).name for p in names(val)}
+    with pytest.raises(ValueError):
+        holdout(samples, "test", 10)
+
+
+def test_profile_views_turn_photo_and_labels(shared: Path, face_model):
+    """A real 300-W photo turned: view 0 keeps the manual points; every view's label rotation
+    differs from the photo's by the turn applied to the image (the ICT fit's own turn)."""
+    from facemtl.data.registry import load_dataset
+    from facemtl.synth.fit import contour_candidates
+    from facemtl.synth.lp import profile_views
+
+    sample = load_dataset("300w", shared / "data" / "300w" / "afw")[1]
+    bfm = BFM68.load(shared / "facemodels" / "bfm")
+    views = profile_views(sample, np.random.default_rng(0), 3, 160, face_model, bfm, contour_candidates(face_model))
+    assert len(views) == 4
+    image0, lab0 = views[0]
+    s = 160 / max(sample.load_image().shape[:2])
+    np.testing.assert_allclose(lab0.landmarks, (sample.landmarks + 0.5) * s - 0.5, atol=1e-9)
+    for image, lab in views:
+        assert image.shape[:2] == image0.shape[:2] and image.dtype == np.uint8
+        assert np.isfinite(lab.landmarks).all() and np.isfinite(lab.pose).all()
+        np.testing.assert_allclose(euler_to_matrix(lab.pose), lab.rotation, atol=1e-9)
+    # The turned views' landmarks lie on the image, and the poses differ from the photo's.
+    turned = np.array([lab.pose for _, lab in views[1:]])
+    assert (np.abs(turned[:, 0] - lab0.pose[0]) > 1).any()
+    for _, lab in views[1:]:
+        assert (lab.landmarks > -5).all() and (lab.landmarks < 165).all()
+
+
+def test_profile_command_writes_train_and_val(shared: Path, tmp_path: Path):
+    """``facemtl profile`` on two photos: one held out; a re-run skips what is written."""
+    import shutil
+
+    from facemtl.cli import main
+    from facemtl.data.registry import load_dataset
+
+    src = tmp_path / "helen-train"
+    src.mkdir()
+    for name in ("100032540_1",):
+        for ext in (".jpg", ".pts"):
+            shutil.copy(shared / "data" / "300w" / "helen-train" / f"{name}{ext}", src)
+    other = tmp_path / "afw"
+    other.mkdir()
+    for ext in (".jpg", ".pts"):
+        shutil.copy(shared / "data" / "300w" / "afw" / f"1051618982_1{ext}", other)
+    out = tmp_path / "lp"
+    args = ["profile", str(other), str(src), "--out", str(out), "--views", "2", "--size", "128",
+            "--holdout", "helen-train:1", "--workers", "1", "--bfm", str(shared / "facemodels" / "bfm")]
+    assert main(args) == 0
+    train, val = load_dataset("synth", out / "train"), load_dataset("synth", out / "val")
+    assert len(train) == 3 and len(val) == 3
+    stamp = (out / "train" / "00000_00.mat").stat().st_mtime_ns
+    assert main(args) == 0
+    assert (out / "train" / "00000_00.mat").stat().st_mtime_ns == stamp
