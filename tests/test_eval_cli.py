@@ -165,3 +165,9 @@ def test_report_lists_every_metric_present():
                    "bias_pitch": 0.25, "bias_roll": 0.0, "pose_n": 3, "pose_filtered": 1})
     assert "3 used, 1 filtered" in text and "    1.00    2.00    3.00    2.00" in text
     assert "   -0.50   +0.25   +0.00" in text
+    assert "PnP" not in text and "slope" not in text
+    text = report({**base, "mae_yaw": 1.0, "mae_pitch": 2.0, "mae_roll": 3.0, "mae_mean": 2.0, "bias_yaw": -0.5,
+                   "bias_pitch": 0.25, "bias_roll": 0.0, "pose_n": 3, "pose_filtered": 1, "pitch_slope": 0.8,
+                   "mae_yaw_landmarks": 4.0, "mae_pitch_landmarks": 5.0, "mae_roll_landmarks": 6.0,
+                   "mae_mean_landmarks": 5.0})
+    assert "MAE, PnP          4.00    5.00    6.00    5.00" in text and "pitch slope (predicted on true): 0.80" in text

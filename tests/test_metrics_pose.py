@@ -72,3 +72,16 @@ def test_vector_errors_by_hand():
     # Column lengths do not matter; opposite columns are 180 deg apart.
     np.testing.assert_allclose(vector_errors(2 * R, I), vector_errors(R, I), atol=1e-9)
     np.testing.assert_allclose(vector_errors(np.diag([-1.0, -1, 1])[None], np.eye(3)[None]), [[180, 180, 0]])
+
+
+def test_pitch_slope_reads_a_compressed_model_and_filters():
+    from facemtl.metrics import pitch_slope
+
+    gt = np.c_[np.zeros(5), np.array([-30.0, -10, 0, 10, 30]), np.zeros(5)]
+    assert pitch_slope(gt, gt) == pytest.approx(1.0)
+    pred = gt.copy()
+    pred[:, 1] = 0.5 * gt[:, 1] + 7  # half the true tilt, plus an offset: slope 0.5
+    assert pitch_slope(pred, gt) == pytest.approx(0.5)
+    far = np.r_[gt, [[120.0, 80.0, 0.0]]]  # |yaw| > 99 is dropped, as for the MAE
+    assert pitch_slope(np.r_[pred, [[0.0, -500.0, 0.0]]], far) == pytest.approx(0.5)
+    assert np.isnan(pitch_slope(gt[:1], gt[:1]))

@@ -129,3 +129,25 @@ def test_degenerate_inputs_raise_clearly():
     assert np.isnan(out[1]).all() and np.isfinite(out[[0, 2]]).all()
     with pytest.raises(PnPError):
         landmarks_to_pose(batch, (450, 450))
+
+
+def test_pose_std_grows_with_landmark_noise_and_fusion_weights_by_it():
+    from facemtl.geometry.pnp import fuse_poses, pose_and_std_from_landmarks
+
+    ypr = np.array([20.0, -10.0, 5.0])
+    K = camera_matrix(400, 400)
+    exact = project_points(mean_face(), euler_to_matrix(ypr), np.array([0.0, 0.0, 600.0]), K)
+    rng = np.random.default_rng(0)
+    pose_small, std_small = pose_and_std_from_landmarks(exact + rng.normal(0, 0.3, exact.shape), (400, 400))
+    pose_big, std_big = pose_and_std_from_landmarks(exact + rng.normal(0, 3.0, exact.shape), (400, 400))
+    assert np.abs(pose_small - ypr).max() < 1.0
+    assert (std_big > 3 * std_small).all() and (std_small > 0).all()
+    # Inverse-variance fusion: nearer the sure estimate; a missing one leaves the other.
+    fused, std = fuse_poses(np.zeros(3), np.full(3, 1.0), np.full(3, 10.0), np.full(3, 3.0))
+    np.testing.assert_allclose(fused, 1.0)
+    np.testing.assert_allclose(std, np.sqrt(1 / (1 + 1 / 9)))
+    fused, _ = fuse_poses(np.zeros(3), np.full(3, 1.0), np.full(3, np.nan), np.full(3, np.nan))
+    np.testing.assert_allclose(fused, 0.0)
+    nan = np.full(3, np.nan)
+    assert np.isnan(pose_and_std_from_landmarks(np.full((68, 2), np.nan), (400, 400))[0]).all()
+    assert np.isnan(fuse_poses(nan, nan, nan, nan)[0]).all()

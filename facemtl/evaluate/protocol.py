@@ -18,8 +18,9 @@ import numpy as np
 from facemtl.contract import EXPRESSIONS, crop_face, landmarks_to_image
 from facemtl.data.sample import Sample
 from facemtl.data.transforms import face_box
-from facemtl.metrics import (accuracy, macro_f1, mean_signed_error, nme, occlusion_recall_at_precision, pose_mae,
-                             precision_recall_f1)
+from facemtl.geometry.pnp import fuse_poses, pose_and_std_from_landmarks
+from facemtl.metrics import (accuracy, macro_f1, mean_signed_error, nme, occlusion_recall_at_precision, pitch_slope,
+                             pose_mae, precision_recall_f1)
 
 Predict = Callable[[np.ndarray], dict[str, np.ndarray]]
 
@@ -38,9 +39,24 @@ def predict_samples(predict: Predict, samples: Sequence[Sample], size: int, crop
         if "landmarks" in out:
             # In the predictor's dtype (float32) as the published figures were computed.
             decoded["landmarks"] = landmarks_to_image(np.asarray(out["landmarks"]), np.stack(mats), size)
+            if "pose_std" in out:
+                decoded.update(_second_opinion(decoded, chunk, images))
         for k, v in decoded.items():
             outputs.setdefault(k, []).append(np.asarray(v))
     return {k: np.concatenate(v) for k, v in outputs.items()}
+
+
+def _second_opinion(decoded: dict[str, np.ndarray], samples: Sequence[Sample],
+                    images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """Pose from the predicted landmarks (PnP with the mean face, with its own deviation) and its
+    inverse-variance fusion with the network's pose, for the faces that have a pose label."""
+    lm_pose = np.full((len(samples), 3), np.nan)
+    lm_std = np.full((len(samples), 3), np.nan)
+    for i, (s, image) in enumerate(zip(samples, images)):
+        if s.pose is not None:
+            lm_pose[i], lm_std[i] = pose_and_std_from_landmarks(decoded["landmarks"][i], image.shape[1::-1])
+    fused, _ = fuse_poses(decoded["pose"], decoded["pose_std"], lm_pose, lm_std)
+    return {"pose_landmarks": lm_pose, "pose_fused": fused}
 
 
 def score(outputs: dict[str, np.ndarray], samples: Sequence[Sample]) -> dict[str, float]:
@@ -57,7 +73,15 @@ def score(outputs: dict[str, np.ndarray], samples: Sequence[Sample]) -> dict[str
             result[f"mae_{k}"] = mae[k]
         for k in ("yaw", "pitch", "roll"):
             result[f"bias_{k}"] = bias[k]
+        result["pitch_slope"] = pitch_slope(pred, gt)
         result["pose_n"] = mae["n"]
+        # The second opinion (pose from the landmarks) alone and fused, where the outputs have it.
+        for key in ("pose_landmarks", "pose_fused"):
+            if key in outputs:
+                found = np.isfinite(outputs[key][posed]).all(axis=1)  # PnP can fail
+                other = pose_mae(outputs[key][posed][found], gt[found])
+                for k in ("yaw", "pitch", "roll", "mean"):
+                    result[f"mae_{k}_{key[5:]}"] = other[k]
     marked = [i for i, s in enumerate(samples) if s.landmarks is not None]
     if "landmarks" in outputs and marked:
         gt = np.stack([samples[i].landmarks for i in marked])

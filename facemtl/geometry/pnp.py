@@ -215,3 +215,58 @@ def landmarks_to_pose(landmarks: np.ndarray, image_size: tuple[float, float], su
         out[i] = matrix_to_euler(R)
     return out[0] if single else out
 
+
+
+def pose_and_std_from_landmarks(landmarks: np.ndarray, image_size: tuple[float, float], subset: Subset = "68",
+                                model_3d: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+    """PnP pose ``[yaw, pitch, roll]`` (3,) degrees of one face and its per-angle standard
+    deviation (3,) degrees, from the fit's own residuals.
+
+    The deviation is the Gauss-Newton covariance ``s^2 (J^T J)^-1`` of the reprojection error,
+    with ``J`` taken over the three angles and the translation at the solution and
+    ``s^2 = RSS / (2N - 6)``: a face whose landmarks disagree with the mean face, or whose
+    points barely constrain an angle (pitch of a flat, distant face), gets a large deviation.
+    NaN (both) when PnP fails.
+    """
+    lm = np.asarray(landmarks, dtype=np.float64)
+    model = mean_face() if model_3d is None else np.asarray(model_3d, dtype=np.float64)
+    idx = subset_indices(subset)
+    K = camera_matrix(image_size[0], image_size[1])
+    nan = np.full(3, np.nan)
+    try:
+        R, t = solve_pose(lm[idx], model[idx], K)
+    except PnPError:
+        return nan, nan
+    ok = np.isfinite(lm[idx]).all(axis=1)
+    p2, p3 = lm[idx][ok], model[idx][ok]
+    ypr = matrix_to_euler(R)
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        return (project_points(p3, euler_to_matrix(x[:3]), x[3:], K) - p2).ravel()
+
+    x = np.r_[ypr, t]
+    r = residuals(x)
+    steps = np.r_[np.full(3, 1e-3), np.abs(t) * 1e-6 + 1e-6]
+    J = np.stack([(residuals(x + np.eye(6)[i] * h) - residuals(x - np.eye(6)[i] * h)) / (2 * h)
+                  for i, h in enumerate(steps)], axis=1)
+    dof = max(len(r) - 6, 1)
+    try:
+        cov = np.linalg.inv(J.T @ J) * (r @ r) / dof
+    except np.linalg.LinAlgError:
+        return ypr, nan
+    return ypr, np.sqrt(np.clip(np.diag(cov)[:3], 0, None))
+
+
+def fuse_poses(a: np.ndarray, a_std: np.ndarray, b: np.ndarray, b_std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse-variance mean of two ``[yaw, pitch, roll]`` estimates per angle, (..., 3) each,
+    and its deviation. Where one estimate (or its deviation) is NaN the other is returned."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    wa = 1.0 / np.square(np.asarray(a_std, dtype=np.float64))
+    wb = 1.0 / np.square(np.asarray(b_std, dtype=np.float64))
+    a_ok, b_ok = np.isfinite(a) & np.isfinite(wa), np.isfinite(b) & np.isfinite(wb)
+    wa, wb = np.where(a_ok, wa, 0.0), np.where(b_ok, wb, 0.0)
+    total = wa + wb
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fused = (wa * np.where(a_ok, a, 0.0) + wb * np.where(b_ok, b, 0.0)) / total
+        std = np.sqrt(1.0 / total)
+    return np.where(total > 0, fused, np.nan), np.where(total > 0, std, np.nan)

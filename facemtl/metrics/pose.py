@@ -84,6 +84,20 @@ def mean_signed_error(pred: np.ndarray, gt: np.ndarray, filter_deg: float | None
     return _summary(per_axis, len(d), n_filtered)
 
 
+def pitch_slope(pred: np.ndarray, gt: np.ndarray, filter_deg: float | None = 99.0) -> float:
+    """Least-squares slope of predicted on true pitch, same filtering as :func:`pose_mae`.
+
+    A slope under 1 turns a set's mean pitch into bias: a model that reads every face nearer
+    level than it is. ``NaN`` for fewer than two samples or no spread in the true pitch.
+    """
+    pred, gt = np.asarray(pred, dtype=np.float64), np.asarray(gt, dtype=np.float64)
+    keep = np.ones(len(gt), bool) if filter_deg is None else (np.abs(gt) <= filter_deg).all(axis=1)
+    x, y = gt[keep, 1], pred[keep, 1]
+    if len(x) < 2 or np.ptp(x) == 0:
+        return float("nan")
+    return float(np.polyfit(x, y, 1)[0])
+
+
 def geodesic_error(R_pred: np.ndarray, R_gt: np.ndarray) -> np.ndarray:
     """Per-sample angle in degrees ([0, 180]) of the rotation between ``R_pred`` and ``R_gt``, (N,)."""
     R_pred, R_gt = _check_pair(R_pred, R_gt, (3, 3), "geodesic_error")

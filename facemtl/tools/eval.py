@@ -95,6 +95,12 @@ def report(result: dict[str, Any]) -> str:
                   f"{'':14}{'yaw':>8}{'pitch':>8}{'roll':>8}{'mean':>8}",
                   f"{'MAE (deg)':14}" + "".join(f"{result[f'mae_{k}']:8.2f}" for k in ("yaw", "pitch", "roll", "mean")),
                   f"{'bias (deg)':14}" + "".join(f"{result[f'bias_{k}']:+8.2f}" for k in ("yaw", "pitch", "roll"))]
+        for suffix, name in (("landmarks", "MAE, PnP"), ("fused", "MAE, fused")):
+            if f"mae_mean_{suffix}" in result:
+                lines.append(f"{name:14}" + "".join(f"{result[f'mae_{k}_{suffix}']:8.2f}"
+                                                    for k in ("yaw", "pitch", "roll", "mean")))
+        if "pitch_slope" in result:
+            lines.append(f"pitch slope (predicted on true): {result['pitch_slope']:.2f}")
     if "nme_inter_ocular" in result:
         lines.append(f"landmark NME: {100 * result['nme_inter_ocular']:.2f} % inter-ocular, "
                      f"{100 * result['nme_bbox']:.2f} % box size")
