@@ -12,7 +12,8 @@ photo in 3D (face profiling). Here, for each photo:
   point is its fitted ICT vertex at the new pose plus the annotator's offset from it in the
   photo; the jaw's sliding points move to the new silhouette (:func:`slide_contour`), so the
   jaw stays the visible outline. Visibility: inner points by the z-buffer of the turned head,
-  outline points visible.
+  outline points visible. No expression class (``expr_class`` -1): a photo's fitted expression
+  weights are not a reliable label.
 
 View 0 of each photo is the photo itself with its manual landmarks.
 """
@@ -76,7 +77,7 @@ def profile_views(sample: Sample, rng: np.random.Generator, views: int, size: in
         vis = lab.visibility.astype(np.float64)
         vis[SLIDING] = 1.0
         return turned, replace(lab, pose=matrix_to_euler(R), rotation=R, landmarks=pts, landmarks_3d=cam,
-                               visibility=vis, box=box_of(pts), identity=-1,
+                               visibility=vis, box=box_of(pts), identity=-1, expr_class=-1,
                                meta={"source": sample.image_path, "fit_error_px": fit.reprojection_error,
                                      "bfm_error_px": float(np.nanmean(bfit.errors))})
 
