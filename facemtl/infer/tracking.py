@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Optional
 
 import cv2
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from facemtl.data.transforms import landmark_box
 from facemtl.geometry.rotations import euler_to_matrix
+from facemtl.infer.assignment import linear_sum_assignment
 from facemtl.infer.results import Face, Pose
 from facemtl.metrics.detection import iou
 
