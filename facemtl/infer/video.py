@@ -87,10 +87,28 @@ def open_video(source: Union[str, Path, int]) -> cv2.VideoCapture:
         raise VideoError(path, "file not found")
     if path.stat().st_size == 0:
         raise VideoError(path, "file is empty (0 bytes)")
+    problem = _not_a_video(path)
+    if problem:
+        raise VideoError(path, problem)
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise VideoError(path, "cannot open as a video (not a video file, unsupported codec, or truncated)")
     return cap
+
+
+def _not_a_video(path: Path) -> Optional[str]:
+    """Why ``path`` is clearly not a video (text, a still image), else None. FFmpeg "plays" a
+    text file as ANSI art and an image as one frame, which would silently give no faces."""
+    from facemtl.io import _HEADER_BYTES, _header_size
+
+    with open(path, "rb") as f:
+        head = f.read(_HEADER_BYTES)  # a JPEG's size comes after its metadata segments
+    if _header_size(head) is not None:
+        return "is a still image, not a video (use facemtl predict)"
+    start = head[:4096]
+    if all(32 <= b < 127 or b in b"\t\n\r\f" for b in start.rstrip(b"\0")) or start.startswith(b"\xef\xbb\xbf"):
+        return "is a text file, not a video"
+    return None
 
 
 def read_frames(cap: cv2.VideoCapture, source: Union[str, Path, int],
@@ -198,13 +216,12 @@ def process_video(source: Union[str, Path, int], analyzer: FaceAnalyzer, out: Op
     ids: set[int] = set()
     start = last_report = time.monotonic()
     try:
-        if csv_path is not None:
-            table = open(csv_path, "w", newline="")
-            rows = csv.writer(table)
-            rows.writerow(csv_columns(analyzer.expressions))
-            table.flush()
         for index, t, frame in read_frames(cap, source, summary):
             faces = tracker(frame, t)
+            if csv_path is not None and table is None:  # opened at the first frame: no frame, no file
+                table = open(csv_path, "w", newline="")
+                rows = csv.writer(table)
+                rows.writerow(csv_columns(analyzer.expressions))
             if table is not None:
                 rows.writerows(csv_row(index, t, f, len(analyzer.expressions)) for f in faces)
                 table.flush()
@@ -234,6 +251,8 @@ def process_video(source: Union[str, Path, int], analyzer: FaceAnalyzer, out: Op
         summary.seconds = time.monotonic() - start
     if progress:
         _progress(source, summary, None, None, summary.seconds)
+    if summary.frames == 0 and not summary.interrupted and not isinstance(source, int):
+        raise VideoError(source, "no readable frame (not a video, an unsupported codec, or broken)")
     return summary
 
 
