@@ -88,7 +88,7 @@ def dumps(records: list[dict[str, Any]]) -> str:
 
 
 def draw_faces(image, faces) -> Any:
-    """Draw each face's box (with expression and score), landmarks (red where the model thinks
+    """Draw each face's box (with expression, its probability and the detector score), landmarks (red where the model thinks
     they are hidden) and pose axes on a copy of ``image``."""
     import numpy as np
 
@@ -98,9 +98,7 @@ def draw_faces(image, faces) -> Any:
     for face in faces:
         side = float(max(face.box[2] - face.box[0], face.box[3] - face.box[1]))
         thickness = max(1, round(side / 150))  # sized by the face, not the image
-        label = f"{face.score:.2f}"
-        if face.expression is not None:
-            label = f"{face.expression.label} {label}"
+        label = face.label()
         if face.pose is not None:
             label += f" y{face.pose.yaw:+.0f} p{face.pose.pitch:+.0f} r{face.pose.roll:+.0f}"
         draw_box(canvas, face.box, label=label, thickness=thickness)

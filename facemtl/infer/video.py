@@ -187,7 +187,7 @@ def annotate(image: np.ndarray, faces: list[TrackedFace]) -> np.ndarray:
 
     for tracked in faces:
         f = tracked.face
-        label = f"#{tracked.id}" + ("" if f.expression is None else f" {f.expression.label}")
+        label = f"#{tracked.id} {f.label()}"
         draw_box(image, f.box, label=label)
         if f.landmarks is not None:
             vis = None if f.visibility is None else (f.visibility >= 0.5).astype(np.float64)
