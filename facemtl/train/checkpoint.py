@@ -10,6 +10,39 @@ from typing import Any
 from facemtl.io import write_atomic
 
 
+class CheckpointError(ValueError):
+    """A checkpoint could not be loaded; the message names the file and why."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """A checkpoint of :func:`save_atomic`, unpickled with ``weights_only=True``: only tensors,
+    numbers, strings and plain containers are rebuilt, so a downloaded ``.pt`` that carries
+    code (a pickled callable) is refused instead of run. :class:`CheckpointError` otherwise."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "checkpoint not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(path, f"refused: holds more than tensors, numbers, strings and plain containers "
+                                    f"(maybe code): {first}") from e
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, TypeError) as e:
+        raise CheckpointError(path, f"not a readable checkpoint ({type(e).__name__}: {str(e)[:200]})") from e
+    if not isinstance(state, dict) or not {"model", "config"} <= set(state):
+        raise CheckpointError(path, "not a facemtl checkpoint (no 'model' and 'config' entries)")
+    return state
+
+
 def save_atomic(state: dict[str, Any], path: str | Path) -> None:
     """``torch.save`` through :func:`facemtl.io.write_atomic`: a crash mid-write leaves the
     previous checkpoint intact."""

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 
 from facemtl.data.transforms import Augment
-from facemtl.train.checkpoint import CsvLog, plot_curves, save_atomic
+from facemtl.train.checkpoint import CsvLog, load_checkpoint, plot_curves, save_atomic
 from facemtl.train.config import DataSpec, TrainConfig
 from facemtl.train.data import MixedDataset, SampleSource, Source
 
@@ -168,14 +168,14 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
         init = Path(cfg.init)
         if not init.is_file():
             raise FileNotFoundError(f"{init}: no checkpoint to initialise from (config 'init')")
-        state = torch.load(init, map_location=dev, weights_only=False)
+        state = load_checkpoint(init, map_location=dev)
         model.load_state_dict(state["model"])
         # Task weights the config still uses keep their learned values; new ones start at 0.
         criterion.load_state_dict(state["criterion"], strict=False)
     if resume:
         if not ckpt_path.is_file():
             raise FileNotFoundError(f"{ckpt_path}: no checkpoint to resume from")
-        state = torch.load(ckpt_path, map_location=dev, weights_only=False)
+        state = load_checkpoint(ckpt_path, map_location=dev)
         model.load_state_dict(state["model"])
         criterion.load_state_dict(state["criterion"])
         optimizer.load_state_dict(state["optimizer"])
@@ -259,7 +259,7 @@ def load_trained(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module
     """The model and config stored in a checkpoint written by :func:`train`."""
     from facemtl.models import create_model
 
-    state = torch.load(path, map_location=device, weights_only=False)
+    state = load_checkpoint(path, map_location=device)
     cfg = TrainConfig.from_dict(state["config"])
     model = create_model(cfg.model, **cfg.model_options)
     model.load_state_dict(state["model"])
