@@ -36,7 +36,10 @@ def face_box(sample: Sample, image: np.ndarray) -> np.ndarray:
 def predict_samples(predict: Predict, samples: Sequence[Sample], size: int, crop_scale: float,
                     batch_size: int = 64) -> dict[str, np.ndarray]:
     """Run ``predict`` on the protocol crops; landmarks come back in image pixels."""
+    from facemtl.progress import Progress
+
     outputs: dict[str, list[np.ndarray]] = {}
+    bar = Progress(len(samples), "eval", unit="img")
     for start in range(0, len(samples), batch_size):
         chunk = samples[start:start + batch_size]
         images = [s.load_image() for s in chunk]
@@ -47,6 +50,8 @@ def predict_samples(predict: Predict, samples: Sequence[Sample], size: int, crop
             out["landmarks"] = apply_affine(crop_px, invert_affine(np.stack(mats)))
         for k, v in out.items():
             outputs.setdefault(k, []).append(np.asarray(v))
+        bar.update(len(chunk))
+    bar.close()
     return {k: np.concatenate(v) for k, v in outputs.items()}
 
 

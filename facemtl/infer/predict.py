@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from facemtl.io import IMAGE_SUFFIXES, write_atomic
+from facemtl.progress import Progress
 
 
 
@@ -136,24 +137,6 @@ def csv_rows(records: list[dict[str, Any]], expressions: tuple[str, ...]) -> lis
     return [["" if v is None else v for v in row] for row in rows]
 
 
-class _Progress:
-    """``predict 12/340 name.jpg`` on one stderr line, only when stderr is a terminal."""
-
-    def __init__(self, total: int):
-        self.total = total
-        self.enabled = total > 1 and sys.stderr.isatty()
-
-    def update(self, done: int, name: str) -> None:
-        if self.enabled:
-            sys.stderr.write(f"\r\033[Kpredict {done}/{self.total} {Path(name).name}"[:200])
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
-
-
 def _annotated_path(out_dir: Path, source: str, used: set[Path]) -> Path:
     """``out_dir/<name>``; ``<stem>-1<suffix>``... when that would overwrite the input or an
     image already written in this run. Formats OpenCV cannot write become ``.jpg``."""
@@ -185,9 +168,9 @@ def run(args: argparse.Namespace) -> int:
     items = expand_inputs(args.paths)
     records: list[dict[str, Any]] = []
     used: set[Path] = set()
-    progress = _Progress(len(items))
-    for done, (path, error) in enumerate(items, 1):
-        progress.update(done, path)
+    progress = Progress(len(items), "predict", unit="img", enabled=None if len(items) > 1 else False)
+    for path, error in items:
+        progress.update(1, Path(path).name)
         record: dict[str, Any] = {"image": path, "width": None, "height": None, "faces": [], "error": error}
         records.append(record)
         if error is not None:

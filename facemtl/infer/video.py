@@ -21,7 +21,7 @@ be read from without its final index).
 
 Unreadable frames are skipped with a warning and counted; a video that stops before its
 announced frame count ends the run with a warning; a file that cannot be opened is an error
-naming it. Progress and frames per second go to stderr.
+naming it. A progress bar (on a terminal only) and a final line with frames per second go to stderr.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from typing import IO, TYPE_CHECKING, Iterator, Optional, Union
 
 import cv2
 import numpy as np
+
+from facemtl.progress import Progress
 
 if TYPE_CHECKING:
     from facemtl.infer.analyzer import FaceAnalyzer
@@ -214,9 +216,14 @@ def process_video(source: Union[str, Path, int], analyzer: FaceAnalyzer, out: Op
     writer: Optional[_VideoOutput] = None
     table: Optional[IO[str]] = None
     ids: set[int] = set()
-    start = last_report = time.monotonic()
+    start = time.monotonic()
+    bar = None
     try:
+        if progress:  # the bar needs the announced frame count, known once reading starts
+            bar = Progress(None, _name(source), unit="frame")
         for index, t, frame in read_frames(cap, source, summary):
+            if bar is not None and bar.total is None:
+                bar.total = summary.expected
             faces = tracker(frame, t)
             if csv_path is not None and table is None:  # opened at the first frame: no frame, no file
                 table = open(csv_path, "w", newline="")
@@ -232,16 +239,16 @@ def process_video(source: Union[str, Path, int], analyzer: FaceAnalyzer, out: Op
             summary.frames += 1
             summary.rows += len(faces)
             ids.update(f.id for f in faces)
-            now = time.monotonic()
-            if progress and now - last_report >= (0.5 if sys.stderr.isatty() else 5.0):
-                _progress(source, summary, index, len(faces), now - start)
-                last_report = now
+            if bar is not None:
+                bar.update(1, f"{len(faces)} face(s)")
             if max_frames is not None and summary.frames >= max_frames:
                 break
     except KeyboardInterrupt:
         summary.interrupted = True
         _warn(f"{_name(source)}: interrupted after {summary.frames} frames; finishing the outputs")
     finally:
+        if bar is not None:
+            bar.close()
         cap.release()
         if table is not None:
             table.close()
@@ -250,7 +257,7 @@ def process_video(source: Union[str, Path, int], analyzer: FaceAnalyzer, out: Op
         summary.ids = len(ids)
         summary.seconds = time.monotonic() - start
     if progress:
-        _progress(source, summary, None, None, summary.seconds)
+        _progress(source, summary, summary.seconds)
     if summary.frames == 0 and not summary.interrupted and not isinstance(source, int):
         raise VideoError(source, "no readable frame (not a video, an unsupported codec, or broken)")
     return summary
@@ -290,20 +297,12 @@ def _warn(message: str) -> None:
     print(f"{chr(10) if sys.stderr.isatty() else ''}warning: {message}", file=sys.stderr, flush=True)
 
 
-def _progress(source: Union[str, Path, int], s: VideoSummary, index: Optional[int], faces: Optional[int],
-              elapsed: float) -> None:
-    """A progress line (``index`` given: rewritten in place on a terminal) or the final summary line."""
+def _progress(source: Union[str, Path, int], s: VideoSummary, elapsed: float) -> None:
+    """The final summary line."""
     fps = s.frames / elapsed if elapsed > 0 else 0.0
-    tty = sys.stderr.isatty()
-    if index is None:
-        end = " (interrupted)" if s.interrupted else " (ended early)" if s.ended_early else ""
-        line = (f"{_name(source)}: {s.frames} frames{end}, {s.skipped} skipped, {s.rows} face rows, "
-                f"{s.ids} face ids, {fps:.1f} fps")
-        print(f"\r\x1b[K{line}" if tty else line, file=sys.stderr, flush=True)
-        return
-    total = f"/{s.expected}" if s.expected else ""
-    line = f"{_name(source)}: frame {index + 1}{total}, {faces} face(s), {fps:.1f} fps"
-    print(f"\r\x1b[K{line}" if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+    end = " (interrupted)" if s.interrupted else " (ended early)" if s.ended_early else ""
+    print(f"{_name(source)}: {s.frames} frames{end}, {s.skipped} skipped, {s.rows} face rows, "
+          f"{s.ids} face ids, {fps:.1f} fps", file=sys.stderr, flush=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 
 from facemtl.data.transforms import Augment
+from facemtl.progress import Progress
 from facemtl.train.checkpoint import CsvLog, load_checkpoint, plot_curves, save_atomic
 from facemtl.train.config import DataSpec, TrainConfig
 from facemtl.train.data import MixedDataset, SampleSource, Source
@@ -117,7 +118,8 @@ def validation_sets(cfg: TrainConfig) -> dict[str, list]:
 
 
 def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    # On a terminal, first clear the progress bar's line (it redraws below at the next step).
+    print(("\r\x1b[K" if sys.stderr.isatty() else "") + message, file=sys.stderr, flush=True)
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: str | None = None,
@@ -224,6 +226,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
                                          generator=torch.Generator().manual_seed(cfg.seed))
     model.train()
     tic, seen = time.perf_counter(), 0
+    bar = Progress(max(end - step, 0), f"train {cfg.name}", unit="step", enabled=None if rank == 0 else False)
     for batch in (loader if step < end else []):
         batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
         for group in optimizer.param_groups:
@@ -237,6 +240,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
         total.backward()
         optimizer.step()
         step += 1
+        bar.update(1)
         seen += len(batch["image"]) * world
         if log is not None and (step % cfg.log_every == 0 or step == end):
             rate = seen / (time.perf_counter() - tic)
@@ -252,6 +256,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
             save()
         if epoch_end and log is not None:
             plot_curves(log, out / "loss.png")
+    bar.close()
     return model
 
 
