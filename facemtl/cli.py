@@ -33,6 +33,12 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
 ]
 
 
+# Optional packages -> the extra that installs them. A command that needs one which is missing
+# says which extra to install instead of ending in a ModuleNotFoundError traceback.
+EXTRAS = {"torch": "train", "onnx": "train", "yaml": "train", "numba": "train", "matplotlib": "train",
+          "h5py": "data", "scipy": "data", "dask": "distributed", "distributed": "distributed"}
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; the arguments of the command that ``argv`` names are added to it."""
     argv = sys.argv[1:] if argv is None else argv
@@ -65,8 +71,19 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser(argv).parse_args(argv)
-    return int(args._run(args) or 0)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = build_parser(argv).parse_args(argv)
+        return int(args._run(args) or 0)
+    except ModuleNotFoundError as e:
+        package = (e.name or "").split(".")[0]
+        if package not in EXTRAS:
+            raise
+        command = " ".join(w for w in argv[:2] if not w.startswith("-"))
+        print(f"facemtl {command}: needs {package}, which is not installed: "
+              f"pip install 'facemtl[{EXTRAS[package]}]' (from a clone: pip install -e '.[{EXTRAS[package]}]')",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -85,6 +85,42 @@ def _header_size(b: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _exif_orientation(b: bytes) -> int:
+    """The EXIF orientation (1-8) of a JPEG from its first bytes; 1 when absent or unreadable.
+
+    ``cv2.imdecode(..., IMREAD_UNCHANGED)`` ignores it, so phone photos stored sideways would be
+    analysed sideways (and detect no face)."""
+    if b[:2] != b"\xff\xd8":
+        return 1
+    i = 2
+    while i + 4 <= len(b) and b[i] == 0xFF:
+        marker, length = b[i + 1], int.from_bytes(b[i + 2:i + 4], "big")
+        if marker == 0xDA or length < 2:  # start of scan: no more metadata
+            return 1
+        tiff = i + 10  # after the marker, the length and "Exif\0\0"
+        if marker == 0xE1 and b[i + 4:tiff] == b"Exif\x00\x00" and b[tiff:tiff + 2] in (b"II", b"MM"):
+            order = "little" if b[tiff:tiff + 2] == b"II" else "big"
+            u = lambda k, n: int.from_bytes(b[k:k + n], order)  # noqa: E731
+            ifd = tiff + u(tiff + 4, 4)
+            for e in range(ifd + 2, min(ifd + 2 + 12 * u(ifd, 2), len(b) - 11), 12):
+                if u(e, 2) == 0x0112:  # Orientation, a SHORT
+                    value = u(e + 8, 2)
+                    return value if 1 <= value <= 8 else 1
+            return 1
+        i += 2 + length
+    return 1
+
+
+def _upright(image: np.ndarray, orientation: int) -> np.ndarray:
+    """``image`` as displayed for an EXIF ``orientation`` (2-8 flip and/or rotate; 1 is as stored)."""
+    if orientation in (5, 7):
+        image = cv2.transpose(image)
+    steps = {2: lambda a: cv2.flip(a, 1), 3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
+             4: lambda a: cv2.flip(a, 0), 6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
+             7: lambda a: cv2.rotate(a, cv2.ROTATE_180), 8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE)}
+    return steps[orientation](image) if orientation in steps else image
+
+
 def to_bgr8(image: np.ndarray, name: str = "<array>") -> np.ndarray:
     """Convert grey, BGRA and 16-bit images to uint8 BGR (H, W, 3)."""
     if image.ndim == 2:
@@ -107,7 +143,8 @@ def to_bgr8(image: np.ndarray, name: str = "<array>") -> np.ndarray:
 def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image file as uint8 BGR (H, W, 3).
 
-    Grey, RGBA and 16-bit files are converted. Raises :class:`FileError` for a missing,
+    Grey, RGBA and 16-bit files are converted; a JPEG's EXIF orientation is applied, so the
+    image (and its size) is the upright one a viewer shows. Raises :class:`FileError` for a missing,
     empty, non-image, corrupt or oversized file. The size is checked from the header (PNG,
     JPEG, BMP, GIF, WebP, TIFF) before the file is read whole or decoded, so a huge image
     costs no memory.
@@ -132,7 +169,7 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise FileError(path, f"not a readable image ({str(e).strip().splitlines()[-1]})") from e
     if image is None:
         raise FileError(path, "not a readable image (corrupt or unsupported format)")
-    return to_bgr8(image, str(path))
+    return _upright(to_bgr8(image, str(path)), _exif_orientation(head))
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:

@@ -165,28 +165,3 @@ def test_real_photos_many_faces(shared, tmp_path, model):
             x1, y1, x2, y2 = face["box"]
             assert 0 < x2 - x1 < record["width"] and 0 < y2 - y1 < record["height"]
     assert (tmp_path / "ann" / "selfie-many-people.jpg").is_file()
-
-
-def test_progress_only_on_a_terminal(monkeypatch, capsys):
-    p = predict._Progress(10)  # captured stderr is not a terminal
-    p.update(3, "/x/a.jpg")
-    p.close()
-    assert capsys.readouterr().err == ""
-
-    class Tty:
-        text = ""
-
-        def isatty(self):
-            return True
-
-        def write(self, s):
-            Tty.text += s
-
-        def flush(self):
-            pass
-
-    monkeypatch.setattr(predict.sys, "stderr", Tty())
-    p = predict._Progress(10)
-    p.update(3, "/x/a.jpg")
-    assert "predict 3/10 a.jpg" in Tty.text
-    assert not predict._Progress(1).enabled  # a single file needs no progress line

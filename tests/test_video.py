@@ -103,7 +103,7 @@ def test_bad_sources_give_clear_errors(tmp_path, stub, capsys):
     with pytest.raises(VideoError, match=r"empty\.mp4: file is empty"):
         process_video(tmp_path / "empty.mp4", analyzer)
     (tmp_path / "text.mp4").write_text("not a video")
-    with pytest.raises(VideoError, match=r"text\.mp4: cannot open as a video"):
+    with pytest.raises(VideoError, match=r"text\.mp4: is a text file, not a video"):
         process_video(tmp_path / "text.mp4", analyzer)
     # An mp4 cut in half has lost its index (written last): a clean error, and no output file.
     data = write_clip(tmp_path / "clip.mp4").read_bytes()

@@ -68,6 +68,8 @@ def read_coco_json(root: str | Path, images: str | Path | None = None, one_based
         annotations = data["annotations"]
     except json.JSONDecodeError as e:
         raise FileError(root, f"invalid JSON: {e}") from e
+    except (UnicodeDecodeError, OSError) as e:
+        raise FileError(root, f"not a readable text file ({e})") from e
     except (KeyError, TypeError) as e:
         raise FileError(root, f"not a COCO keypoint file: missing {e}") from e
     parsed = [_keypoints(ann, n, files, root) for n, ann in enumerate(annotations)]

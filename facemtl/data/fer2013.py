@@ -14,6 +14,8 @@ Labels are mapped onto :data:`facemtl.contract.EXPRESSIONS` order.
 from __future__ import annotations
 
 import csv
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -74,12 +76,31 @@ def _expression_index(name: str) -> int | None:
     return EXPRESSIONS.index(name) if name in EXPRESSIONS else None
 
 
+def _check_npz_sizes(path: Path) -> None:
+    """Refuse arrays whose header declares more data than their member holds, before numpy
+    allocates it (a damaged header could ask for terabytes)."""
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            with z.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(f)
+            if dtype.hasobject:
+                continue  # refused by allow_pickle=False below
+            need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if need > info.file_size:
+                raise FileError(path, f"{info.filename}: header declares {shape} {dtype} "
+                                         f"({need} bytes) but holds {info.file_size} bytes")
+
+
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
+        _check_npz_sizes(path)
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in ("images", "labels", "classes") if key in data.files}
-    except (OSError, ValueError) as e:
-        raise FileError(path, f"not a readable .npz ({e})") from e
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        raise FileError(path, f"not a readable .npz ({type(e).__name__}: {e})") from e
     missing = {"images", "labels", "classes"} - set(arrays)
     if missing:
         raise FileError(path, f"missing arrays {sorted(missing)}")
@@ -88,6 +109,8 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise FileError(path, f"images must be uint8 (N, {SIZE}, {SIZE}), got {images.dtype} {images.shape}")
     if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
         raise FileError(path, f"labels must be {len(images)} integers, got {labels.dtype} {labels.shape}")
+    if classes.ndim != 1:
+        raise FileError(path, f"classes must be a list of names, got shape {classes.shape}")
     to_ours = np.array([_expression_index(str(name)) for name in classes], dtype=object)
     unknown = [str(name) for name, index in zip(classes, to_ours) if index is None]
     if unknown:

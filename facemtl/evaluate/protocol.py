@@ -29,7 +29,10 @@ def predict_samples(predict: Predict, samples: Sequence[Sample], size: int, crop
                     batch_size: int = 64) -> dict[str, np.ndarray]:
     """Run ``predict`` on the protocol crops; the result holds the model's outputs, except that
     ``landmarks`` are decoded to image pixels (like :attr:`Sample.landmarks`)."""
+    from facemtl.progress import Progress
+
     outputs: dict[str, list[np.ndarray]] = {}
+    bar = Progress(len(samples), "eval", unit="img")
     for start in range(0, len(samples), batch_size):
         chunk = samples[start:start + batch_size]
         images = [s.load_image() for s in chunk]
@@ -43,6 +46,8 @@ def predict_samples(predict: Predict, samples: Sequence[Sample], size: int, crop
                 decoded.update(_second_opinion(decoded, chunk, images))
         for k, v in decoded.items():
             outputs.setdefault(k, []).append(np.asarray(v))
+        bar.update(len(chunk))
+    bar.close()
     return {k: np.concatenate(v) for k, v in outputs.items()}
 
 

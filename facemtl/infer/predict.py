@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 from facemtl.contract import LANDMARK_COLUMNS, N_LANDMARKS, expression_columns
 from facemtl.io import IMAGE_SUFFIXES, write_atomic
+from facemtl.progress import Progress
 
 
 
@@ -37,7 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "boxes instead of detecting; [] means no face; images not listed are detected")
     parser.add_argument("--detector", default="opencv", help="face detector: opencv (default), dlib, mediapipe")
     parser.add_argument("--model", type=Path, help="ONNX model (default: the shipped model)")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2; per worker with --workers)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes, each with its own model session; records stay in input order")
+    parser.add_argument("--skip-done", action="store_true",
+                        help="resume: keep the images already in --json (else --csv) and analyse only the rest")
+    parser.add_argument("--dask", metavar="ADDRESS",
+                        help="run on a Dask cluster (scheduler address, or 'local' / 'local:N' for N local "
+                             "worker processes); needs facemtl[distributed]")
 
 
 def expand_inputs(paths: list[str]) -> list[tuple[str, Optional[str]]]:
@@ -89,7 +97,7 @@ def dumps(records: list[dict[str, Any]]) -> str:
 
 
 def draw_faces(image, faces) -> Any:
-    """Draw each face's box (with expression and score), landmarks (red where the model thinks
+    """Draw each face's box (with expression, its probability and the detector score), landmarks (red where the model thinks
     they are hidden) and pose axes on a copy of ``image``."""
     import numpy as np
 
@@ -99,9 +107,7 @@ def draw_faces(image, faces) -> Any:
     for face in faces:
         side = float(max(face.box[2] - face.box[0], face.box[3] - face.box[1]))
         thickness = max(1, round(side / 150))  # sized by the face, not the image
-        label = f"{face.score:.2f}"
-        if face.expression is not None:
-            label = f"{face.expression.label} {label}"
+        label = face.label()
         if face.pose is not None:
             label += f" y{face.pose.yaw:+.0f} p{face.pose.pitch:+.0f} r{face.pose.roll:+.0f}"
         draw_box(canvas, face.box, label=label, thickness=thickness)
@@ -123,6 +129,11 @@ def csv_rows(records: list[dict[str, Any]], expressions: tuple[str, ...]) -> lis
     rows: list[list[Any]] = [header]
     blank = [""] * (len(header) - 2)
     for r in records:
+        if "rows" in r:  # from an earlier run's CSV (--skip-done): written back as they were
+            if r["header"] != header:
+                raise ValueError("the CSV to resume has other columns (another model?): give a new --csv")
+            rows += r["rows"]
+            continue
         if r["error"] is not None:
             rows.append([r["image"]] + blank + [r["error"]])
         for k, f in enumerate(r["faces"]):
@@ -137,24 +148,6 @@ def csv_rows(records: list[dict[str, Any]], expressions: tuple[str, ...]) -> lis
             row += f["visibility"] if f["visibility"] else [""] * N_LANDMARKS
             rows.append(row + [""])
     return [["" if v is None else v for v in row] for row in rows]
-
-
-class _Progress:
-    """``predict 12/340 name.jpg`` on one stderr line, only when stderr is a terminal."""
-
-    def __init__(self, total: int):
-        self.total = total
-        self.enabled = total > 1 and sys.stderr.isatty()
-
-    def update(self, done: int, name: str) -> None:
-        if self.enabled:
-            sys.stderr.write(f"\r\033[Kpredict {done}/{self.total} {Path(name).name}"[:200])
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
 
 
 def _annotated_path(out_dir: Path, source: str, used: set[Path]) -> Path:
@@ -175,54 +168,37 @@ def run(args: argparse.Namespace) -> int:
     import cv2
 
     from facemtl.infer.analyzer import FaceAnalyzer
-    from facemtl.io import FileError, read_image
+    from facemtl.io import FileError
+    from facemtl.infer.batch import load_done
 
     # Decoder errors are reported per file below; OpenCV's own log lines would only repeat them.
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    if args.workers < 1:
+        print(f"facemtl predict: --workers must be >= 1, not {args.workers}", file=sys.stderr)
+        return 2
     try:
         given = read_boxes(args.boxes) if args.boxes else {}
         analyzer = FaceAnalyzer(args.model, detector=args.detector, threads=args.threads)
-    except (FileError, ValueError) as e:
+        done = load_done(args.json, args.csv) if args.skip_done else {}
+    except (FileError, ValueError, OSError) as e:
         print(f"facemtl predict: {e}", file=sys.stderr)
         return 2
     items = expand_inputs(args.paths)
-    records: list[dict[str, Any]] = []
-    used: set[Path] = set()
-    progress = _Progress(len(items))
-    for done, (path, error) in enumerate(items, 1):
-        progress.update(done, path)
-        record: dict[str, Any] = {"image": path, "width": None, "height": None, "faces": [], "error": error}
-        records.append(record)
-        if error is not None:
-            continue
-        try:
-            image = read_image(path)
-            record["height"], record["width"] = image.shape[:2]
-            boxes = given.get(path, given.get(Path(path).name))
-            faces = analyzer(image, boxes=boxes)  # [] in the boxes file: no face, no detection
-            record["faces"] = [f.to_dict() for f in faces]
-            if args.out_dir:
-                out = _annotated_path(args.out_dir, path, used)
-                ok, buf = cv2.imencode(out.suffix, draw_faces(image, faces))
-                if not ok:
-                    raise OSError(f"cannot encode {out}")
-                write_atomic(out, buf.tobytes())
-        except FileError as e:
-            record["error"] = e.problem
-        except Exception as e:  # one bad file must not stop the batch: report it in its record
-            record["error"] = f"{type(e).__name__}: {e}"
-    progress.close()
+    tasks = _tasks(items, given, args.out_dir, skip=set(done))
+    if done:
+        print(f"facemtl predict: {len(done)} images already done, {len(tasks)} to go", file=sys.stderr)
+    new: dict[str, dict[str, Any]] = {}
+    progress = Progress(len(tasks), "predict", unit="img", enabled=None if len(tasks) > 1 else False)
     try:
-        if args.json:
-            write_atomic(args.json, dumps(records).encode())
-        if args.csv:
-            import csv
-            import io
-
-            text = io.StringIO()
-            csv.writer(text).writerows(csv_rows(records, analyzer.expressions))
-            write_atomic(args.csv, text.getvalue().encode())
-    except OSError as e:
+        for k, record in enumerate(_records(tasks, analyzer, args), 1):
+            new[record["image"]] = record
+            progress.update(1, Path(record["image"]).name)
+            if k % FLUSH_EVERY == 0 and k < len(tasks):  # a killed run leaves this much to --skip-done
+                _write_outputs(args, [p for p, _ in items], done, new, analyzer.expressions)
+        progress.close()
+        records = _write_outputs(args, [p for p, _ in items], done, new, analyzer.expressions)
+    except (OSError, ValueError) as e:
+        progress.close()
         print(f"facemtl predict: cannot write output: {e}", file=sys.stderr)
         return 2
     if not (args.json or args.csv or args.out_dir):
@@ -233,3 +209,57 @@ def run(args: argparse.Namespace) -> int:
     for r in failed:
         print(f"  {r['image']}: {r['error']}", file=sys.stderr)
     return 1 if failed else 0
+
+
+# With --json/--csv, the outputs are rewritten (whole, atomically) after every this many images.
+FLUSH_EVERY = 100
+
+
+def _tasks(items: list[tuple[str, Optional[str]]], given: dict[str, list], out_dir: Optional[Path],
+           skip: set[str]) -> list:
+    """One :class:`~facemtl.infer.batch.Task` per image not in ``skip``; annotated image names
+    are chosen here, so that workers never write to the same file."""
+    from facemtl.infer.batch import Task
+
+    used: set[Path] = set()
+    tasks = []
+    for path, error in items:
+        if path in skip:
+            continue
+        boxes = given.get(path, given.get(Path(path).name))
+        annotated = str(_annotated_path(out_dir, path, used)) if out_dir and error is None else None
+        tasks.append(Task(path, error, boxes, annotated))
+    return tasks
+
+
+def _records(tasks: list, analyzer: Any, args: argparse.Namespace):
+    """The records of ``tasks`` in order: here, in worker processes, or on a Dask cluster."""
+    from facemtl.infer import batch
+
+    model = None if args.model is None else str(args.model)
+    if args.dask:
+        from facemtl.infer.distributed import analyse_on_dask
+
+        return analyse_on_dask(tasks, args.dask, model, args.detector, args.threads)
+    if args.workers > 1 and len(tasks) > 1:
+        return batch.analyse_parallel(tasks, min(args.workers, len(tasks)), model, args.detector, args.threads)
+    return (batch.analyse_one(analyzer, t) for t in tasks)
+
+
+def _write_outputs(args: argparse.Namespace, paths: list[str], done: dict, new: dict,
+                   expressions: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Write the JSON and CSV of every record so far (earlier runs' included); the records."""
+    from facemtl.infer.batch import in_input_order
+
+    records = in_input_order(paths, done, new)
+    if args.json:
+        write_atomic(args.json, dumps([{k: v for k, v in r.items() if k not in ("rows", "header")}
+                                       for r in records]).encode())
+    if args.csv:
+        import csv
+        import io
+
+        text = io.StringIO()
+        csv.writer(text).writerows(csv_rows(records, expressions))
+        write_atomic(args.csv, text.getvalue().encode())
+    return records

@@ -59,6 +59,11 @@ class Expression:
     probs: np.ndarray  # (K,)
     names: tuple[str, ...]
 
+    @property
+    def probability(self) -> float:
+        """The probability of ``label``."""
+        return float(self.probs[self.names.index(self.label)])
+
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "probs": {n: round(float(p), 4) for n, p in zip(self.names, self.probs)}}
 
@@ -73,6 +78,12 @@ class Face:
     visibility: Optional[np.ndarray] = None  # (68,) probability that each landmark is visible
     pose: Optional[Pose] = None
     expression: Optional[Expression] = None
+
+    def label(self) -> str:
+        """The text drawn beside the box: the expression with its own probability, then the
+        detector score, e.g. ``disgust 27% det 0.90``."""
+        expression = "" if self.expression is None else f"{self.expression.label} {self.expression.probability:.0%} "
+        return f"{expression}det {self.score:.2f}"
 
     def to_dict(self) -> dict[str, Any]:
         """The face record of ``facemtl predict --json``."""

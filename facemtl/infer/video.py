@@ -21,7 +21,7 @@ be read from without its final index).
 
 Unreadable frames are skipped with a warning and counted; a video that stops before its
 announced frame count ends the run with a warning; a file that cannot be opened is an error
-naming it. Progress and frames per second go to stderr.
+naming it. A progress bar (on a terminal only) and a final line with frames per second go to stderr.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 
 from facemtl.contract import LANDMARK_COLUMNS, N_LANDMARKS, expression_columns
+from facemtl.progress import Progress
 
 if TYPE_CHECKING:
     from facemtl.infer.analyzer import FaceAnalyzer
@@ -89,10 +90,28 @@ def open_video(source: Union[str, Path, int]) -> cv2.VideoCapture:
         raise VideoError(path, "file not found")
     if path.stat().st_size == 0:
         raise VideoError(path, "file is empty (0 bytes)")
+    problem = _not_a_video(path)
+    if problem:
+        raise VideoError(path, problem)
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise VideoError(path, "cannot open as a video (not a video file, unsupported codec, or truncated)")
     return cap
+
+
+def _not_a_video(path: Path) -> Optional[str]:
+    """Why ``path`` is clearly not a video (text, a still image), else None. FFmpeg "plays" a
+    text file as ANSI art and an image as one frame, which would silently give no faces."""
+    from facemtl.io import _HEADER_BYTES, _header_size
+
+    with open(path, "rb") as f:
+        head = f.read(_HEADER_BYTES)  # a JPEG's size comes after its metadata segments
+    if _header_size(head) is not None:
+        return "is a still image, not a video (use facemtl predict)"
+    start = head[:4096]
+    if all(32 <= b < 127 or b in b"\t\n\r\f" for b in start.rstrip(b"\0")) or start.startswith(b"\xef\xbb\xbf"):
+        return "is a text file, not a video"
+    return None
 
 
 def read_frames(cap: cv2.VideoCapture, source: Union[str, Path, int],
@@ -171,7 +190,7 @@ def annotate(image: np.ndarray, faces: list[TrackedFace]) -> np.ndarray:
 
     for tracked in faces:
         f = tracked.face
-        label = f"#{tracked.id}" + ("" if f.expression is None else f" {f.expression.label}")
+        label = f"#{tracked.id} {f.label()}"
         draw_box(image, f.box, label=label)
         if f.landmarks is not None:
             vis = None if f.visibility is None else (f.visibility >= 0.5).astype(np.float64)
@@ -198,15 +217,19 @@ def process_video(source: Union[str, Path, int], analyzer: FaceAnalyzer, out: Op
     writer: Optional[_VideoOutput] = None
     table: Optional[IO[str]] = None
     ids: set[int] = set()
-    start = last_report = time.monotonic()
+    start = time.monotonic()
+    bar = None
     try:
-        if csv_path is not None:
-            table = open(csv_path, "w", newline="")
-            rows = csv.writer(table)
-            rows.writerow(csv_columns(analyzer.expressions))
-            table.flush()
+        if progress:  # the bar needs the announced frame count, known once reading starts
+            bar = Progress(None, _name(source), unit="frame")
         for index, t, frame in read_frames(cap, source, summary):
+            if bar is not None and bar.total is None:
+                bar.total = summary.expected
             faces = tracker(frame, t)
+            if csv_path is not None and table is None:  # opened at the first frame: no frame, no file
+                table = open(csv_path, "w", newline="")
+                rows = csv.writer(table)
+                rows.writerow(csv_columns(analyzer.expressions))
             if table is not None:
                 rows.writerows(csv_row(index, t, f, len(analyzer.expressions)) for f in faces)
                 table.flush()
@@ -217,16 +240,16 @@ def process_video(source: Union[str, Path, int], analyzer: FaceAnalyzer, out: Op
             summary.frames += 1
             summary.rows += len(faces)
             ids.update(f.id for f in faces)
-            now = time.monotonic()
-            if progress and now - last_report >= (0.5 if sys.stderr.isatty() else 5.0):
-                _progress(source, summary, index, len(faces), now - start)
-                last_report = now
+            if bar is not None:
+                bar.update(1, f"{len(faces)} face(s)")
             if max_frames is not None and summary.frames >= max_frames:
                 break
     except KeyboardInterrupt:
         summary.interrupted = True
         _warn(f"{_name(source)}: interrupted after {summary.frames} frames; finishing the outputs")
     finally:
+        if bar is not None:
+            bar.close()
         cap.release()
         if table is not None:
             table.close()
@@ -235,7 +258,9 @@ def process_video(source: Union[str, Path, int], analyzer: FaceAnalyzer, out: Op
         summary.ids = len(ids)
         summary.seconds = time.monotonic() - start
     if progress:
-        _progress(source, summary, None, None, summary.seconds)
+        _progress(source, summary, summary.seconds)
+    if summary.frames == 0 and not summary.interrupted and not isinstance(source, int):
+        raise VideoError(source, "no readable frame (not a video, an unsupported codec, or broken)")
     return summary
 
 
@@ -273,20 +298,12 @@ def _warn(message: str) -> None:
     print(f"{chr(10) if sys.stderr.isatty() else ''}warning: {message}", file=sys.stderr, flush=True)
 
 
-def _progress(source: Union[str, Path, int], s: VideoSummary, index: Optional[int], faces: Optional[int],
-              elapsed: float) -> None:
-    """A progress line (``index`` given: rewritten in place on a terminal) or the final summary line."""
+def _progress(source: Union[str, Path, int], s: VideoSummary, elapsed: float) -> None:
+    """The final summary line."""
     fps = s.frames / elapsed if elapsed > 0 else 0.0
-    tty = sys.stderr.isatty()
-    if index is None:
-        end = " (interrupted)" if s.interrupted else " (ended early)" if s.ended_early else ""
-        line = (f"{_name(source)}: {s.frames} frames{end}, {s.skipped} skipped, {s.rows} face rows, "
-                f"{s.ids} face ids, {fps:.1f} fps")
-        print(f"\r\x1b[K{line}" if tty else line, file=sys.stderr, flush=True)
-        return
-    total = f"/{s.expected}" if s.expected else ""
-    line = f"{_name(source)}: frame {index + 1}{total}, {faces} face(s), {fps:.1f} fps"
-    print(f"\r\x1b[K{line}" if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+    end = " (interrupted)" if s.interrupted else " (ended early)" if s.ended_early else ""
+    print(f"{_name(source)}: {s.frames} frames{end}, {s.skipped} skipped, {s.rows} face rows, "
+          f"{s.ids} face ids, {fps:.1f} fps", file=sys.stderr, flush=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

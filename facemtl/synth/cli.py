@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from facemtl.progress import Progress
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, required=True, help="number of images")
@@ -93,15 +95,17 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     task = (str(out), args.seed, config, mode, profile)
     _warm_up(config, mode, profile)  # compile / load the kernels and build the meshes once, before forking
+    bar = Progress(args.n, "synth", unit="img")
     if workers > 1 and len(jobs) > 1:
         import multiprocessing as mp
 
         with mp.get_context("fork").Pool(min(workers, len(jobs))) as pool:
-            for _ in pool.imap_unordered(_run_job, [(task, job) for job in jobs]):
-                pass
+            for done in pool.imap_unordered(_run_job, [(task, job) for job in jobs]):
+                bar.update(done)
     else:
         for job in jobs:
-            _run_job((task, job))
+            bar.update(_run_job((task, job)))
+    bar.close()
     seconds = time.perf_counter() - start
     kind = {"face": "faces", "scene": "scene images", "profile": "profiled photos"}[mode]
     print(f"{out}: {args.n} {kind} ({args.format}) in {seconds:.1f} s, {args.n / seconds:.1f} images/s, "
@@ -132,7 +136,8 @@ def _warm_up(config, mode: str, profile) -> None:
     _render(sample_rng(2**31 - 1, 0), config, mode, profile)
 
 
-def _run_job(arg) -> None:
+def _run_job(arg) -> int:
+    """Render one job's images; returns how many (for the progress bar)."""
     (out, seed, config, mode, profile), (shard, indices) = arg
     from pathlib import Path
 
@@ -151,7 +156,8 @@ def _run_job(arg) -> None:
             images.append(image)
             labels.append(lab)
         write_npz(out / f"shard_{shard:05d}.npz", shard_arrays(images, labels))
-        return
+        return len(indices)
     for i in indices:
         image, lab = _render(sample_rng(seed, i), config, mode, profile)
         write_face(out, f"{i:06d}", image, lab)
+    return len(indices)

@@ -211,8 +211,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.checkpoint.is_file():
         print(f"facemtl export: error: {args.checkpoint}: checkpoint not found", file=sys.stderr)
         return 2
-    model, cfg = load_trained(args.checkpoint)
     try:
+        model, cfg = load_trained(args.checkpoint)
         export_onnx(model, args.onnx, cfg.input_size, cfg.crop_scale, name=cfg.model)
         print(f"{args.onnx}: fp32, {args.onnx.stat().st_size / 1e6:.2f} MB ({cfg.model}, {cfg.input_size} px, "
               f"crop {cfg.crop_scale:g})")

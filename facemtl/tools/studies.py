@@ -114,7 +114,7 @@ def train_variant(cfg: TrainConfig, runs_dir: Path, device: str | None = None, r
     import cv2
     import torch
 
-    from facemtl.train.checkpoint import load_trained
+    from facemtl.train.checkpoint import load_trained, read_checkpoint
     from facemtl.train.trainer import train
 
     # The trainer's data workers are forked and set OpenCV to one thread; a child forked while this
@@ -124,7 +124,7 @@ def train_variant(cfg: TrainConfig, runs_dir: Path, device: str | None = None, r
     ckpt = out / "last.pt"
     resume = False
     if ckpt.is_file() and not retrain:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        state = read_checkpoint(ckpt)
         if _learned(TrainConfig.from_dict(state["config"])) == _learned(cfg):
             if state["step"] >= cfg.steps:
                 model, _ = load_trained(ckpt)

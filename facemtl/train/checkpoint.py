@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from facemtl.io import write_atomic
+from facemtl.io import FileError, write_atomic
 from facemtl.train.config import TrainConfig
 
 CHECKPOINT_NAME = "last.pt"  # in the run folder
@@ -34,8 +34,25 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, criterion: torch.n
 
 
 def read_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """The checkpoint dict (tensors on ``device``)."""
-    return torch.load(path, map_location=device, weights_only=False)
+    """The checkpoint dict (tensors on ``device``), unpickled with ``weights_only=True``: only
+    tensors, numbers, strings and plain containers are rebuilt, so a downloaded ``.pt`` that
+    carries code (a pickled callable) is refused instead of run. :class:`FileError` otherwise."""
+    import pickle
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileError(path, "checkpoint not found")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FileError(path, f"refused: holds more than tensors, numbers, strings and plain containers "
+                              f"(maybe code): {first}") from e
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, TypeError) as e:
+        raise FileError(path, f"not a readable checkpoint ({type(e).__name__}: {str(e)[:200]})") from e
+    if not isinstance(state, dict) or not {"model", "config"} <= set(state):
+        raise FileError(path, "not a facemtl checkpoint (no 'model' and 'config' entries)")
+    return state
 
 
 def restore(state: dict[str, Any], model: torch.nn.Module, criterion: torch.nn.Module,

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from facemtl.train.config import TrainConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,14 +20,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
 
 
+def first_missing_input(cfg: "TrainConfig") -> str | None:
+    """One line naming the first input path of ``cfg`` that does not exist (data roots, the
+    checkpoint to start from, validation sets) and the command that makes it; None if all exist."""
+    from pathlib import Path
+
+    paths = [d.root for d in cfg.data if d.root] + ([cfg.init] if cfg.init else [])
+    paths += [v for k, v in cfg.val.items() if isinstance(v, str) and k != "synth_n"]
+    for path in paths:
+        if not Path(path).exists():
+            make = cfg.prepare.get(path)
+            how = f"make it first with: {make}" if make else "give the right path in the config"
+            return f"{path} not found (from {cfg.name}'s config); {how}"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
+    import sys
     from pathlib import Path
 
     from facemtl.train.checkpoint import CHECKPOINT_NAME
     from facemtl.train.config import TrainConfig
     from facemtl.train.trainer import train
 
-    cfg = TrainConfig.load(args.config)
+    try:
+        cfg = TrainConfig.load(args.config)
+    except ValueError as e:
+        print(f"facemtl train: {e}", file=sys.stderr)
+        return 2
+    missing = None if args.resume else first_missing_input(cfg)
+    if missing:
+        print(f"facemtl train: {missing}", file=sys.stderr)
+        return 2
     if args.steps is not None:
         cfg.steps = args.steps
     out = Path(args.out or Path("runs") / cfg.name)

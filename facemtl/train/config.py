@@ -67,6 +67,9 @@ class TrainConfig:
     # Fine-tuning: start from the model (and learned task weights) of this checkpoint, with this
     # config's own step count and schedule; relative paths are from the working directory.
     init: str | None = None
+    # Inputs the project makes itself: path -> the command that makes it (``facemtl train``
+    # stops with that command when the path is missing, instead of failing mid-way).
+    prepare: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":

@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 
 from facemtl.data.transforms import Augment
+from facemtl.progress import Progress
 from facemtl.train.checkpoint import (CHECKPOINT_NAME, initialise, read_checkpoint, restore, save_checkpoint,
                                      torch_predictor)
 from facemtl.train.config import DataSpec, TrainConfig
@@ -109,7 +110,8 @@ def validation_sets(cfg: TrainConfig) -> dict[str, list]:
 
 
 def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    # On a terminal, first clear the progress bar's line (it redraws below at the next step).
+    print(("\r\x1b[K" if sys.stderr.isatty() else "") + message, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -246,9 +248,11 @@ class _Loop:
         cfg, proc = self.cfg, self.proc
         self.model.train()
         tic, seen = time.perf_counter(), 0
+        bar = Progress(max(end - step, 0), f"train {cfg.name}", unit="step", enabled=None if proc.rank == 0 else False)
         for batch in (loader if step < end else []):
             total, parts = self.step(batch, step)
             step += 1
+            bar.update(1)
             seen += len(batch["image"]) * proc.world
             if self.log is not None and (step % cfg.log_every == 0 or step == end):
                 self.write_log(step, total, parts, seen / (time.perf_counter() - tic))
@@ -259,6 +263,7 @@ class _Loop:
                 save_checkpoint(proc.out / CHECKPOINT_NAME, self.model, self.criterion, self.optimizer, step, cfg)
             if epoch_end and self.log is not None:
                 plot_curves(self.log, proc.out / "loss.png")
+        bar.close()
 
     def step(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One optimiser step on ``batch``; returns the total loss and its parts."""
