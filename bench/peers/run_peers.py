@@ -1,8 +1,10 @@
-"""Peers side by side on AFLW2000-dev: MediaPipe face mesh, dlib 68 landmarks and facemtl.
+"""Peers side by side on AFLW2000-dev (pose) or 300-W (landmarks): MediaPipe face mesh, dlib 68 landmarks, facemtl.
 
 Run in the peers' venv (``bench/peers/setup.sh``; MediaPipe 0.10.21 needs numpy<2)::
 
     bench/peers/.venv/bin/python bench/peers/run_peers.py [--data ../shared/data/aflw2000-dev]
+    bench/peers/.venv/bin/python bench/peers/run_peers.py --dataset 300w --data ../shared/data/300w/helen-train \
+        --holdout val --holdout-n 100
 
 Every peer runs on the full image (its own detector), then the landmark peers go through the
 same landmark-to-pose step as :func:`facemtl.geometry.pnp.landmarks_to_pose` (facemtl's mean
@@ -18,14 +20,20 @@ are over the faces each peer found, plus a pose MAE over the images every peer f
 Time is wall time per image (detection + landmarks + pose, every face), the fastest of
 ``--repeats`` runs, median over images, after one warm-up image.
 
-Writes the section between ``<!-- peers:start -->`` and ``<!-- peers:end -->`` of
-``docs/BENCHMARKS.md`` (``--no-write`` only prints it).
+``--dataset 300w`` scores landmarks only (no PnP): NME over the 68 points and over the 51 inner
+ones (17-67), both normalised by the outer-eye-corner distance, and adds two rows given the
+annotated landmark box instead of a detection: dlib's predictor and facemtl's analyzer.
+
+Writes the section between ``<!-- peers:start -->`` and ``<!-- peers:end -->`` (300-W:
+``<!-- peers-300w:start -->`` ... ``<!-- peers-300w:end -->``) of ``docs/BENCHMARKS.md``
+(``--no-write`` only prints it).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -40,14 +48,19 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
-from facemtl.data.mat3ddfa import read_aflw2000
+from facemtl.data.registry import load_dataset
 from facemtl.geometry.pnp import POINT_SUBSETS, PnPError, camera_matrix, mean_face, solve_pose, subset_indices
 from facemtl.geometry.rotations import matrix_to_euler
 from facemtl.metrics.landmarks import nme
 from facemtl.metrics.pose import mean_signed_error, pose_mae
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC_START, DOC_END = "<!-- peers:start -->", "<!-- peers:end -->"
+# Marked section of docs/BENCHMARKS.md and default folder per --dataset; AFLW2000 is the pose mode.
+SECTIONS = {"aflw2000": ("<!-- peers:start -->", "<!-- peers:end -->"),
+            "300w": ("<!-- peers-300w:start -->", "<!-- peers-300w:end -->")}
+DEFAULT_DATA = {"aflw2000": ROOT.parent / "shared" / "data" / "aflw2000-dev",
+                "300w": ROOT.parent / "shared" / "data" / "300w" / "helen-train"}
+INNER = np.arange(17, 68)  # iBUG-68 without the jaw: the "51 points" of 300-W
 FILTER_DEG = 99.0
 MIN_IOU = 0.3
 
@@ -81,7 +94,7 @@ class Face:
     """One detected face in facemtl's conventions: 68 landmarks (0-based px) and head-to-camera ``R``."""
 
     landmarks: np.ndarray
-    R: np.ndarray
+    R: Optional[np.ndarray]  # None in the landmark mode (no PnP)
 
 
 def pose_from_landmarks(landmarks: np.ndarray, width: int, height: int, subset: str) -> Optional[np.ndarray]:
@@ -105,13 +118,19 @@ def pose_from_landmarks(landmarks: np.ndarray, width: int, height: int, subset: 
 @dataclass
 class Peer:
     name: str
-    run: Callable[[np.ndarray], list[Face]]  # BGR uint8 image -> faces
+    # (BGR uint8 image, annotated landmark box) -> faces; only the "annotated box" peers use the box
+    run: Callable[[np.ndarray, np.ndarray], list[Face]]
     settings: str
     euler: str  # how its rotation becomes facemtl's R and Euler angles (for BENCHMARKS.md)
 
 
-def _faces(landmark_sets: list[np.ndarray], width: int, height: int, subset: str) -> list[Face]:
-    """Faces with a pose from PnP; a face whose PnP fails is dropped (it then counts as missed)."""
+def _faces(landmark_sets: list[np.ndarray], width: int, height: int, subset: Optional[str]) -> list[Face]:
+    """Faces with a pose from PnP on ``subset``; a face whose PnP fails is dropped (it then counts as missed).
+
+    ``subset=None`` (landmark mode): no PnP, every face kept with ``R = None``.
+    """
+    if subset is None:
+        return [Face(lm, None) for lm in landmark_sets]
     faces = []
     for lm in landmark_sets:
         R = pose_from_landmarks(lm, width, height, subset)
@@ -120,19 +139,21 @@ def _faces(landmark_sets: list[np.ndarray], width: int, height: int, subset: str
     return faces
 
 
-def _pnp_euler(points: str, subset: str) -> str:
+def _pnp_euler(points: str, subset: Optional[str]) -> str:
+    if subset is None:
+        return f"{points}; no pose."
     return (f"{points} -> `solve_pose` on facemtl's mean face (points: {subset}); the mean face is in facemtl's "
             "head frame, so `R = from_opencv_rvec(rvec)` is facemtl's R with no other change, and "
             "yaw/pitch/roll = `matrix_to_euler(R)`.")
 
 
-def mediapipe_peer(refine: bool, subset: str) -> Peer:
+def mediapipe_peer(refine: bool, subset: Optional[str]) -> Peer:
     import mediapipe as mp
 
     mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=5, refine_landmarks=refine,
                                            min_detection_confidence=0.5)
 
-    def run(image: np.ndarray) -> list[Face]:
+    def run(image: np.ndarray, box: np.ndarray) -> list[Face]:
         h, w = image.shape[:2]
         found = mesh.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)).multi_face_landmarks or []
         # Normalised image coordinates (0 = the image's left edge) -> 0-based pixel centres.
@@ -140,7 +161,7 @@ def mediapipe_peer(refine: bool, subset: str) -> Peer:
         return _faces([mediapipe_to_68(m) for m in meshes], w, h, subset)
 
     return Peer(
-        f"MediaPipe face_mesh{', refine_landmarks' if refine else ''} + PnP", run,
+        f"MediaPipe face_mesh{', refine_landmarks' if refine else ''}{'' if subset is None else ' + PnP'}", run,
         f"static_image_mode, max_num_faces=5, refine_landmarks={refine}, min_detection_confidence=0.5; "
         "no thread setting in the legacy API",
         _pnp_euler("468-point mesh -> iBUG-68 (mapping in the notes)", subset),
@@ -159,44 +180,69 @@ def _dlib_predictor():
     return dlib.shape_predictor(str(model))
 
 
-def dlib_peer(upsample: int, subset: str) -> Peer:
+def dlib_peer(upsample: Optional[int], subset: Optional[str]) -> Peer:
+    """dlib's 68-point predictor on its HOG detector's faces, or (``upsample=None``) on the annotated box."""
     import dlib
 
-    detector, predictor = dlib.get_frontal_face_detector(), _dlib_predictor()
+    predictor = _dlib_predictor()
+    if upsample is None:
+        def rects(rgb: np.ndarray, box: np.ndarray) -> list:
+            return [dlib.rectangle(*(int(round(v)) for v in box))]
 
-    def run(image: np.ndarray) -> list[Face]:
+        name = "dlib 68 landmarks, annotated box"
+        detection = "no detector: `dlib.rectangle` of the annotated landmark box (rounded to pixels)"
+    else:
+        detector = dlib.get_frontal_face_detector()
+
+        def rects(rgb: np.ndarray, box: np.ndarray) -> list:
+            return detector(rgb, upsample)
+
+        name = "dlib HOG + 68 landmarks"
+        detection = f"`get_frontal_face_detector`, upsample={upsample} (as in dlib's example)"
+
+    def run(image: np.ndarray, box: np.ndarray) -> list[Face]:
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         # dlib's part coordinates are integer pixel indices: 0-based pixel centres already.
-        shapes = [predictor(rgb, r) for r in detector(rgb, upsample)]
+        shapes = [predictor(rgb, r) for r in rects(rgb, box)]
         lms = [np.array([(p.x, p.y) for p in s.parts()], dtype=np.float64) for s in shapes]
         return _faces(lms, image.shape[1], image.shape[0], subset)
 
-    return Peer("dlib HOG + 68 landmarks + PnP", run,
-                f"`get_frontal_face_detector`, upsample={upsample} (as in dlib's example); "
-                "`shape_predictor_68_face_landmarks.dat`; single thread",
+    return Peer(name + ("" if subset is None else " + PnP"), run,
+                f"{detection}; `shape_predictor_68_face_landmarks.dat`; single thread",
                 _pnp_euler("68 points, iBUG-68 order already", subset))
 
 
-def facemtl_peer(threads: int, model: Optional[Path]) -> Optional[Peer]:
-    """facemtl's analyzer with ``model`` (default: the shipped model), or None while none is shipped."""
+def facemtl_peer(threads: int, model: Optional[Path], given_box: bool = False) -> Optional[Peer]:
+    """facemtl's analyzer with ``model`` (default: the shipped model), or None while none is shipped.
+
+    ``given_box``: no detector, the analyzer gets the annotated landmark box (``boxes=box[None]``).
+    """
     import facemtl
     from facemtl.infer.onnx_model import DEFAULT_MODEL
 
     if model is None and not DEFAULT_MODEL.is_file():
         return None
-    analyzer = facemtl.FaceAnalyzer(model, threads=threads)
+    analyzer = facemtl.FaceAnalyzer(model, threads=threads, detector=None if given_box else "opencv")
 
-    def run(image: np.ndarray) -> list[Face]:
-        return [Face(np.asarray(f.landmarks, dtype=np.float64), np.asarray(f.pose.matrix, dtype=np.float64))
-                for f in analyzer(image) if f.landmarks is not None and f.pose is not None]
+    def run(image: np.ndarray, box: np.ndarray) -> list[Face]:
+        faces = analyzer(image, boxes=box[None] if given_box else None)
+        return [Face(np.asarray(f.landmarks, dtype=np.float64),
+                     None if f.pose is None else np.asarray(f.pose.matrix, dtype=np.float64))
+                for f in faces if f.landmarks is not None]
 
     name = "facemtl (default model)" if model is None else f"facemtl ({model.name})"
-    return Peer(name, run, f"`facemtl.FaceAnalyzer({'' if model is None else repr(model.name) + ', '}threads={threads})`, "
-                "its default detector",
+    call = f"`facemtl.FaceAnalyzer({'' if model is None else repr(model.name) + ', '}threads={threads}"
+    return Peer(name + (", annotated box" if given_box else ""), run,
+                call + (", detector=None)(image, boxes=box[None])`: the annotated landmark box, no detector"
+                        if given_box else ")`, its default detector"),
                 "native: `Face.pose.matrix` is facemtl's R (no conversion); yaw/pitch/roll = `matrix_to_euler(R)`.")
 
 
 # ---- evaluation -----------------------------------------------------------------------------------
+
+
+def _key(sample) -> str:
+    return Path(sample.image_path).name
 
 
 def _landmark_box(points: np.ndarray) -> np.ndarray:
@@ -218,54 +264,82 @@ class PeerResult:
 
 
 def evaluate(peer: Peer, samples: list, images: dict[str, np.ndarray], repeats: int) -> PeerResult:
-    """Run ``peer`` on every sample; ``ms`` per image is the fastest of ``repeats`` runs (the machine is shared)."""
-    peer.run(images[Path(samples[0].image_path).name])  # warm-up: first-call allocations
+    """Run ``peer`` on every sample; ``ms`` per image is the fastest of ``repeats`` runs (the machine is shared).
+
+    Faces without a pose are no candidates for a sample with an annotated pose.
+    """
+    peer.run(images[_key(samples[0])], samples[0].box)  # warm-up: first-call allocations
     result = PeerResult(peer)
     for s in samples:
-        key = Path(s.image_path).name
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            faces = peer.run(images[key])
+            faces = peer.run(images[_key(s)], s.box)
             times.append((time.perf_counter() - t0) * 1000)
         result.ms.append(min(times))
+        faces = [f for f in faces if s.pose is None or f.R is not None]
         ious = [_iou(_landmark_box(f.landmarks), s.box) for f in faces]
         if ious and max(ious) >= MIN_IOU:
-            result.faces[key] = faces[int(np.argmax(ious))]
+            result.faces[_key(s)] = faces[int(np.argmax(ious))]
     return result
+
+
+def _found(result: PeerResult, samples: list, keys: Optional[set] = None) -> list:
+    """The samples ``result`` found a face for (and in ``keys``, if given)."""
+    return [s for s in samples if _key(s) in result.faces and (keys is None or _key(s) in keys)]
 
 
 def _pose_errors(result: PeerResult, samples: list, keys: Optional[set] = None) -> tuple[dict, dict]:
     """(MAE, mean signed error) dicts of :mod:`facemtl.metrics.pose` over the faces found (in ``keys``)."""
-    chosen = [s for s in samples if Path(s.image_path).name in result.faces
-              and (keys is None or Path(s.image_path).name in keys)]
+    chosen = _found(result, samples, keys)
     if not chosen:
         empty = {"yaw": np.nan, "pitch": np.nan, "roll": np.nan, "mean": np.nan, "n": 0}
         return empty, empty
-    pred = matrix_to_euler(np.stack([result.faces[Path(s.image_path).name].R for s in chosen]))
+    pred = matrix_to_euler(np.stack([result.faces[_key(s)].R for s in chosen]))
     gt = np.stack([s.pose for s in chosen])
     return pose_mae(pred, gt, filter_deg=FILTER_DEG), mean_signed_error(pred, gt, filter_deg=FILTER_DEG)
 
 
-def _nme(result: PeerResult, samples: list) -> float:
-    chosen = [s for s in samples if Path(s.image_path).name in result.faces]
+def _landmark_nme(pred: np.ndarray, gt: np.ndarray, points: Optional[np.ndarray] = None) -> np.ndarray:
+    """Inter-ocular NME per face (N,) over ``points`` (default all 68).
+
+    :func:`facemtl.metrics.landmarks.nme` leaves NaN ground-truth points out of the mean and
+    normalises by points 36 and 45 whatever is scored, so a subset is the others set to NaN.
+    """
+    gt = np.array(gt, dtype=np.float64)
+    if points is not None:
+        gt[:, np.setdiff1d(np.arange(gt.shape[1]), points)] = np.nan
+    return nme(pred, gt, "inter_ocular")
+
+
+def _nme(result: PeerResult, samples: list, keys: Optional[set] = None, points: Optional[np.ndarray] = None) -> float:
+    """Mean inter-ocular NME over the faces found (in ``keys``), over ``points`` (default all 68)."""
+    chosen = _found(result, samples, keys)
     if not chosen:
         return np.nan
-    pred = np.stack([result.faces[Path(s.image_path).name].landmarks for s in chosen])
-    return float(np.nanmean(nme(pred, np.stack([s.landmarks for s in chosen]), "inter_ocular")))
+    pred = np.stack([result.faces[_key(s)].landmarks for s in chosen])
+    return float(np.nanmean(_landmark_nme(pred, np.stack([s.landmarks for s in chosen]), points)))
 
 
 def per_face_table(results: list[PeerResult], samples: list) -> str:
-    """One line per image: its annotated yaw/pitch/roll and each peer's mean absolute error ("–": not found)."""
-    lines = ["image | yaw pitch roll | " + " | ".join(r.peer.name for r in results)]
+    """One line per image and each peer's error on it ("–": not found): the mean absolute pose error after
+    the annotated yaw/pitch/roll, or without a pose annotation the 68-point NME (%)."""
+    pose = samples[0].pose is not None
+    head = "image | yaw pitch roll | " if pose else "image (NME 68 %) | "
+    lines = [head + " | ".join(r.peer.name for r in results)]
     for s in samples:
-        key = Path(s.image_path).name
         errors = []
         for r in results:
-            face = r.faces.get(key)
-            err = np.abs(matrix_to_euler(face.R) - s.pose).mean() if face is not None else np.nan
+            face = r.faces.get(_key(s))
+            if face is None:
+                err = np.nan
+            elif pose:
+                err = np.abs(matrix_to_euler(face.R) - s.pose).mean()
+            else:
+                err = 100 * _landmark_nme(face.landmarks[None], s.landmarks[None])[0]
             errors.append(_f(err, 1))
-        lines.append(f"{key} | {' '.join(f'{a:+.1f}' for a in s.pose)} | " + " | ".join(errors))
+        label = " ".join(f"{a:+.1f}" for a in s.pose) + " | " if pose else ""
+        lines.append(f"{_key(s)} | {label}" + " | ".join(errors))
     return "\n".join(lines)
 
 
@@ -293,81 +367,178 @@ def _cpu() -> str:
     return platform.processor() or platform.machine()
 
 
-def report(results: list[PeerResult], samples: list, n_all: int, data: Path, facemtl_note: Optional[str],
-           command: str, threads: int, subset: str, repeats: int, load: float) -> str:
-    keys = [Path(s.image_path).name for s in samples]
-    common = set(keys).intersection(*(r.faces.keys() for r in results))
-    n = len(samples)
+def model_note(model: Optional[Path]) -> str:
+    """The facemtl model file's name, size and SHA-256 prefix (which model the numbers are of)."""
+    from facemtl.infer.onnx_model import DEFAULT_MODEL
+
+    path = model or DEFAULT_MODEL
+    if not path.is_file():
+        return f"facemtl model: none (`{path.name}` not found)"
+    data = path.read_bytes()
+    return f"facemtl model: `{path.name}`, {len(data):,} bytes, sha256 {hashlib.sha256(data).hexdigest()[:12]}"
+
+
+MEDIAPIPE_NOTE = (
+    "* MediaPipe's 468 points → iBUG-68: the correspondence of Peizhi Yan's Mediapipe_2_Dlib_Landmarks "
+    "(`mp2dlib.py`, 2024; one mesh vertex per point, or the mean of two), used as published. Its jaw points are "
+    "fixed mesh vertices while dlib's follow the visible outline (as 300-W annotates it), so the two NMEs are "
+    "only roughly comparable.")
+
+
+@dataclass
+class Context:
+    """What the section says about the run, besides the results."""
+
+    dataset: str
+    data: Path
+    samples_note: str  # which images, e.g. "31 of the 32 images of `aflw2000-dev` (1 dropped: ...)"
+    command: str
+    threads: int
+    subset: str
+    repeats: int
+    load: float
+    model: str  # model_note()
+    facemtl_note: Optional[str] = None  # set while no facemtl model is shipped
+
+
+def report(results: list[PeerResult], samples: list, ctx: Context) -> str:
+    """The marked section of docs/BENCHMARKS.md: the shared header, then the pose or the landmark tables."""
+    start, end = SECTIONS[ctx.dataset]
+    pose = ctx.dataset == "aflw2000"
+    title = f"Peers on {ctx.data.name}" if pose else f"Peers on 300-W {ctx.data.name} (landmarks)"
     lines = [
-        DOC_START,
-        "## Peers on aflw2000-dev",
+        start,
+        f"## {title}",
         "",
-        f"Written by `bench/peers/run_peers.py` on {datetime.date.today().isoformat()}: {n} of the {n_all} images of "
-        f"`{data.name}` ({n_all - n} dropped: an annotated angle outside ±{FILTER_DEG:.0f}°), {_cpu()}, "
-        f"{os.cpu_count()} cores, OpenCV threads = {threads}. Versions: mediapipe {_version('mediapipe')}, "
+        f"Written by `bench/peers/run_peers.py` on {datetime.date.today().isoformat()}: {ctx.samples_note}, {_cpu()}, "
+        f"{os.cpu_count()} cores, OpenCV threads = {ctx.threads}. Versions: mediapipe {_version('mediapipe')}, "
         f"dlib {_version('dlib-bin')}, opencv {cv2.__version__}, numpy {np.__version__}, "
-        f"onnxruntime {_version('onnxruntime')}, facemtl {_version('facemtl')}.",
+        f"onnxruntime {_version('onnxruntime')}, facemtl {_version('facemtl')}; {ctx.model}.",
         "",
         "```bash",
         "bench/peers/setup.sh    # once: bench/peers/.venv (numpy<2 for MediaPipe)",
-        command,
+        ctx.command,
         "```",
         "",
+    ]
+    keys = [_key(s) for s in samples]
+    common = set(keys).intersection(*(r.faces.keys() for r in results))
+    lines += (_pose_tables if pose else _landmark_tables)(results, samples, common, ctx)
+    lines += ["", "Settings and Euler convention per peer (every peer's rotation is converted to facemtl's `R`, head "
+              "to OpenCV camera, and its yaw/pitch/roll are those of `Pose_Para`: R = Rx(-pitch) Ry(yaw) Rz(roll)):"
+              if pose else "Settings per peer:", ""]
+    for r in results:
+        lines.append(f"* **{r.peer.name}**: {r.peer.settings}." + (f" {r.peer.euler}" if pose else ""))
+    lines += ["", "Notes:", ""] + (_pose_notes if pose else _landmark_notes)(ctx, samples) + [end]
+    return "\n".join(lines) + "\n"
+
+
+def _timing(what: str, ctx: Context) -> str:
+    return (f"ms = wall time per image ({what}), best of {ctx.repeats} run(s), median over the images, after one "
+            f"warm-up image; the machine is shared with other jobs (load average {ctx.load:.1f} at the start), so "
+            "times are indicative.")
+
+
+def _table(results: list[PeerResult], columns: list[tuple[str, Callable[[PeerResult], str]]],
+           facemtl_note: Optional[str] = None) -> list[str]:
+    """Markdown table, one row per peer; ``columns``: (header, cell of a peer's result)."""
+    lines = ["| peer | " + " | ".join(h for h, _ in columns) + " |", "|" + "---|" * (len(columns) + 1)]
+    lines += [f"| {r.peer.name} | " + " | ".join(cell(r) for _, cell in columns) + " |" for r in results]
+    if facemtl_note:
+        lines.append(f"| facemtl | {facemtl_note} |" + " |" * (len(columns) - 1))
+    return lines
+
+
+def _found_column(n: int) -> tuple[str, Callable[[PeerResult], str]]:
+    return "found", lambda r: f"{len(r.faces)} / {n} ({n - len(r.faces)} missed)"
+
+
+MS_COLUMN = ("ms / image", lambda r: _f(float(np.median(r.ms)), 1))
+
+
+def _pose_tables(results: list[PeerResult], samples: list, common: set, ctx: Context) -> list[str]:
+    def mae(keys: Optional[set]) -> list[tuple[str, Callable[[PeerResult], str]]]:
+        def cell(angle: str, fmt: str) -> Callable[[PeerResult], str]:
+            return lambda r: fmt.format(_f(_pose_errors(r, samples, keys)[0][angle]))
+        return [(a, cell(a, "{}")) for a in ("yaw", "pitch", "roll")] + [("**MAE**", cell("mean", "**{}**"))]
+
+    def bias(r: PeerResult) -> str:
+        b = _pose_errors(r, samples)[1]
+        return " / ".join(_f(b[a], 1, "+") for a in ("yaw", "pitch", "roll"))
+
+    nme_column = ("NME %", lambda r: _f(100 * _nme(r, samples)))
+    return [
         "Pose MAE and bias (mean signed error, prediction − annotation) in degrees and NME (mean landmark error / "
         "outer-eye-corner distance, %) over the faces each peer found; a face counts as found when a detection's "
-        f"landmark box overlaps the annotated one with IoU ≥ {MIN_IOU}. ms = wall time per image (detection + "
-        f"landmarks + pose of every face), best of {repeats} run(s), median over the images, after one warm-up "
-        f"image; the machine is shared with other jobs (load average {load:.1f} at the start), so times are "
-        "indicative.",
+        f"landmark box overlaps the annotated one with IoU ≥ {MIN_IOU}. "
+        + _timing("detection + landmarks + pose of every face", ctx),
         "",
-        "| peer | found | yaw | pitch | roll | **MAE** | bias yaw / pitch / roll | NME % | ms / image |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *_table(results, [_found_column(len(samples)), *mae(None), ("bias yaw / pitch / roll", bias), nme_column,
+                          MS_COLUMN], ctx.facemtl_note),
+        "", f"Same pose MAE on the {len(common)} images every peer above found:", "",
+        *_table(results, mae(common)),
     ]
-    for r in results:
-        m, b = _pose_errors(r, samples)
-        bias = " / ".join(_f(b[a], 1, "+") for a in ("yaw", "pitch", "roll"))
-        lines.append(f"| {r.peer.name} | {len(r.faces)} / {n} ({n - len(r.faces)} missed) | {_f(m['yaw'])} | "
-                     f"{_f(m['pitch'])} | {_f(m['roll'])} | **{_f(m['mean'])}** | {bias} | "
-                     f"{_f(100 * _nme(r, samples))} | {_f(float(np.median(r.ms)), 1)} |")
-    if facemtl_note:
-        lines.append(f"| facemtl | {facemtl_note} | | | | | | | |")
-    lines += ["", f"Same pose MAE on the {len(common)} images every peer above found:", "",
-              "| peer | yaw | pitch | roll | **MAE** |", "|---|---|---|---|---|"]
-    for r in results:
-        m, _ = _pose_errors(r, samples, common)
-        lines.append(f"| {r.peer.name} | {_f(m['yaw'])} | {_f(m['pitch'])} | {_f(m['roll'])} | **{_f(m['mean'])}** |")
-    lines += ["", "Settings and Euler convention per peer (every peer's rotation is converted to facemtl's `R`, head "
-              "to OpenCV camera, and its yaw/pitch/roll are those of `Pose_Para`: R = Rx(-pitch) Ry(yaw) Rz(roll)):", ""]
-    for r in results:
-        lines.append(f"* **{r.peer.name}**: {r.peer.settings}. {r.peer.euler}")
-    lines += [
+
+
+def _landmark_tables(results: list[PeerResult], samples: list, common: set, ctx: Context) -> list[str]:
+    def nmes(keys: Optional[set]) -> list[tuple[str, Callable[[PeerResult], str]]]:
+        return [("**NME 68 %**", lambda r: f"**{_f(100 * _nme(r, samples, keys))}**"),
+                ("NME 51 %", lambda r: _f(100 * _nme(r, samples, keys, INNER)))]
+
+    return [
+        "NME (mean point-to-point error / distance between the outer eye corners, points 36 and 45, %) over the 68 "
+        "points and over the 51 inner ones (17–67, without the jaw), over the faces each peer found; a face counts "
+        f"as found when a detection's landmark box overlaps the annotated one with IoU ≥ {MIN_IOU} (the "
+        "\"annotated box\" rows get that box instead of a detection). "
+        + _timing("detection + landmarks of every face; \"annotated box\" rows: landmarks of that face", ctx),
         "",
-        "Notes:",
-        "",
+        *_table(results, [_found_column(len(samples)), *nmes(None), MS_COLUMN], ctx.facemtl_note),
+        "", f"Same NME on the {len(common)} faces every peer above found:", "",
+        *_table(results, nmes(common)),
+    ]
+
+
+def _pose_notes(ctx: Context, samples: list) -> list[str]:
+    return [
         "* Landmark-to-pose for every landmark peer: `facemtl.geometry.pnp.solve_pose` with `mean_face()` (ICT-FaceKit "
         "neutral at the 68 landmarks, aligned to the `Pose_Para` frontal; see `facemtl/assets/mean_face_68.json`) and "
         "`camera_matrix(w, h)` (focal = image width, centre of the image): the step of `landmarks_to_pose`, keeping "
-        f"the matrix. Points: `{subset}`; no per-peer adjustment.",
-        "* MediaPipe's 468 points → iBUG-68: the correspondence of Peizhi Yan's Mediapipe_2_Dlib_Landmarks "
-        "(`mp2dlib.py`, 2024; one mesh vertex per point, or the mean of two), used as published. Its jaw points are "
-        "fixed mesh vertices while dlib's follow the visible outline (as 300-W annotates it), so the two NMEs are "
-        "only roughly comparable.",
+        f"the matrix. Points: `{ctx.subset}`; no per-peer adjustment.",
+        MEDIAPIPE_NOTE,
         "* MediaPipe's own facial transformation matrix is not measured: it needs the tasks API `FaceLandmarker` "
         "and its `face_landmarker.task` bundle, which the mediapipe 0.10.21 wheel does not ship (neither does it "
         "ship `canonical_face_model.obj` / the geometry pipeline metadata); nothing is downloaded at run time.",
         "* AFLW2000-3D's ground truth is a 3DMM fit (pose and `pt3d_68`), not a manual annotation; NME is against "
         "the 2D projection of `pt3d_68`, whose jaw is the 3D model's jaw, not the visible outline.",
-        DOC_END,
     ]
-    return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) the peers section of ``path``, leaving the rest of the file as it is."""
+def _landmark_notes(ctx: Context, samples: list) -> list[str]:
+    sizes = sorted({s.load_image().shape[1::-1] for s in samples})
+    size = (f"{sizes[0][0]}×{sizes[0][1]}" if len(sizes) == 1
+            else f"{min(w for w, _ in sizes)}–{max(w for w, _ in sizes)} px wide")
+    return [
+        "* NME: `facemtl.metrics.nme(pred, gt, norm=\"inter_ocular\")` per face (0-based iBUG-68 points 36 and 45), "
+        "mean over the faces; for the 51 points the jaw's ground truth (0–16) is set to NaN, which `nme` leaves out "
+        "of the mean while the normaliser stays the same outer-eye-corner distance.",
+        f"* Images: {size}; the annotated landmark box is the tight box of the 68 annotated points.",
+        "* dlib's `shape_predictor_68_face_landmarks.dat` is trained on iBUG 300-W's training set, whose usual split "
+        "(`labels_ibug_300W_train.xml`) includes HELEN's training images: these faces are likely in its training "
+        "data, so its NME here is optimistic. Its predictor was trained on boxes of dlib's detector, not on tight "
+        "landmark boxes, so the \"annotated box\" row starts from a box it has not seen.",
+        "* facemtl, \"annotated box\": the analyzer's own crop margin and landmark-box refinement on the annotated "
+        "box, as on a detection; no detector runs.",
+        MEDIAPIPE_NOTE,
+    ]
+
+
+def write_section(path: Path, section: str, markers: tuple[str, str]) -> None:
+    """Replace (or append) the section between ``markers`` of ``path``, leaving the rest of the file as it is."""
+    start, end = markers
     text = path.read_text() if path.is_file() else "# Benchmarks\n\n"
-    if DOC_START in text and DOC_END in text:
-        head, rest = text.split(DOC_START, 1)
-        text = head + section.rstrip("\n") + rest.split(DOC_END, 1)[1]
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + section.rstrip("\n") + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -376,55 +547,79 @@ def write_section(path: Path, section: str) -> None:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "aflw2000-dev",
-                        help="AFLW2000-3D folder (.jpg + .mat); default ../shared/data/aflw2000-dev")
+    parser.add_argument("--dataset", default="aflw2000", choices=sorted(SECTIONS),
+                        help="aflw2000: pose + NME (default); 300w: landmarks only, plus the annotated-box rows")
+    parser.add_argument("--data", type=Path,
+                        help="dataset folder (facemtl.data.registry format); default ../shared/data/aflw2000-dev, "
+                             "for 300w ../shared/data/300w/helen-train")
+    parser.add_argument("--holdout", choices=("val", "train"),
+                        help="score only this part of facemtl.data.splits.holdout (val: the faces facemtl never "
+                             "trains on)")
+    parser.add_argument("--holdout-n", type=int, default=100, help="faces held out for validation (default 100)")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     parser.add_argument("--no-write", action="store_true", help="print the section only")
     parser.add_argument("--threads", type=int, default=2, help="OpenCV / onnxruntime threads (default 2)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per image; the fastest counts (default 3)")
     parser.add_argument("--facemtl-model", type=Path, help="ONNX model for the facemtl row (default: the shipped one)")
     parser.add_argument("--subset", default="68", choices=sorted(POINT_SUBSETS),
-                        help="landmarks used by PnP (facemtl.geometry.pnp.POINT_SUBSETS; default all 68)")
+                        help="landmarks used by PnP (facemtl.geometry.pnp.POINT_SUBSETS; default all 68; "
+                             "aflw2000 only)")
     parser.add_argument("--dlib-upsample", type=int, default=1, help="dlib HOG upsampling (dlib's example: 1)")
     parser.add_argument("--per-face", action="store_true",
-                        help="also print every image's annotated pose and each peer's mean absolute error on it")
+                        help="also print every image's error per peer (pose: mean absolute error; 300w: NME)")
     args = parser.parse_args(argv)
 
     cv2.setNumThreads(args.threads)
     load = os.getloadavg()[0]
-    every = read_aflw2000(args.data)
-    samples = [s for s in every if (np.abs(s.pose) <= FILTER_DEG).all()]
-    images = {Path(s.image_path).name: s.load_image() for s in samples}
+    pose = args.dataset == "aflw2000"
+    data = args.data or DEFAULT_DATA[args.dataset]
+    every = load_dataset(args.dataset, data, holdout=args.holdout, holdout_n=args.holdout_n)
+    where = f"`{data.name}`" if args.holdout is None else (
+        f"the `{args.holdout}` part of `{data.name}` (`facemtl.data.splits.holdout`, {args.holdout_n} held out"
+        f"{': the faces facemtl never trains on' if args.holdout == 'val' else ''})")
+    if pose:
+        samples = [s for s in every if (np.abs(s.pose) <= FILTER_DEG).all()]
+        samples_note = (f"{len(samples)} of the {len(every)} images of {where} ({len(every) - len(samples)} dropped: "
+                        f"an annotated angle outside ±{FILTER_DEG:.0f}°)")
+    else:
+        samples, samples_note = every, f"the {len(every)} faces of {where}"
+    images = {_key(s): s.load_image() for s in samples}
 
-    peers = [mediapipe_peer(False, args.subset), mediapipe_peer(True, args.subset),
-             dlib_peer(args.dlib_upsample, args.subset)]
-    ours = facemtl_peer(args.threads, args.facemtl_model)
+    subset = args.subset if pose else None
+    peers = [mediapipe_peer(False, subset), mediapipe_peer(True, subset), dlib_peer(args.dlib_upsample, subset)]
+    if not pose:
+        peers.append(dlib_peer(None, None))
     facemtl_note = None
-    if ours is None:
+    ours = [facemtl_peer(args.threads, args.facemtl_model, given) for given in ((False,) if pose else (False, True))]
+    if ours[0] is None:
         facemtl_note = "no default model yet (facemtl/assets/default.onnx)"
         print("facemtl: no default model yet")
     else:
-        peers.append(ours)
+        peers += ours
 
     results = []
     for peer in peers:
         r = evaluate(peer, samples, images, args.repeats)
-        m, _ = _pose_errors(r, samples)
-        print(f"{peer.name}: found {len(r.faces)}/{len(samples)}, MAE yaw {m['yaw']:.2f} pitch {m['pitch']:.2f} "
-              f"roll {m['roll']:.2f} mean {m['mean']:.2f}, NME {100 * _nme(r, samples):.2f}%, "
-              f"{np.median(r.ms):.1f} ms/image", flush=True)
+        if pose:
+            m, _ = _pose_errors(r, samples)
+            scores = (f"MAE yaw {m['yaw']:.2f} pitch {m['pitch']:.2f} roll {m['roll']:.2f} mean {m['mean']:.2f}, "
+                      f"NME {100 * _nme(r, samples):.2f}%")
+        else:
+            scores = f"NME 68 {100 * _nme(r, samples):.2f}%, 51 {100 * _nme(r, samples, points=INNER):.2f}%"
+        print(f"{peer.name}: found {len(r.faces)}/{len(samples)}, {scores}, {np.median(r.ms):.1f} ms/image", flush=True)
         results.append(r)
 
     if args.per_face:
         print(per_face_table(results, samples))
     command = shlex.join(["bench/peers/.venv/bin/python", "bench/peers/run_peers.py",
                           *(sys.argv[1:] if argv is None else argv)])
-    section = report(results, samples, len(every), args.data, facemtl_note, command, args.threads, args.subset,
-                     args.repeats, load)
+    ctx = Context(args.dataset, data, samples_note, command, args.threads, args.subset, args.repeats, load,
+                  model_note(args.facemtl_model), facemtl_note)
+    section = report(results, samples, ctx)
     if args.no_write:
         print(section)
     else:
-        write_section(args.doc, section)
+        write_section(args.doc, section, SECTIONS[args.dataset])
         print(f"wrote {args.doc}")
     return 0
 
