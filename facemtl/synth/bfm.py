@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from facemtl.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_euler
+from facemtl.synth.fit import finite_landmarks
 
 # BFM (micrometres, y up, z toward the camera) -> facemtl head frame (mm, y down, z away).
 BFM_TO_HEAD = np.diag([1.0, -1.0, -1.0]) / 1000.0
@@ -113,12 +114,7 @@ def fit_bfm(landmarks: np.ndarray, model: BFM68, sigma: float | None = None,
     """
     from scipy.optimize import least_squares
 
-    q = np.asarray(landmarks, dtype=np.float64)
-    if q.shape != (68, 2):
-        raise ValueError(f"expected (68, 2) landmarks, got {q.shape}")
-    ok = np.isfinite(q).all(1)
-    if ok.sum() < 10:
-        raise ValueError(f"need at least 10 finite landmarks, got {ok.sum()}")
+    q, ok = finite_landmarks(landmarks, 10)
     qz = np.where(ok[:, None], q, 0.0)
     sigma = sigma if sigma is not None else 0.02 * float(np.linalg.norm(np.ptp(q[ok], axis=0)))
     w = (np.where(np.arange(68) < 17, contour_weight, 1.0) * ok / sigma)[:, None]

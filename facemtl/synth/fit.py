@@ -132,6 +132,18 @@ def slide_contour(
     return out
 
 
+def finite_landmarks(landmarks: np.ndarray, min_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """``landmarks`` as (68, 2) float64 and the mask of its finite rows; ``ValueError`` for another
+    shape or fewer than ``min_points`` finite points."""
+    q = np.asarray(landmarks, dtype=np.float64)
+    if q.shape != (68, 2):
+        raise ValueError(f"expected (68, 2) landmarks, got {q.shape}")
+    ok = np.isfinite(q).all(1)
+    if ok.sum() < min_points:
+        raise ValueError(f"need at least {min_points} finite landmarks, got {ok.sum()}")
+    return q, ok
+
+
 def fit_landmarks(
     landmarks: np.ndarray,
     image_size: tuple[int, int],
@@ -155,12 +167,7 @@ def fit_landmarks(
     marching; ``rounds`` alternations of solve and slide.
     """
     model = model or FaceModel.load()
-    q = np.asarray(landmarks, dtype=np.float64)
-    if q.shape != (68, 2):
-        raise ValueError(f"expected (68, 2) landmarks, got {q.shape}")
-    ok = np.isfinite(q).all(1)
-    if ok.sum() < 6:
-        raise ValueError(f"need at least 6 finite landmarks, got {ok.sum()}")
+    q, ok = finite_landmarks(landmarks, 6)
     w_img, h_img = image_size
     center = np.array([(w_img - 1) / 2, (h_img - 1) / 2])
     weights = np.where(np.arange(68) < 17, CONTOUR_WEIGHT, 1.0) * ok
