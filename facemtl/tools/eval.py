@@ -103,7 +103,9 @@ def report(result: dict[str, Any]) -> str:
             lines.append(f"pitch slope (predicted on true): {result['pitch_slope']:.2f}")
     if "nme_inter_ocular" in result:
         lines.append(f"landmark NME: {100 * result['nme_inter_ocular']:.2f} % inter-ocular, "
-                     f"{100 * result['nme_bbox']:.2f} % box size")
+                     f"{100 * result['nme_bbox']:.2f} % box size"
+                     + (f"; 51 inner points {100 * result['nme_inner51']:.2f} % inter-ocular"
+                        if "nme_inner51" in result else ""))
     if "occlusion_recall_at_p80" in result:
         lines.append(f"hidden-landmark recall at 80 % precision: {100 * result['occlusion_recall_at_p80']:.1f} %")
     if "expression_accuracy" in result:
