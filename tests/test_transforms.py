@@ -82,3 +82,23 @@ def test_augment_is_seeded_and_changes_pixels():
     b = aug.photometric(image, np.random.default_rng(5))
     np.testing.assert_array_equal(a, b)
     assert a.shape == image.shape and a.dtype == np.uint8 and not np.array_equal(a, image)
+
+
+def test_rotate_in_plane_turns_pixels_landmarks_and_roll_together():
+    from facemtl.data.transforms import rotate_in_plane
+
+    size, c = 65, 32.0
+    crop = np.zeros((size, size, 3), np.uint8)
+    pts = np.array([[c + 20, c], [c, c - 12]])
+    for x, y in pts.astype(int):
+        crop[y - 1:y + 2, x - 1:x + 2] = 255
+    # Clockwise on screen by 90 deg: right of centre goes below it, above goes right.
+    out, moved, pose = rotate_in_plane(crop, 90.0, pts, np.zeros(3))
+    np.testing.assert_allclose(moved, [[c, c + 20], [c + 12, c]], atol=1e-9)
+    for x, y in np.round(moved).astype(int):
+        assert out[y, x].max() > 200  # the drawn dots moved where the labels say
+    np.testing.assert_allclose(pose, [0, 0, 90], atol=1e-9)  # positive roll is clockwise
+    # On a turned head the rotation composes about the camera axis, not by adding roll.
+    _, _, pose = rotate_in_plane(crop, 30.0, None, np.array([40.0, 10.0, 0.0]))
+    assert abs(pose[2] - 30) < 8 and abs(pose[0] - 40) > 1
+

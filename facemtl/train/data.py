@@ -27,7 +27,8 @@ import numpy as np
 
 from facemtl.contract import N_LANDMARKS, apply_affine, crop_face, crop_pixels_to_normalised
 from facemtl.data.sample import Sample
-from facemtl.data.transforms import FLIP_68, Augment, face_box, flip_landmarks, flip_pose, tight_crop_box
+from facemtl.data.transforms import (FLIP_68, Augment, face_box, flip_landmarks, flip_pose, rotate_in_plane,
+                                     tight_crop_box)
 
 
 def empty_example(size: int) -> dict[str, np.ndarray]:
@@ -53,25 +54,28 @@ def make_example(image: np.ndarray, size: int, crop_scale: float, rng: np.random
         box = augment.jitter_box(box, rng)
     crop, m = crop_face(image, box, crop_scale, size)
     flip = augment is not None and rng.random() < augment.flip
-    if landmarks is not None:
-        pts = apply_affine(landmarks.astype(np.float64), m)
-        if flip:
-            pts = flip_landmarks(pts, size)
+    pts = None if landmarks is None else apply_affine(landmarks.astype(np.float64), m)
+    if flip:
+        crop = crop[:, ::-1]
+        pts = None if pts is None else flip_landmarks(pts, size)
+        pose = None if pose is None else flip_pose(pose)
+        visibility = None if visibility is None else visibility[FLIP_68]
+    # No draw at all when the rotation is off, so older configs keep their exact example stream.
+    if augment is not None and augment.rotate > 0 and rng.random() < 0.5:
+        crop, pts, pose = rotate_in_plane(crop, rng.uniform(-augment.rotate, augment.rotate), pts, pose)
+    if pts is not None:
         labelled = np.isfinite(pts).all(axis=1)
         ex["landmarks"] = np.where(labelled[:, None], crop_pixels_to_normalised(pts, size), 0).astype(np.float32)
         ex["landmarks_mask"] = labelled.astype(np.float32)
     if visibility is not None:
-        vis = visibility[FLIP_68] if flip else visibility
-        known = np.isfinite(vis)
-        ex["visibility"] = np.where(known, vis, 0).astype(np.float32)
+        known = np.isfinite(visibility)
+        ex["visibility"] = np.where(known, visibility, 0).astype(np.float32)
         ex["visibility_mask"] = known.astype(np.float32)
     if pose is not None:
-        ex["pose"] = (flip_pose(pose) if flip else np.asarray(pose)).astype(np.float32)
+        ex["pose"] = np.asarray(pose).astype(np.float32)
         ex["pose_mask"] = np.float32(1)
     if expression is not None:
         ex["expression"], ex["expression_mask"] = np.int64(expression), np.float32(1)
-    if flip:
-        crop = crop[:, ::-1]
     if augment is not None:
         crop = augment.photometric(np.ascontiguousarray(crop), rng)
     ex["image"] = np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32)
