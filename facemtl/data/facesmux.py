@@ -40,8 +40,10 @@ def person(image_name: str) -> str:
     return match.group(1) if match and match.group(1) else stem
 
 
-def read_faces_mux(root: str | Path, part: str | None = None, include_contempt: bool = False) -> list[Sample]:
-    """Read ``root/legend.csv``; ``part`` ``"train"`` / ``"val"`` / ``None`` (all faces).
+def read_faces_mux(root: str | Path, part: str | None = None, include_contempt: bool = False,
+                   val_n: int = VAL_N) -> list[Sample]:
+    """Read ``root/legend.csv``; ``part`` ``"train"`` / ``"val"`` / ``None`` (all faces), with
+    at least ``val_n`` faces (whole people) in the validation part.
 
     Images are read lazily (``image_path``). ``meta`` holds ``label`` (the csv's emotion) and
     ``group`` (the person). Raises :class:`DatasetError` naming the file and line for a missing
@@ -90,4 +92,4 @@ def read_faces_mux(root: str | Path, part: str | None = None, include_contempt: 
         raise ValueError(f"part must be one of {PARTS} or None, got {part!r}")
     from facemtl.data.splits import holdout
 
-    return holdout(samples, part, VAL_N)
+    return holdout(samples, part, int(val_n))

@@ -152,6 +152,9 @@ def report(result: dict[str, Any]) -> str:
     """The human-readable summary of :func:`run`'s result."""
     lines = [f"{result['dataset']} ({result['root']}): {int(result['n'])} samples; model {result['model']} "
              f"({result['name']}, {result['input_size']} px, crop {result['crop_scale']:g}, {result['backend']})"]
+    if "expression_model" in result:
+        lines.append(f"expression from {result['expression_model']} ({result['expression_name']}, "
+                     f"{result['expression_input_size']} px, crop {result['expression_crop_scale']:g})")
     if "mae_mean" in result:
         lines += [f"pose, ground truth within ±99°: {result['pose_n']} used, {result['pose_filtered']} filtered",
                   f"{'':14}{'yaw':>8}{'pitch':>8}{'roll':>8}{'mean':>8}",
