@@ -218,7 +218,7 @@ def test_training_on_tiny_data(tmp_path: Path, torch_one_thread):
     mux = _write_mux(tmp_path / "mux", [(f"p{i}_1.jpg", EXPRESSIONS[i % 7]) for i in range(30)])
     cfg = TrainConfig.from_dict({
         "name": "tiny", "model": "expression_lite0", "model_options": {"pretrained": False},
-        "input_size": SIZE, "crop_scale": 1.1111, "steps": 3, "epoch_steps": 3, "batch_size": 6, "warmup_steps": 1,
+        "input_size": 32, "crop_scale": 1.1111, "steps": 3, "epoch_steps": 3, "batch_size": 6, "warmup_steps": 1,
         "log_every": 1, "threads": 1,
         "data": [{"type": "fer2013", "root": str(fer), "weight": 1},
                  {"type": "dataset", "name": "faces-mux", "root": str(mux), "options": {"part": "train", "val_n": 8},
@@ -227,7 +227,7 @@ def test_training_on_tiny_data(tmp_path: Path, torch_one_thread):
                               "options": {"part": "val", "val_n": 8}}]}})
     path = train(cfg, tmp_path / "run")
     model, loaded = load_trained(path)
-    assert loaded.model == "expression_lite0" and loaded.input_size == SIZE
+    assert loaded.model == "expression_lite0" and loaded.input_size == 32
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["steps"] == 3 and metrics["history"][-1]["val"]["mux-val"]["n"] < 30
     log = (tmp_path / "run" / "log.csv").read_text().splitlines()

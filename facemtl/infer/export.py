@@ -49,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-check", type=int, default=50,
                         help="further crops on which int8 is compared with fp32 (with --int8)")
     parser.add_argument("--detector", default="opencv", help="face detector for the calibration photos")
+    parser.add_argument("--flip-average", action="store_true",
+                        help="expression model: average each crop with its mirror inside the graph")
 
 
 def int8_path(path: Path) -> Path:
@@ -212,6 +214,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"facemtl export: error: {args.checkpoint}: checkpoint not found", file=sys.stderr)
         return 2
     model, cfg = load_trained(args.checkpoint)
+    if getattr(args, "flip_average", False):
+        if not hasattr(model, "flip_average"):
+            print(f"facemtl export: error: --flip-average: {cfg.model} has no flip averaging", file=sys.stderr)
+            return 2
+        model.flip_average = True
     try:
         export_onnx(model, args.onnx, cfg.input_size, cfg.crop_scale, name=cfg.model)
         print(f"{args.onnx}: fp32, {args.onnx.stat().st_size / 1e6:.2f} MB ({cfg.model}, {cfg.input_size} px, "
