@@ -16,7 +16,6 @@ from facemtl.data.sample import EXPRESSIONS, DatasetError, Sample
 from facemtl.data.splits import holdout
 from facemtl.infer.onnx_model import DEFAULT_EXPRESSION_MODEL
 
-SIZE = 64  # the ImageNet trunk pools a 2x2 map at 64 px (at 32 px its head features are all 0)
 
 
 def _write_mux(root: Path, rows: list[tuple[str, str]], header: str = "image,emotion") -> Path:
@@ -96,20 +95,11 @@ def test_faces_mux_real_folder(shared: Path):
 
 
 @pytest.fixture(scope="module")
-def expression_onnx(tmp_path_factory, torch_one_thread) -> Path:
-    """The ImageNet-initialised expression network with a random classifier (flip averaging on), exported."""
-    import torch
-
-    from facemtl.models import create_model
-    from facemtl.models.export import export_onnx
-
-    torch.manual_seed(0)
-    model = create_model("expression_lite0", pretrained=True, flip_average=True)
-    with torch.no_grad():  # a readable spread of probabilities, not near-uniform ones
-        model.fc.weight.mul_(30)
-    path = tmp_path_factory.mktemp("expr") / "expression.onnx"
-    export_onnx(model, path, SIZE, 1.25)
-    return path
+def expression_onnx() -> Path:
+    """The shipped expression model (written by ``facemtl export --flip-average --fp16-weights``)."""
+    if not DEFAULT_EXPRESSION_MODEL.is_file():
+        pytest.skip("no expression model shipped")
+    return DEFAULT_EXPRESSION_MODEL
 
 
 def test_expression_onnx_outputs(expression_onnx: Path):
@@ -117,18 +107,18 @@ def test_expression_onnx_outputs(expression_onnx: Path):
 
     model = OnnxModel(expression_onnx, threads=1)
     assert model.outputs == ["expression"] and model.expressions == EXPRESSIONS
-    assert (model.input_size, model.crop_scale, model.name) == (SIZE, 1.25, "expression_lite0")
-    crops = np.random.default_rng(2).integers(0, 256, (5, SIZE, SIZE, 3), dtype=np.uint8)
+    assert (model.input_size, model.crop_scale, model.name) == (48, 1.1111, "expression_lite0")
+    assert model.fixed_batch is None and DEFAULT_EXPRESSION_MODEL.stat().st_size < 10e6
+    crops = np.random.default_rng(2).integers(0, 256, (5, 48, 48, 3), dtype=np.uint8)
     probs = model.predict(crops)["expression"]
     assert probs.shape == (5, 7) and np.all(probs >= 0)
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
-    assert probs.max(1).min() > 1.5 / 7  # not all uniform: the rows differ with the input
-    assert np.abs(probs - probs[0]).max() > 1e-3
+    assert np.abs(probs - probs[0]).max() > 1e-3  # the rows differ with the input
     # Flip averaging is in the graph: a mirrored crop gives the same probabilities.
     np.testing.assert_allclose(model.predict(crops[:, :, ::-1].copy())["expression"], probs, atol=1e-5)
     # Grey inside: a colour crop and its grey version (OpenCV's BGR2GRAY) agree.
     grey = np.stack([cv2.cvtColor(c, cv2.COLOR_BGR2GRAY) for c in crops])[..., None].repeat(3, axis=3)
-    np.testing.assert_allclose(model.predict(grey)["expression"], probs, atol=0.03)  # grey rounded to uint8
+    np.testing.assert_allclose(model.predict(grey)["expression"], probs, atol=0.02)  # grey rounded to uint8
 
 
 def test_analyzer_runs_expression_model_on_landmark_box_crop(expression_onnx: Path, tmp_path: Path):
@@ -153,8 +143,8 @@ def test_analyzer_runs_expression_model_on_landmark_box_crop(expression_onnx: Pa
 
 
 def test_shipped_expression_model(shared: Path):
-    """The shipped model: contract outputs, and on 300 FER2013 validation faces far above chance
-    with every class predicted (the full figures come from facemtl eval, docs/MODEL_CARD.md)."""
+    """The shipped model on every 12th FER2013 validation face (300): far above the most common class, every
+    class predicted (the full figures come from facemtl eval, docs/MODEL_CARD.md)."""
     if not DEFAULT_EXPRESSION_MODEL.is_file():
         pytest.skip("no expression model shipped")
     from facemtl.data.fer2013 import read_fer2013
@@ -162,14 +152,13 @@ def test_shipped_expression_model(shared: Path):
     from facemtl.infer import FaceAnalyzer
     from facemtl.infer.onnx_model import OnnxModel
 
-    assert DEFAULT_EXPRESSION_MODEL.stat().st_size < 10e6
     model = OnnxModel(DEFAULT_EXPRESSION_MODEL, threads=1)
-    assert model.outputs == ["expression"] and model.expressions == EXPRESSIONS
-    samples = read_fer2013(shared / "data" / "expression" / "fer2013", "validation")[:300]
+    samples = read_fer2013(shared / "data" / "expression" / "fer2013", "validation")[::12]  # sorted by class
     probs = predict_samples(model, samples, model.input_size, model.crop_scale)["expression"]
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-4)
     labels = np.array([s.expression for s in samples])
-    assert np.mean(probs.argmax(1) == labels) > 0.5
+    majority = np.bincount(labels).max() / len(labels)  # 0.25 on these faces
+    assert np.mean(probs.argmax(1) == labels) > majority + 0.1
     assert len(np.unique(probs.argmax(1))) == 7
     # The default analyzer takes expression from it.
     analyzer = FaceAnalyzer(detector=None)
@@ -216,15 +205,20 @@ def test_training_on_tiny_data(tmp_path: Path, torch_one_thread):
                  labels=np.arange(21) % 7, classes=np.array(["angry", "disgust", "fear", "happy", "sad", "surprise",
                                                                "neutral"]))
     mux = _write_mux(tmp_path / "mux", [(f"p{i}_1.jpg", EXPRESSIONS[i % 7]) for i in range(30)])
-    cfg = TrainConfig.from_dict({
-        "name": "tiny", "model": "expression_lite0", "model_options": {"pretrained": False},
-        "input_size": 32, "crop_scale": 1.1111, "steps": 3, "epoch_steps": 3, "batch_size": 6, "warmup_steps": 1,
-        "log_every": 1, "threads": 1,
-        "data": [{"type": "fer2013", "root": str(fer), "weight": 1},
-                 {"type": "dataset", "name": "faces-mux", "root": str(mux), "options": {"part": "train", "val_n": 8},
-                  "weight": 1}],
-        "val": {"datasets": [{"name": "mux-val", "dataset": "faces-mux", "root": str(mux),
-                              "options": {"part": "val", "val_n": 8}}]}})
+    # configs/expression.yaml as written (model, loss, augmentation), on tiny data.
+    from dataclasses import replace
+
+    from facemtl.train.config import DataSpec
+
+    shipped = TrainConfig.load(Path(__file__).resolve().parents[1] / "configs" / "expression.yaml")
+    assert [s.type for s in shipped.data] == ["fer2013", "dataset"] and shipped.data[1].name == "faces-mux"
+    cfg = replace(shipped, model_options={**shipped.model_options, "pretrained": False}, input_size=32, steps=3,
+                  epoch_steps=3, batch_size=6, warmup_steps=1, log_every=1, threads=1,
+                  data=[replace(shipped.data[0], root=str(fer)),
+                        DataSpec(type="dataset", name="faces-mux", root=str(mux), weight=1,
+                                 options={"part": "train", "val_n": 8})],
+                  val={"datasets": [{"name": "mux-val", "dataset": "faces-mux", "root": str(mux),
+                                     "options": {"part": "val", "val_n": 8}}]})
     path = train(cfg, tmp_path / "run")
     model, loaded = load_trained(path)
     assert loaded.model == "expression_lite0" and loaded.input_size == 32
