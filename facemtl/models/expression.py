@@ -3,7 +3,7 @@
 FER2013, the bulk of the expression data, is 48x48 grey; fed to the multi-task net inside its
 112 px colour crop, expression gets an upscaled, colourless corner of the input and a share of
 a trunk trained for geometry. This network sees only the face, in grey, at ``input_size``
-(64 px by default), and runs as a second ONNX call after the main model (``docs/model-format.md``,
+(48 px in the shipped model), and runs as a second ONNX call after the main model (``docs/model-format.md``,
 "The expression model").
 
 Input: the contract's (N, 3, S, S) BGR 0..255. The net takes the luma (BT.601 weights, OpenCV's
