@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from facemtl.data.registry import DATASETS
-from facemtl.train.config import TrainConfig
+from facemtl.train.config import DataSpec, TrainConfig
 from facemtl.train.data import SampleSource
 from facemtl.train.log import CsvLog
 
@@ -36,7 +36,10 @@ def test_config_trains_a_step(path, shared, tmp_path):
     from facemtl.train.trainer import train
 
     cfg = TrainConfig.load(path)
-    synth = next(spec for spec in cfg.data if spec.type == "synth")
+    if cfg.model.startswith("expression"):
+        pytest.skip("the expression loop (facemtl.train.expression): tests/test_expression.py trains this config")
+    # Configs on real data only (the default: profiled 300-W photos) train the step on renders instead.
+    synth = next((spec for spec in cfg.data if spec.type == "synth"), DataSpec(type="synth"))
     options = synth.options | {"render_size": 80, "shared": str(shared), "textures": str(shared / "data" / "lfw")}
     tiny = replace(cfg, init=None, steps=1, epoch_steps=1, batch_size=2, input_size=64, warmup_steps=1,
                    checkpoint_every=1, workers=0, threads=1, log_every=1, val={},

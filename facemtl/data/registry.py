@@ -34,6 +34,7 @@ DATASETS: dict[str, str] = {
     "fer2013": "facemtl.data.fer2013:read_fer2013",
     "ckplus": "facemtl.data.ckplus:read_ckplus",
     "rafdb": "facemtl.data.rafdb:read_rafdb",
+    "faces-mux": "facemtl.data.facesmux:read_faces_mux",
 }
 
 

@@ -5,7 +5,9 @@ around each box (:func:`facemtl.contract.crop_face`, the one crop of training an
 evaluation) -> run the ONNX model (``docs/model-format.md``) on all crops at once -> map the
 landmarks back to the image through the crop matrix -> re-crop once on the tight box of the
 predicted landmarks (the box the model is trained on; detector and tracker boxes only
-approximate it) and run the model again -> :class:`~facemtl.infer.results.Face` results.
+approximate it) and run the model again -> the expression model (when there is one, by
+default the shipped ``facemtl/assets/expression.onnx``) on its own crop around the tight box of
+the final landmarks -> :class:`~facemtl.infer.results.Face` results.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 from facemtl.contract import crop_face, landmark_box, landmarks_to_image
 from facemtl.geometry.rotations import euler_to_matrix, matrix_to_euler
 from facemtl.infer.detector import Detector, create_detector
-from facemtl.infer.onnx_model import OnnxModel
+from facemtl.infer.onnx_model import OnnxModel, shipped_expression_model
 from facemtl.infer.results import Expression, Face, Pose
 from facemtl.io import read_image, to_bgr8
 
@@ -34,18 +36,32 @@ class FaceAnalyzer:
     (``"opencv"``, ``"dlib"``, ``"mediapipe"``), a callable ``image -> (boxes, scores)``, or
     ``None`` to always pass boxes. ``threads``: CPU threads of onnxruntime and OpenCV (OpenCV's
     setting is process-wide). ``refine``: re-crop once on the predicted landmarks' box.
-    ``max_batch``: most crops per model call.
+    ``max_batch``: most crops per model call. ``expression_model``: the ONNX file of a dedicated
+    expression network (docs/model-format.md, "The expression model") run as a second call on
+    its own crop around the final landmarks' box; ``face.expression`` then comes from it.
+    ``None`` (default): with a shipped main model (``model_path`` ``None`` or a file in
+    ``facemtl/assets/``), the shipped ``facemtl/assets/expression.onnx`` when it exists; otherwise
+    the main model's expression head. ``False``: always the main model's head.
     """
 
     def __init__(self, model_path: str | Path | None = None,
                  detector: Union[str, Detector, None] = "opencv", threads: int = 2,
-                 refine: bool = True, max_batch: int = 64):
+                 refine: bool = True, max_batch: int = 64,
+                 expression_model: Union[str, Path, bool, None] = None):
         self.model = OnnxModel(model_path, threads, max_batch)
         # The model's metadata, read by the CLI commands and scripts.
         m = self.model
         self.input_size, self.crop_scale, self.max_batch = m.input_size, m.crop_scale, m.max_batch
         self.expressions, self.model_name, self.model_path = m.expressions, m.name, m.path
         self.refine = refine
+        if expression_model is None:
+            expression_model = shipped_expression_model(model_path) or False
+        self.expression_model: Optional[OnnxModel] = None
+        if expression_model is not False:
+            self.expression_model = OnnxModel(expression_model, threads, max_batch)
+            if "expression" not in self.expression_model.outputs:
+                raise FileError(expression_model, "expression model without an 'expression' output")
+            self.expressions = self.expression_model.expressions
         cv2.setNumThreads(threads)
         self.detector: Optional[Detector] = create_detector(detector) if isinstance(detector, str) else detector
 
@@ -86,6 +102,8 @@ class FaceAnalyzer:
             ok = np.all(np.isfinite(refined), axis=1) & (w >= 1) & (h >= 1)
             crop_boxes = np.where(ok[:, None], refined, crop_boxes)
             out, matrices = self._run(arrays, owner, crop_boxes)
+        if self.expression_model is not None:
+            out["expression"] = self._expression(arrays, owner, out, matrices, crop_boxes)
         faces = self._decode(out, matrices, crop_boxes, scores)
         for i, face in zip(owner, faces):
             result[i].append(face)
@@ -124,6 +142,21 @@ class FaceAnalyzer:
         for k, (i, box) in enumerate(zip(owner, boxes)):
             crops[k], matrices[k] = crop_face(images[i], box, self.crop_scale, size)
         return self.model.predict(crops), matrices
+
+    def _expression(self, images: list[np.ndarray], owner: list[int], out: dict[str, np.ndarray],
+                    matrices: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """The expression model's probabilities (N, K) on its crops around the tight box of the
+        predicted landmarks (the box a face is reported with), else around ``boxes``."""
+        face_boxes = boxes
+        if "landmarks" in out:
+            lm_boxes = landmark_box(self._landmarks(out["landmarks"], matrices))
+            w, h = lm_boxes[:, 2] - lm_boxes[:, 0], lm_boxes[:, 3] - lm_boxes[:, 1]
+            ok = np.all(np.isfinite(lm_boxes), axis=1) & (w >= 1) & (h >= 1)
+            face_boxes = np.where(ok[:, None], lm_boxes, boxes)
+        model = self.expression_model
+        crops = np.stack([crop_face(images[i], box, model.crop_scale, model.input_size)[0]
+                          for i, box in zip(owner, face_boxes)])
+        return model.predict(crops)["expression"]
 
     def _landmarks(self, normalised: np.ndarray, matrices: np.ndarray) -> np.ndarray:
         """Normalised crop coordinates (N, 68, 2) -> image pixels through the crop matrices."""

@@ -15,6 +15,20 @@ from facemtl.contract import EXPRESSIONS, INPUT_NAME, OUTPUTS
 from facemtl.io import FileError
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "default.onnx"
+# The dedicated expression network (docs/model-format.md, "The expression model"): when it is
+# shipped, FaceAnalyzer and facemtl eval take the shipped models' expression from it.
+DEFAULT_EXPRESSION_MODEL = Path(__file__).resolve().parents[1] / "assets" / "expression.onnx"
+
+
+def shipped_expression_model(main_model: str | Path | None) -> Path | None:
+    """The shipped expression model that goes with ``main_model``: ``expression.onnx`` when it
+    exists and the main model is a shipped one (``None`` or a file in ``facemtl/assets/``), else
+    ``None`` (another model is run with its own expression head unless told otherwise)."""
+    if not DEFAULT_EXPRESSION_MODEL.is_file():
+        return None
+    if main_model is not None and Path(main_model).resolve().parent != DEFAULT_EXPRESSION_MODEL.parent:
+        return None
+    return DEFAULT_EXPRESSION_MODEL
 
 
 class OnnxModel:

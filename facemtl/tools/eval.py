@@ -19,6 +19,13 @@ shift; scoring each model on its training crop keeps models with other margins c
 
 ``--model`` takes an ONNX file (onnxruntime, no torch) or a training checkpoint ``.pt`` (run
 through torch); the default is the shipped ``facemtl/assets/default.onnx``.
+
+Expression comes from the dedicated expression model, as in :class:`facemtl.infer.FaceAnalyzer`:
+``--expression-model`` (an ONNX file or checkpoint; default ``auto``: the shipped
+``facemtl/assets/expression.onnx`` when it exists and the main model is a shipped one, no
+``--model`` or a file in ``facemtl/assets/``; ``none``: the main model's expression head) on its own crop around the same ground-truth
+box, at its own size and ``crop_scale``. ``--confusion PNG`` plots the expression confusion matrix
+(rows: true class, normalised to recall).
 """
 
 from __future__ import annotations
@@ -44,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="reader option, e.g. split=test (repeatable; values parsed as JSON when they can be)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of the model")
+    parser.add_argument("--expression-model", default="auto",
+                        help="expression model (ONNX or .pt): auto (default: the shipped expression.onnx with the "
+                             "shipped main model), none (the main model's head) or a path")
+    parser.add_argument("--confusion", type=Path, help="write the expression confusion-matrix plot (PNG) here")
 
 
 def parse_options(items: list[str]) -> dict[str, Any]:
@@ -86,10 +97,65 @@ def load_predictor(model: Path | None, threads: int) -> tuple[Any, dict[str, Any
     return onnx.predict, info
 
 
+def load_expression_predictor(choice: str, main_model: Path | None,
+                              threads: int) -> tuple[Any, dict[str, Any]] | None:
+    """The expression model's ``predict`` and description for ``--expression-model``, or ``None``."""
+    from facemtl.infer.onnx_model import shipped_expression_model
+
+    if choice == "none":
+        return None
+    if choice == "auto":
+        shipped = shipped_expression_model(main_model)
+        if shipped is None:
+            return None
+        choice = str(shipped)
+    return load_predictor(Path(choice), threads)
+
+
+def confusion_matrix(labels: Any, pred: Any, k: int) -> Any:
+    """(k, k) counts: row = true class, column = predicted class."""
+    import numpy as np
+
+    m = np.zeros((k, k), np.int64)
+    np.add.at(m, (np.asarray(labels), np.asarray(pred)), 1)
+    return m
+
+
+def plot_confusion(matrix: Any, names: tuple[str, ...], title: str, path: Path) -> None:
+    """Row-normalised confusion matrix (recall on the diagonal) with counts, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    present = matrix.sum(1) > 0
+    rows = np.where(present[:, None], matrix / np.maximum(matrix.sum(1, keepdims=True), 1), np.nan)
+    fig, ax = plt.subplots(figsize=(5.6, 4.8), dpi=110)
+    ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if present[i]:
+                ax.text(j, i, f"{100 * rows[i, j]:.0f}\n({matrix[i, j]})", ha="center", va="center", fontsize=6.5,
+                        color="white" if rows[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), [f"{n} ({matrix[i].sum()})" for i, n in enumerate(names)])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (count)")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def report(result: dict[str, Any]) -> str:
     """The human-readable summary of :func:`run`'s result."""
     lines = [f"{result['dataset']} ({result['root']}): {int(result['n'])} samples; model {result['model']} "
              f"({result['name']}, {result['input_size']} px, crop {result['crop_scale']:g}, {result['backend']})"]
+    if "expression_model" in result:
+        lines.append(f"expression from {result['expression_model']} ({result['expression_name']}, "
+                     f"{result['expression_input_size']} px, crop {result['expression_crop_scale']:g})")
     if "mae_mean" in result:
         lines += [f"pose, ground truth within ±99°: {result['pose_n']} used, {result['pose_filtered']} filtered",
                   f"{'':14}{'yaw':>8}{'pitch':>8}{'roll':>8}{'mean':>8}",
@@ -124,7 +190,7 @@ def _finite_or_none(value: Any) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from facemtl.data.registry import load_dataset
-    from facemtl.evaluate.protocol import evaluate
+    from facemtl.evaluate.protocol import predict_samples, score
     from facemtl.io import FileError, write_atomic
 
     try:
@@ -136,8 +202,16 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.dataset} reader: {e}") from e
         if not samples:
             raise FileError(args.root, f"no {args.dataset} samples found")
-        result = evaluate(predict, samples, info["input_size"], info["crop_scale"])
-    except (FileError, FileError, FileError, FileNotFoundError, ValueError) as e:
+        expression = load_expression_predictor(args.expression_model, args.model, args.threads)
+        outputs = predict_samples(predict, samples, info["input_size"], info["crop_scale"])
+        if expression is not None:
+            expr_predict, expr_info = expression
+            outputs["expression"] = predict_samples(expr_predict, samples, expr_info["input_size"],
+                                                    expr_info["crop_scale"])["expression"]
+            info.update({f"expression_{k}" if k != "model" else "expression_model": v
+                         for k, v in expr_info.items()})
+        result = score(outputs, samples)
+    except (FileError, FileNotFoundError, ValueError) as e:
         print(f"facemtl eval: error: {e}", file=sys.stderr)
         return 2
     result = {"dataset": args.dataset, "root": str(args.root), **info, **result}
@@ -145,6 +219,19 @@ def run(args: argparse.Namespace) -> int:
         posed = sum(s.pose is not None for s in samples)
         result["pose_filtered"] = posed - result["pose_n"]
     print(report(result))
+    labelled = [i for i, s in enumerate(samples) if s.expression is not None]
+    if "expression" in outputs and labelled:
+        from facemtl.contract import EXPRESSIONS
+
+        matrix = confusion_matrix([samples[i].expression for i in labelled],
+                                  outputs["expression"][labelled].argmax(1), len(EXPRESSIONS))
+        result["expression_confusion"] = matrix.tolist()
+        print("confusion (rows true, columns predicted: " + ", ".join(EXPRESSIONS) + "):")
+        for name, row in zip(EXPRESSIONS, matrix):
+            print(f"  {name:>9} " + " ".join(f"{v:5d}" for v in row))
+        if args.confusion is not None:
+            plot_confusion(matrix, EXPRESSIONS, f"{args.dataset}: accuracy {100 * result['expression_accuracy']:.1f} %",
+                           args.confusion)
     if args.json is not None:
         text = json.dumps({k: _finite_or_none(v) for k, v in result.items()}, indent=2) + "\n"
         write_atomic(args.json, text.encode())

@@ -49,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-check", type=int, default=50,
                         help="further crops on which int8 is compared with fp32 (with --int8)")
     parser.add_argument("--detector", default="opencv", help="face detector for the calibration photos")
+    parser.add_argument("--flip-average", action="store_true",
+                        help="expression model: average each crop with its mirror inside the graph")
+    parser.add_argument("--fp16-weights", action="store_true",
+                        help="store the fp32 file's weights as float16 (half the size; computes in float32)")
 
 
 def int8_path(path: Path) -> Path:
@@ -213,7 +217,17 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         model, cfg = load_trained(args.checkpoint)
+        if getattr(args, "flip_average", False):
+            if not hasattr(model, "flip_average"):
+                print(f"facemtl export: error: --flip-average: {cfg.model} has no flip averaging", file=sys.stderr)
+                return 2
+            model.flip_average = True
         export_onnx(model, args.onnx, cfg.input_size, cfg.crop_scale, name=cfg.model)
+        if getattr(args, "fp16_weights", False):
+            from facemtl.tools.weights_fp16 import halve_weights
+
+            halve_weights(args.onnx, args.onnx)
+            print(f"{args.onnx}: weights stored as float16 (computes in float32)")
         print(f"{args.onnx}: fp32, {args.onnx.stat().st_size / 1e6:.2f} MB ({cfg.model}, {cfg.input_size} px, "
               f"crop {cfg.crop_scale:g})")
         if args.int8:

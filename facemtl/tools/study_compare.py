@@ -30,6 +30,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "mtl_mobilenetv2": {"model": "mtl_mobilenetv2", "model_options": {"width": 1.0}},
     "mtl_mobilenetv3_large": {"model": "mtl_mobilenetv3_large", "model_options": {"width": 1.0}},
     "mtl_mobilenetv3_small": {"model": "mtl_mobilenetv3_small", "model_options": {"width": 1.0}},
+    "mtl_efficientnet_lite0": {"model": "mtl_efficientnet_lite0", "model_options": {"pretrained": True}},
 }
 AXES = ("yaw", "pitch", "roll", "mean")
 

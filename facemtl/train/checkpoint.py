@@ -25,9 +25,17 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, criterion: torch.n
                     optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> None:
     """Write the checkpoint through :func:`facemtl.io.write_atomic`: a crash mid-write leaves the
     previous checkpoint intact."""
-    state = {"model": model.state_dict(), "criterion": criterion.state_dict(),
-             "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(), "step": step,
-             "config": cfg.to_dict()}
+    _write({"model": model.state_dict(), "criterion": criterion.state_dict(), "optimizer": optimizer.state_dict(),
+            "rng": torch.get_rng_state(), "step": step, "config": cfg.to_dict()}, path)
+
+
+def save_weights(path: str | Path, model: torch.nn.Module, step: int, cfg: TrainConfig) -> None:
+    """A finished model only (``model``, ``step``, ``config``): enough for :func:`load_trained`
+    and export, not for ``--resume``."""
+    _write({"model": model.state_dict(), "step": step, "config": cfg.to_dict()}, path)
+
+
+def _write(state: dict[str, Any], path: str | Path) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     write_atomic(path, buffer.getvalue())

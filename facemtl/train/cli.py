@@ -55,6 +55,13 @@ def run(args: argparse.Namespace) -> int:
     if args.steps is not None:
         cfg.steps = args.steps
     out = Path(args.out or Path("runs") / cfg.name)
+    from facemtl.train.expression import is_expression_config
+
+    if is_expression_config(cfg):  # the dedicated expression net has its own small loop
+        from facemtl.train.expression import train as train_expression
+
+        print(train_expression(cfg, out))
+        return 0
     train(cfg, out, resume=args.resume, device=args.device,
                  stop_at=args.stop_at)
     print(out / CHECKPOINT_NAME)
