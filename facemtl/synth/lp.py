@@ -112,6 +112,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import json
     import multiprocessing as mp
+    from contextlib import nullcontext
     import os
     import sys
     import time
@@ -145,8 +146,11 @@ def run(args) -> int:
             if not (out / part / f"{i:05d}_00.mat").is_file()]
     start, written, failed = time.perf_counter(), 0, 0
     workers = args.workers or os.cpu_count() or 1
-    with mp.get_context("fork").Pool(workers) as pool:
-        for n, problem in pool.imap_unordered(_profile_job, task, chunksize=4):
+    # One worker runs in this process: forking a process that already runs threads (a caller's
+    # torch or OpenCV pool, a test runner) can deadlock the child.
+    with mp.get_context("fork").Pool(workers) if workers > 1 else nullcontext() as pool:
+        results = pool.imap_unordered(_profile_job, task, chunksize=4) if pool else map(_profile_job, task)
+        for n, problem in results:
             written += n
             if problem:
                 failed += 1
