@@ -20,6 +20,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from facemtl.geometry.anchors import nms
+
 Detector = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 # Detector box -> landmark box, as (centre shift x, centre shift y) in box widths / heights and
@@ -40,31 +42,6 @@ def adjust_boxes(boxes: np.ndarray, calibration: tuple[float, float, float, floa
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2 + dx * w, (boxes[:, 1] + boxes[:, 3]) / 2 + dy * h
     return np.stack([cx - sx * w / 2, cy - sy * h / 2, cx + sx * w / 2, cy + sy * h / 2], axis=1)
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.3,
-        containment: float = 0.7) -> np.ndarray:
-    """Indices of the boxes kept by greedy non-maximum suppression, best score first.
-
-    A box is dropped when its IoU with a kept box exceeds ``iou_threshold`` or when more than
-    ``containment`` of the smaller box lies inside the kept one (a frontal and a profile hit on
-    the same face often nest rather than overlap).
-    """
-    order = np.argsort(-scores, kind="stable")
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    keep: list[int] = []
-    for i in order:
-        if keep:
-            k = np.array(keep)
-            w = np.clip(np.minimum(boxes[k, 2], boxes[i, 2]) - np.maximum(boxes[k, 0], boxes[i, 0]), 0, None)
-            h = np.clip(np.minimum(boxes[k, 3], boxes[i, 3]) - np.maximum(boxes[k, 1], boxes[i, 1]), 0, None)
-            inter = w * h
-            iou = inter / np.maximum(areas[k] + areas[i] - inter, 1e-9)
-            contained = inter / np.maximum(np.minimum(areas[k], areas[i]), 1e-9)
-            if np.any(iou > iou_threshold) or np.any(contained > containment):
-                continue
-        keep.append(int(i))
-    return np.array(keep, dtype=int)
 
 
 class CascadeDetector:

@@ -55,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
     if args.steps is not None:
         cfg.steps = args.steps
     out = Path(args.out or Path("runs") / cfg.name)
-    train(cfg, out, resume=args.resume, device=args.device,
-                 stop_at=args.stop_at)
+    from facemtl.train.detection.trainer import is_detector, train_detector
+
+    # A detector (mos_* model) trains on whole canvases with anchor targets: its own loop.
+    (train_detector if is_detector(cfg) else train)(cfg, out, resume=args.resume, device=args.device,
+                                                    stop_at=args.stop_at)
     print(out / CHECKPOINT_NAME)
     return 0
