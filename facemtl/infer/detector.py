@@ -11,6 +11,7 @@ landmarks. Scores are in [0, 1], largest first.
   on a downscaled grey image, merged by non-maximum suppression.
 * ``dlib``: dlib's HOG frontal detector, when dlib is installed.
 * ``mediapipe``: MediaPipe's short-range BlazeFace, when mediapipe is installed.
+* ``mos``: the learned MOS detector (:mod:`facemtl.infer.mos_detector`), given ``model_path=``.
 """
 
 from __future__ import annotations
@@ -154,10 +155,17 @@ class MediaPipeDetector:
         return adjust_boxes(boxes[order], BOX_TO_LANDMARKS["mediapipe"]) - 0.5, scores[order]
 
 
+def _mos(**kwargs) -> Detector:
+    from facemtl.infer.mos_detector import MosDetector
+
+    return MosDetector(**kwargs)
+
+
 DETECTORS: dict[str, Callable[..., Detector]] = {
     "opencv": CascadeDetector,
     "dlib": DlibDetector,
     "mediapipe": MediaPipeDetector,
+    "mos": _mos,  # the learned detector (facemtl.infer.mos_detector); needs a trained ONNX file
 }
 _REQUIRES = {"dlib": "dlib", "mediapipe": "mediapipe"}
 

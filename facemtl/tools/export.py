@@ -213,6 +213,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         model, cfg = load_trained(args.checkpoint)
+        if cfg.model.startswith("mos_"):  # a face detector: its own outputs, no crop, no int8 yet
+            from facemtl.models.export import export_detector_onnx
+
+            export_detector_onnx(model, args.onnx, name=cfg.model)
+            print(f"{args.onnx}: fp32 face detector, {args.onnx.stat().st_size / 1e6:.2f} MB ({cfg.model}, "
+                  f"{model.spec.input_size} px canvas)")
+            return 0
         export_onnx(model, args.onnx, cfg.input_size, cfg.crop_scale, name=cfg.model)
         print(f"{args.onnx}: fp32, {args.onnx.stat().st_size / 1e6:.2f} MB ({cfg.model}, {cfg.input_size} px, "
               f"crop {cfg.crop_scale:g})")
