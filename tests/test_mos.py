@@ -10,7 +10,8 @@ import torch
 from facemtl.geometry.anchors import (AnchorSpec, decode_boxes, decode_points, detections, encode_boxes,
                                       encode_points, five_points, from_canvas, letterbox, priors)
 from facemtl.train.detection.data import CanvasFace, encode, focus_probabilities
-from facemtl.train.detection.loss import KINDS, DetectionLoss, best_face_scores
+from facemtl.train.detection.data import KINDS
+from facemtl.train.detection.loss import DetectionLoss, best_face_scores
 from facemtl.train.detection.targets import IGNORED, NEGATIVE, POSITIVE, build_targets, match_anchors
 
 # A 64-px canvas: 8x8, 4x4 and 2x2 cells, so a model step takes milliseconds.
@@ -206,3 +207,19 @@ def test_onnx_export_and_torch_free_runtime_match_torch(tmp_path):
     side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     big = create_detector("mos", model_path=path, score=0.3, min_face=float(np.median(side)), threads=1)(image)[0]
     assert 0 < len(big) < len(boxes) or len(set(side)) == 1
+
+
+def test_detector_config_loads_with_known_sources():
+    from facemtl.data.registry import DATASETS
+    from facemtl.geometry.anchors import AnchorSpec
+    from facemtl.train.config import TrainConfig
+    from facemtl.train.detection.trainer import is_detector
+
+    cfg = TrainConfig.load("mos")
+    assert is_detector(cfg) and AnchorSpec.from_options(cfg.model_options).input_size == cfg.input_size
+    for spec in cfg.data:
+        assert spec.type in {"scenes", "faces", "lfw"}, spec
+        assert spec.type != "faces" or spec.name in DATASETS, spec
+    # The 100 held-out helen-train faces stay out of training.
+    helen = [s for s in cfg.data if s.root and s.root.endswith("helen-train")]
+    assert helen and all(s.options.get("holdout") == "train" for s in helen)

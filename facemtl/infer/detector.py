@@ -178,7 +178,12 @@ def available_detectors() -> list[str]:
 
 
 def create_detector(name: str = "opencv", **kwargs) -> Detector:
-    """A detector by name (see the module docstring); ``kwargs`` go to its constructor."""
+    """A detector by name (see the module docstring); ``kwargs`` go to its constructor.
+
+    ``"mos:PATH"`` is the MOS detector of the ONNX file ``PATH`` (one string, so the command
+    line's ``--detector`` and the worker processes that get it by name need nothing more)."""
+    if name.startswith("mos:"):
+        name, kwargs = "mos", {"model_path": name[4:]} | kwargs
     if name not in DETECTORS:
         raise ValueError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}")
     if name not in available_detectors():

@@ -321,7 +321,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run the detector every N frames (and when a face is lost); in between, "
                              "faces are followed from their landmarks (default: 5)")
     parser.add_argument("--model", type=Path, help="ONNX model (default: the shipped facemtl/assets/default.onnx)")
-    parser.add_argument("--detector", default="opencv", help="face detector name (default: opencv)")
+    parser.add_argument("--detector", default="opencv",
+                        help="face detector: opencv (default), dlib, mediapipe, or mos:FILE.onnx (facemtl export)")
+    parser.add_argument("--score", type=float, default=0.0, help="drop detections scored below this (default 0: keep all)")
+    parser.add_argument("--min-face", type=float, default=0.0,
+                        help="drop faces smaller than this: pixels (>= 1) or a fraction of the image's shorter side")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
 
@@ -341,7 +345,8 @@ def run(args: argparse.Namespace) -> int:
     # SIGTERM stops like Ctrl+C, so the outputs are finished properly.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        analyzer = FaceAnalyzer(args.model, detector=args.detector, threads=args.threads)
+        analyzer = FaceAnalyzer(args.model, detector=args.detector, threads=args.threads,
+                                score=args.score, min_face=args.min_face)
         summary = process_video(args.camera if args.input is None else args.input, analyzer, out=args.out,
                                 csv_path=args.csv, smooth=args.smooth, detect_every=args.detect_every,
                                 max_frames=args.max_frames)

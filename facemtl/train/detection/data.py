@@ -24,6 +24,7 @@ more are sampled more (:func:`focus_probabilities`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, Sequence
 
 import cv2
@@ -33,9 +34,9 @@ from facemtl.contract import apply_affine, crop_face, landmark_box
 from facemtl.data.sample import Sample
 from facemtl.data.transforms import FLIP_68, Augment, flip_pose
 from facemtl.geometry.anchors import FLIP_5, AnchorSpec, five_points, priors
-from facemtl.train.detection.loss import KINDS
 from facemtl.train.detection.targets import build_targets
 
+KINDS = ("small", "turned", "dark", "blurred", "occluded")  # the face kinds the data feedback tracks
 MAX_FACES = 16  # faces per canvas kept for the miss statistics (targets keep them all)
 SMALL = 20.0  # a face whose landmark box is narrower than this many canvas pixels is "small"
 
@@ -61,6 +62,23 @@ def is_turned(landmarks: np.ndarray, pose: np.ndarray | None = None) -> bool:
         return False
     r = (x30 - x0) / (x16 - x0)
     return not 0.2 < r < 0.8
+
+
+LFW_LANDMARKS = Path(__file__).resolve().parents[2] / "assets" / "lfw_landmarks.npz"
+
+
+def lfw_faces(root: str | Path, part: str = "train", min_score: float = 0.5) -> list[Sample]:
+    """LFW photos with the shipped pseudo-landmarks as samples; ``part``: ``train`` or ``val``, one
+    identity in five (by a hash of its name) held out for the benchmark's LFW recall."""
+    import hashlib
+
+    d = np.load(LFW_LANDMARKS)
+    out = []
+    for path, lm, score in zip(d["path"], d["landmarks"], d["score"]):
+        held = int(hashlib.md5(str(path).split("/")[0].encode()).hexdigest(), 16) % 5 == 0
+        if held == (part == "val") and score >= min_score and np.isfinite(lm).all():
+            out.append(Sample("lfw", image_path=str(Path(root) / str(path)), landmarks=lm.astype(np.float64)))
+    return out
 
 
 def encode(canvas: np.ndarray, faces: Sequence[CanvasFace], spec: AnchorSpec,

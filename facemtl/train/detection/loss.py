@@ -15,8 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facemtl.losses import masked_mean, rotation_loss
-
-KINDS = ("small", "turned", "dark", "blurred", "occluded")
+from facemtl.train.detection.data import KINDS
 DETECTION_TASKS = ("score", "box", "points", "pose")
 
 

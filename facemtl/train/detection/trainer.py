@@ -11,7 +11,7 @@ Config ``data`` entries: ``{type: scenes, root: FOLDER}`` (``facemtl synth --sce
 ``{type: faces, name: READER, root: FOLDER, options: {...}}`` (any reader whose samples have 68
 landmarks, pasted by :class:`~facemtl.train.detection.data.CompositeSource`; ``options.holdout``
 as :func:`facemtl.data.registry.load_dataset`), ``{type: lfw, root: FOLDER}`` (LFW with the
-shipped pseudo-landmarks, identities of :func:`lfw_faces`'s training part). ``model_options``
+shipped pseudo-landmarks, identities of :func:`~facemtl.train.detection.data.lfw_faces`'s training part). ``model_options``
 carries the anchors (``input_size``, ``sizes``...). ``val``: ``scenes`` (a folder of held-out
 renders), ``n_val`` (how many of them).
 """
@@ -29,33 +29,15 @@ from facemtl.geometry.anchors import AnchorSpec, detections, letterbox, priors
 from facemtl.progress import Progress
 from facemtl.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from facemtl.train.config import DataSpec, TrainConfig
-from facemtl.train.detection.data import (CompositeSource, DetectionDataset, SceneSource, focus_probabilities)
+from facemtl.train.detection.data import (CompositeSource, DetectionDataset, SceneSource, focus_probabilities,
+                                          lfw_faces)
 from facemtl.train.detection.loss import KINDS, DetectionLoss
 from facemtl.train.trainer import (_log, _worker_init, init_or_resume, learning_rate, make_optimizer, open_logs,
                                    setup_process)
 
-LFW_LANDMARKS = Path(__file__).resolve().parents[2] / "assets" / "lfw_landmarks.npz"
-
-
 def is_detector(cfg: TrainConfig) -> bool:
     """A detector config (its model is a registered ``mos_*`` model)."""
     return cfg.model.startswith("mos_")
-
-
-def lfw_faces(root: str | Path, part: str = "train", min_score: float = 0.5) -> list:
-    """LFW photos with the shipped pseudo-landmarks as samples; ``part``: ``train`` or ``val``, one
-    identity in five (by a hash of its name) held out for the benchmark's LFW recall."""
-    import hashlib
-
-    from facemtl.data.sample import Sample
-
-    d = np.load(LFW_LANDMARKS)
-    out = []
-    for path, lm, score in zip(d["path"], d["landmarks"], d["score"]):
-        held = int(hashlib.md5(str(path).split("/")[0].encode()).hexdigest(), 16) % 5 == 0
-        if held == (part == "val") and score >= min_score and np.isfinite(lm).all():
-            out.append(Sample("lfw", image_path=str(Path(root) / str(path)), landmarks=lm.astype(np.float64)))
-    return out
 
 
 def build_source(spec: DataSpec, size: int):
