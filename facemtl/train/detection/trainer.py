@@ -133,6 +133,9 @@ def train_detector(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, 
     if proc.world > 1:
         raise ValueError("the detector trains in one process (its data feedback is per process)")
     model = create_model(cfg.model, **cfg.model_options).to(proc.device)
+    if model.spec.input_size != cfg.input_size:
+        raise ValueError(f"{cfg.name}: input_size {cfg.input_size} but the anchors are laid out for "
+                         f"model_options.input_size {model.spec.input_size}")
     criterion = DetectionLoss(**cfg.loss_options).to(proc.device)
     optimizer = make_optimizer(cfg, model, criterion)
     step = init_or_resume(cfg, model, criterion, optimizer, proc, resume)
