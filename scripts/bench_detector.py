@@ -12,8 +12,8 @@ Sets (all evaluation only; nothing here is trained on):
   false boxes are detections that overlap no face;
 * ``300-W``: the 100 helen-train crops held out by ``load_dataset("300w", ..., holdout="val")``;
 * ``LFW``: one LFW identity in five (:func:`facemtl.train.detection.data.lfw_faces`, ``val``),
-  the main face's box from the shipped pseudo-landmarks. Caveat: the shared LFW copy has a green
-  box and landmark dots drawn on every face;
+  the main face's box from the shipped pseudo-landmarks. The shared LFW copy has a green box and
+  landmark dots burned into every face: they are inpainted first (``synth.texture.remove_overlay``);
 * ``--scenes``: held-out rendered scenes (``facemtl synth --scene``), for AP.
 
 A face is found when a detection at or above the threshold overlaps the tight box of its 68
@@ -67,10 +67,14 @@ def eval_sets(shared: Path, scenes: Path | None) -> dict[str, list[tuple[str, np
     return sets
 
 
-def run_set(detector, items) -> tuple[list, list]:
+def run_set(detector, items, clean: bool = False) -> tuple[list, list]:
+    """Every detector's boxes and scores; ``clean``: inpaint burned-in green drawings first (LFW)."""
+    from facemtl.synth.texture import remove_overlay
+
     boxes, scores = [], []
     for path, _, _ in items:
-        b, s = detector(cv2.imread(str(path)))
+        image = cv2.imread(str(path))
+        b, s = detector(remove_overlay(image) if clean else image)
         boxes.append(np.asarray(b).reshape(-1, 4))
         scores.append(np.asarray(s).reshape(-1))
     return boxes, scores
@@ -115,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, det, threshold in detectors:
         print(f"{name} (threshold {threshold:g})")
         for set_name, items in sets.items():
-            ap, r, p = report(set_name, items, *run_set(det, items), threshold)
+            ap, r, p = report(set_name, items, *run_set(det, items, clean=set_name.startswith("LFW")), threshold)
             curves[(name, set_name)] = (ap, r, p)
         ms = _time(lambda: det(frame), args.repeats)
         print(f"  640x480 frame: detection median {statistics.median(ms):.1f} ms (min {min(ms):.1f}), "

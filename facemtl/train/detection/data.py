@@ -11,7 +11,7 @@ Sources (each ``example(rng, focus)``):
   mirrored at random onto the canvas. Faces the scene marks as hardly visible are ignored.
 * :class:`CompositeSource`: real faces with 68 landmarks (300-W crops, LFW with its shipped
   pseudo-landmarks) cut out with a feathered ellipse and pasted onto real or procedural
-  backgrounds at many scales and positions, 0 to ``max_faces`` per canvas (0: a face-free
+  backgrounds at many scales and positions (LFW's burned-in drawings inpainted first), 0 to ``max_faces`` per canvas (0: a face-free
   negative); or a whole real photo scaled onto the canvas (real context around its face).
 
 Data feedback: every example is asked for with a *focus*, one of ``KINDS`` or ``None``; the
@@ -213,14 +213,24 @@ class CompositeSource:
 
     def __init__(self, samples: Sequence[Sample], size: int, max_faces: int = 4, p_photo: float = 0.25,
                  p_negative: float = 0.1, min_side: float = 10.0, max_side: float | None = None,
-                 small_side: tuple[float, float] = (8.0, SMALL), p_kind: float = 0.05):
+                 small_side: tuple[float, float] = (8.0, SMALL), p_kind: float = 0.05, clean: bool = False):
         self.samples = [s for s in samples if s.landmarks is not None and np.isfinite(s.landmarks).all()]
         if not self.samples:
             raise ValueError("no faces with 68 landmarks")
         self.turned = [i for i, s in enumerate(self.samples) if is_turned(s.landmarks, s.pose)]
         self.size, self.max_faces, self.p_photo, self.p_negative = size, max_faces, p_photo, p_negative
         self.sides = (min_side, max_side or 0.55 * size)
-        self.small_side, self.p_kind = small_side, p_kind
+        self.small_side, self.p_kind, self.clean = small_side, p_kind, clean
+
+    def _load(self, s: Sample) -> np.ndarray:
+        """The sample's image; with ``clean``, thin pure-green drawings inpainted (the shared LFW
+        copy has a face box and landmark dots burned into every photo)."""
+        image = s.load_image()
+        if self.clean:
+            from facemtl.synth.texture import remove_overlay
+
+            image = remove_overlay(image)
+        return image
 
     def _pick(self, rng: np.random.Generator, focus: str | None) -> Sample:
         pool = self.turned if focus == "turned" and self.turned else range(len(self.samples))
@@ -242,7 +252,7 @@ class CompositeSource:
 
     def _photo(self, rng: np.random.Generator, focus: str | None) -> tuple[np.ndarray, list[CanvasFace]]:
         s = self._pick(rng, focus)
-        image = s.load_image()
+        image = self._load(s)
         h, w = image.shape[:2]
         scale = self.size / max(h, w) * rng.uniform(0.35, 1.0)
         x0, y0 = rng.uniform(0, self.size - w * scale), rng.uniform(0, self.size - h * scale)
@@ -273,7 +283,7 @@ class CompositeSource:
                 break
         else:
             return None
-        image = s.load_image()
+        image = self._load(s)
         patch, m = crop_face(image, landmark_box(s.landmarks), margin, patch_px)
         pts = apply_affine(s.landmarks, m)
         pose = s.pose if s.pose is not None else np.full(3, np.nan)

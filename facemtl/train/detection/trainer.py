@@ -11,7 +11,8 @@ Config ``data`` entries: ``{type: scenes, root: FOLDER}`` (``facemtl synth --sce
 ``{type: faces, name: READER, root: FOLDER, options: {...}}`` (any reader whose samples have 68
 landmarks, pasted by :class:`~facemtl.train.detection.data.CompositeSource`; ``options.holdout``
 as :func:`facemtl.data.registry.load_dataset`), ``{type: lfw, root: FOLDER}`` (LFW with the
-shipped pseudo-landmarks, identities of :func:`~facemtl.train.detection.data.lfw_faces`'s training part). ``model_options``
+shipped pseudo-landmarks, identities of :func:`~facemtl.train.detection.data.lfw_faces`'s training part;
+their burned-in drawings inpainted). ``model_options``
 carries the anchors (``input_size``, ``sizes``...). ``val``: ``scenes`` (a folder of held-out
 renders), ``n_val`` (how many of them).
 """
@@ -53,7 +54,7 @@ def build_source(spec: DataSpec, size: int):
         reader = {k: options.pop(k) for k in ("holdout", "holdout_n") if k in options}
         return CompositeSource(load_dataset(spec.name, spec.root, **reader), size, **options)
     if spec.type == "lfw":
-        return CompositeSource(lfw_faces(spec.root, "train"), size, **options)
+        return CompositeSource(lfw_faces(spec.root, "train"), size, **({"clean": True} | options))
     raise ValueError(f"unknown detector data type {spec.type!r} (scenes, faces, lfw)")
 
 
