@@ -323,7 +323,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, help="ONNX model (default: the shipped facemtl/assets/default.onnx)")
     parser.add_argument("--detector", default="opencv",
                         help="face detector: opencv (default), dlib, mediapipe, or mos:FILE.onnx (facemtl export)")
-    parser.add_argument("--score", type=float, default=0.0, help="drop detections scored below this (default 0: keep all)")
+    parser.add_argument("--score", type=float, default=0.0,
+                        help="drop detections scored below this (default 0: keep all)")
     parser.add_argument("--min-face", type=float, default=0.0,
                         help="drop faces smaller than this: pixels (>= 1) or a fraction of the image's shorter side")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")

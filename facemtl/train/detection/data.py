@@ -11,8 +11,9 @@ Sources (each ``example(rng, focus)``):
   mirrored at random onto the canvas. Faces the scene marks as hardly visible are ignored.
 * :class:`CompositeSource`: real faces with 68 landmarks (300-W crops, LFW with its shipped
   pseudo-landmarks) cut out with a feathered ellipse and pasted onto real or procedural
-  backgrounds at many scales and positions (LFW's burned-in drawings inpainted first), 0 to ``max_faces`` per canvas (0: a face-free
-  negative); or a whole real photo scaled onto the canvas (real context around its face).
+  backgrounds at many scales and positions (LFW's burned-in drawings inpainted first), 0 to
+  ``max_faces`` per canvas (0: a face-free negative); or a whole real photo scaled onto the
+  canvas (real context around its face).
 
 Data feedback: every example is asked for with a *focus*, one of ``KINDS`` or ``None``; the
 source then makes its faces of that kind (shrinks them, picks turned ones, darkens, blurs or
@@ -144,7 +145,7 @@ class Source(Protocol):
     def example(self, rng: np.random.Generator, focus: str | None) -> tuple[np.ndarray, list[CanvasFace]]: ...
 
 
-def _warp_faces(landmarks: np.ndarray, pose: np.ndarray, m: np.ndarray, flip: bool, size: int) -> CanvasFace:
+def _warp_face(landmarks: np.ndarray, pose: np.ndarray, m: np.ndarray, flip: bool, size: int) -> CanvasFace:
     """A face's 68 landmarks (image pixels) through the canvas matrix ``m``, mirrored if ``flip``."""
     pts = apply_affine(landmarks, m)
     if flip:
@@ -173,17 +174,19 @@ class SceneSource:
         h, w = image.shape[:2]
         zoom = rng.uniform(0.3, 0.6) if focus == "small" else np.exp(rng.uniform(np.log(0.6), np.log(2.0)))
         scale = self.size / max(h, w) * zoom
-        shift = rng.uniform(min(0.0, self.size - w * scale), max(0.0, self.size - w * scale), 1)[0], \
-            rng.uniform(min(0.0, self.size - h * scale), max(0.0, self.size - h * scale), 1)[0]
-        m = np.array([[scale, 0, shift[0]], [0, scale, shift[1]]])
-        canvas = cv2.warpAffine(image, m, (self.size, self.size), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        # Anywhere the scene covers the canvas, or fits in it when zoomed out.
+        free = (self.size - w * scale, self.size - h * scale)
+        x0, y0 = (rng.uniform(min(0.0, f), max(0.0, f)) for f in free)
+        m = np.array([[scale, 0, x0], [0, scale, y0]])
+        canvas = cv2.warpAffine(image, m, (self.size, self.size),
+                                flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         flip = rng.random() < 0.5
         if flip:
             canvas = np.ascontiguousarray(canvas[:, ::-1])
         faces = []
         vis = s.meta.get("visibility")
         for j in range(len(s.meta["landmarks"])):
-            f = _warp_faces(s.meta["landmarks"][j], s.meta["pose"][j], m, flip, self.size)
+            f = _warp_face(s.meta["landmarks"][j], s.meta["pose"][j], m, flip, self.size)
             seen = float(np.nanmean(vis[j])) if vis is not None else 1.0
             side = max(f.box[2] - f.box[0], f.box[3] - f.box[1])
             inside = (f.box[0] < self.size - 4) and (f.box[1] < self.size - 4) and f.box[2] > 4 and f.box[3] > 4
@@ -198,7 +201,8 @@ def _photometric(canvas: np.ndarray, faces: list[CanvasFace], rng: np.random.Gen
                  focus: str | None) -> np.ndarray:
     """Whole-canvas darkening / blur when asked for (or now and then); marks the faces' kinds."""
     sides = [max(f.box[2] - f.box[0], f.box[3] - f.box[1]) for f in faces] or [40.0]
-    for kind, fn in (("dark", lambda im: darken(im, rng)), ("blurred", lambda im: blur(im, rng, float(np.median(sides))))):
+    for kind, fn in (("dark", lambda im: darken(im, rng)),
+                     ("blurred", lambda im: blur(im, rng, float(np.median(sides))))):
         if focus == kind or rng.random() < 0.05:
             canvas = fn(canvas)
             for f in faces:
@@ -262,7 +266,7 @@ class CompositeSource:
         flip = rng.random() < 0.5
         if flip:
             canvas = np.ascontiguousarray(canvas[:, ::-1])
-        face = _warp_faces(s.landmarks, s.pose if s.pose is not None else np.full(3, np.nan), m, flip, self.size)
+        face = _warp_face(s.landmarks, s.pose if s.pose is not None else np.full(3, np.nan), m, flip, self.size)
         face.kinds = {"turned"} if is_turned(s.landmarks, s.pose) else set()
         return _photometric(canvas, [face], rng, focus), [face]
 

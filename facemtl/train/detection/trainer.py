@@ -15,6 +15,10 @@ shipped pseudo-landmarks, identities of :func:`~facemtl.train.detection.data.lfw
 their burned-in drawings inpainted). ``model_options``
 carries the anchors (``input_size``, ``sizes``...). ``val``: ``scenes`` (a folder of held-out
 renders), ``n_val`` (how many of them).
+
+Resume: the miss rates are in the checkpoint (buffers of the loss), but the sampler reads them a
+few batches ahead of training (the loader's prefetch), so a resumed run samples the same kinds
+of examples, not bit for bit the same batches as an uninterrupted one.
 """
 
 from __future__ import annotations
