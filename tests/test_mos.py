@@ -223,3 +223,48 @@ def test_detector_config_loads_with_known_sources():
     # The 100 held-out helen-train faces stay out of training.
     helen = [s for s in cfg.data if s.root and s.root.endswith("helen-train")]
     assert helen and all(s.options.get("holdout") == "train" for s in helen)
+
+
+def _write_pts_faces(root, n: int = 3) -> None:
+    """``n`` generated 96-px 'photos' with a disc face and 68 points, in the 300-W format."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        canvas, faces = _canvas(rng, 1)
+        image = cv2.resize(canvas, (96, 96), interpolation=cv2.INTER_LINEAR)
+        x1, y1, x2, y2 = faces[0].box * 1.5
+        t = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+        pts = np.stack([(x1 + x2) / 2 + (x2 - x1) / 2 * np.cos(t), (y1 + y2) / 2 + (y2 - y1) / 2 * np.sin(t)], 1)
+        cv2.imwrite(str(root / f"face{i}.jpg"), image)
+        lines = "\n".join(f"{x + 1:.2f} {y + 1:.2f}" for x, y in pts)
+        (root / f"face{i}.pts").write_text(f"version: 1\nn_points: 68\n{{\n{lines}\n}}\n")
+
+
+def test_train_detector_runs_exports_and_detects(shared, tmp_path):
+    """Two steps of the real loop (sources, feedback sampler, loss, logs, checkpoint), then
+    ``facemtl export`` and the runtime on its file."""
+    from facemtl.cli import main
+    from facemtl.infer.detector import create_detector
+    from facemtl.train.config import DataSpec, TrainConfig
+    from facemtl.train.detection.trainer import train_detector
+    from facemtl.train.log import CsvLog
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    _write_pts_faces(faces)
+    cfg = TrainConfig(name="tiny", model="mos_mobilenetv2", input_size=64,
+                      model_options={"width": 0.25, "dim": 16, "input_size": 64, "sizes": [list(s) for s in TINY.sizes]},
+                      steps=2, epoch_steps=2, batch_size=3, warmup_steps=1, checkpoint_every=1, workers=0, threads=1,
+                      log_every=1, augment={"low_res": 0.0, "blur": 0.0},
+                      data=[DataSpec(type="faces", name="300w", root=str(faces), options={"max_side": 30})])
+    train_detector(cfg, tmp_path / "run", device="cpu")
+    rows = CsvLog(tmp_path / "run" / "metrics.csv").read()
+    assert [int(r["step"]) for r in rows] == [1, 2]
+    assert all(np.isfinite(float(rows[-1][f"loss_{t}"])) for t in ("score", "box", "points"))
+    assert 0 <= float(rows[-1]["miss_all"]) <= 1
+    onnx = tmp_path / "mos.onnx"
+    assert main(["export", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--onnx", str(onnx)]) == 0
+    detector = create_detector(f"mos:{onnx}", score=0.0, threads=1)
+    boxes, scores = detector(np.zeros((48, 80, 3), np.uint8))
+    assert detector.spec == AnchorSpec.from_options(cfg.model_options) and len(boxes) == len(scores) > 0
