@@ -78,6 +78,8 @@ def test_every_face_gets_an_anchor_even_between_sizes():
     box = np.array([[30.0, 30.0, 34.0, 37.0]])  # 4x7 px: smaller than every anchor
     label, face = match_anchors(a, box)
     assert (label == POSITIVE).sum() == 1 and face[label == POSITIVE][0] == 0
+    label, _ = match_anchors(a, np.array([[200.0, 200, 230, 230]]))  # off the canvas: no anchor
+    assert not (label == POSITIVE).any()
 
 
 def test_detections_keep_nested_faces_and_drop_duplicates():

@@ -33,7 +33,8 @@ def match_anchors(anchors: np.ndarray, boxes: np.ndarray, ignore: np.ndarray | N
     best_iou = ov[np.arange(a), best]
     for j in np.flatnonzero(~ignore):  # each face's best anchor (later faces win a shared one)
         i = int(ov[:, j].argmax())
-        best[i], best_iou[i] = j, max(best_iou[i], pos_iou)
+        if ov[i, j] > 0:  # a face off the canvas touches no anchor and claims none
+            best[i], best_iou[i] = j, max(best_iou[i], pos_iou)
     pos = best_iou >= pos_iou
     label[(best_iou >= neg_iou) & ~pos] = IGNORED
     label[ignored_overlap & ~pos] = IGNORED
