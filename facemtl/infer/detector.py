@@ -170,6 +170,16 @@ DETECTORS: dict[str, Callable[..., Detector]] = {
 _REQUIRES = {"dlib": "dlib", "mediapipe": "mediapipe"}
 
 
+def add_detector_arguments(parser) -> None:
+    """The command line's detector options (``predict``, ``video``): ``--detector``, ``--score``, ``--min-face``."""
+    parser.add_argument("--detector", default="opencv",
+                        help="face detector: opencv (default), dlib, mediapipe, or mos:FILE.onnx (facemtl export)")
+    parser.add_argument("--score", type=float, default=0.0,
+                        help="drop detections scored below this (default 0: keep all)")
+    parser.add_argument("--min-face", type=float, default=0.0,
+                        help="drop faces smaller than this: pixels (>= 1) or a fraction of the image's shorter side")
+
+
 def available_detectors() -> list[str]:
     """Names of the detectors that can run here (their optional package is importable)."""
     import importlib.util

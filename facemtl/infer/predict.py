@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from facemtl.contract import LANDMARK_COLUMNS, N_LANDMARKS, expression_columns
+from facemtl.infer.detector import add_detector_arguments
 from facemtl.io import IMAGE_SUFFIXES, write_atomic
 from facemtl.progress import Progress
 
@@ -36,12 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--boxes", type=Path,
                         help="JSON {image file name (or path as given): [[x1, y1, x2, y2], ...]}: use these "
                              "boxes instead of detecting; [] means no face; images not listed are detected")
-    parser.add_argument("--detector", default="opencv",
-                        help="face detector: opencv (default), dlib, mediapipe, or mos:FILE.onnx (facemtl export)")
-    parser.add_argument("--score", type=float, default=0.0,
-                        help="drop detections scored below this (default 0: keep all)")
-    parser.add_argument("--min-face", type=float, default=0.0,
-                        help="drop faces smaller than this: pixels (>= 1) or a fraction of the image's shorter side")
+    add_detector_arguments(parser)
     parser.add_argument("--model", type=Path, help="ONNX model (default: the shipped model)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2; per worker with --workers)")
     parser.add_argument("--workers", type=int, default=1,

@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 
 from facemtl.contract import LANDMARK_COLUMNS, N_LANDMARKS, expression_columns
+from facemtl.infer.detector import add_detector_arguments
 from facemtl.progress import Progress
 
 if TYPE_CHECKING:
@@ -321,12 +322,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run the detector every N frames (and when a face is lost); in between, "
                              "faces are followed from their landmarks (default: 5)")
     parser.add_argument("--model", type=Path, help="ONNX model (default: the shipped facemtl/assets/default.onnx)")
-    parser.add_argument("--detector", default="opencv",
-                        help="face detector: opencv (default), dlib, mediapipe, or mos:FILE.onnx (facemtl export)")
-    parser.add_argument("--score", type=float, default=0.0,
-                        help="drop detections scored below this (default 0: keep all)")
-    parser.add_argument("--min-face", type=float, default=0.0,
-                        help="drop faces smaller than this: pixels (>= 1) or a fraction of the image's shorter side")
+    add_detector_arguments(parser)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
 
