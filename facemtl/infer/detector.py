@@ -16,6 +16,7 @@ landmarks. Scores are in [0, 1], largest first.
 
 from __future__ import annotations
 
+import argparse
 from typing import Callable
 
 import cv2
@@ -170,7 +171,7 @@ DETECTORS: dict[str, Callable[..., Detector]] = {
 _REQUIRES = {"dlib": "dlib", "mediapipe": "mediapipe"}
 
 
-def add_detector_arguments(parser) -> None:
+def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     """The command line's detector options (``predict``, ``video``): ``--detector``, ``--score``, ``--min-face``."""
     parser.add_argument("--detector", default="opencv",
                         help="face detector: opencv (default), dlib, mediapipe, or mos:FILE.onnx (facemtl export)")
