@@ -134,7 +134,8 @@ def test_pnp_score_on_exact_projections():
 def test_compare_covers_every_architecture():
     from facemtl.models import list_models
 
-    assert {v["model"] for v in COMPARE_VARIANTS.values()} == set(list_models())
+    # The face detectors (mos_*) are not crop models: the architecture study does not cover them.
+    assert {v["model"] for v in COMPARE_VARIANTS.values()} == {n for n in list_models() if not n.startswith("mos_")}
 
 
 def test_train_variant_reuses_and_resumes(shared, tmp_path, monkeypatch):
