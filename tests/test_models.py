@@ -70,7 +70,8 @@ EXPECTED_DECODED = {
 SMALL = {"hopenet": {"backbone": "resnet18"}, "mtl_mobilenetv2": {"width": 0.5}, "mnn": {"base": 8}}
 
 
-@pytest.mark.parametrize("name", list_models())
+# The face detectors (mos_*) have per-anchor outputs: tests/test_mos.py checks them.
+@pytest.mark.parametrize("name", [n for n in list_models() if not n.startswith("mos_")])
 def test_every_model_output_shapes(name):
     torch.manual_seed(0)
     model = create_model(name, **SMALL.get(name, {})).eval()

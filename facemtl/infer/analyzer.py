@@ -21,9 +21,10 @@ import numpy as np
 from facemtl.contract import crop_face, landmark_box, landmarks_to_image
 from facemtl.geometry.rotations import euler_to_matrix, matrix_to_euler
 from facemtl.infer.detector import Detector, create_detector
+from facemtl.infer.mos_detector import min_face_pixels
 from facemtl.infer.onnx_model import OnnxModel, shipped_expression_model
 from facemtl.infer.results import Expression, Face, Pose
-from facemtl.io import read_image, to_bgr8
+from facemtl.io import FileError, read_image, to_bgr8
 
 ImageLike = Union[np.ndarray, str, Path]
 
@@ -42,18 +43,22 @@ class FaceAnalyzer:
     ``None`` (default): with a shipped main model (``model_path`` ``None`` or a file in
     ``facemtl/assets/``), the shipped ``facemtl/assets/expression.onnx`` when it exists; otherwise
     the main model's expression head. ``False``: always the main model's head.
+    ``score``: drop detections scored below it;
+    ``min_face``: drop detections whose box's longer side is under this many pixels (>= 1) or
+    this fraction of the image's shorter side (< 1). Both apply to detections only, not to
+    boxes the caller passes.
     """
 
     def __init__(self, model_path: str | Path | None = None,
                  detector: Union[str, Detector, None] = "opencv", threads: int = 2,
-                 refine: bool = True, max_batch: int = 64,
+                 refine: bool = True, max_batch: int = 64, score: float = 0.0, min_face: float = 0.0,
                  expression_model: Union[str, Path, bool, None] = None):
         self.model = OnnxModel(model_path, threads, max_batch)
         # The model's metadata, read by the CLI commands and scripts.
         m = self.model
         self.input_size, self.crop_scale, self.max_batch = m.input_size, m.crop_scale, m.max_batch
         self.expressions, self.model_name, self.model_path = m.expressions, m.name, m.path
-        self.refine = refine
+        self.refine, self.score, self.min_face = refine, score, min_face
         if expression_model is None:
             expression_model = shipped_expression_model(model_path) or False
         self.expression_model: Optional[OnnxModel] = None
@@ -122,7 +127,10 @@ class FaceAnalyzer:
             if self.detector is None:
                 raise ValueError("this FaceAnalyzer has no detector: pass boxes")
             b, s = self.detector(image)
-            return np.asarray(b, dtype=np.float64).reshape(-1, 4), np.asarray(s, dtype=np.float64).reshape(-1)
+            b, s = np.asarray(b, dtype=np.float64).reshape(-1, 4), np.asarray(s, dtype=np.float64).reshape(-1)
+            side = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+            keep = (s >= self.score) & (side >= min_face_pixels(self.min_face, image.shape))
+            return b[keep], s[keep]
         b = np.asarray(boxes, dtype=np.float64)
         if b.size == 0:
             return np.zeros((0, 4)), np.zeros(0)

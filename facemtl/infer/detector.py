@@ -11,14 +11,18 @@ landmarks. Scores are in [0, 1], largest first.
   on a downscaled grey image, merged by non-maximum suppression.
 * ``dlib``: dlib's HOG frontal detector, when dlib is installed.
 * ``mediapipe``: MediaPipe's short-range BlazeFace, when mediapipe is installed.
+* ``mos``: the learned MOS detector (:mod:`facemtl.infer.mos_detector`), given ``model_path=``.
 """
 
 from __future__ import annotations
 
+import argparse
 from typing import Callable
 
 import cv2
 import numpy as np
+
+from facemtl.geometry.anchors import nms
 
 Detector = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -40,31 +44,6 @@ def adjust_boxes(boxes: np.ndarray, calibration: tuple[float, float, float, floa
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2 + dx * w, (boxes[:, 1] + boxes[:, 3]) / 2 + dy * h
     return np.stack([cx - sx * w / 2, cy - sy * h / 2, cx + sx * w / 2, cy + sy * h / 2], axis=1)
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.3,
-        containment: float = 0.7) -> np.ndarray:
-    """Indices of the boxes kept by greedy non-maximum suppression, best score first.
-
-    A box is dropped when its IoU with a kept box exceeds ``iou_threshold`` or when more than
-    ``containment`` of the smaller box lies inside the kept one (a frontal and a profile hit on
-    the same face often nest rather than overlap).
-    """
-    order = np.argsort(-scores, kind="stable")
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    keep: list[int] = []
-    for i in order:
-        if keep:
-            k = np.array(keep)
-            w = np.clip(np.minimum(boxes[k, 2], boxes[i, 2]) - np.maximum(boxes[k, 0], boxes[i, 0]), 0, None)
-            h = np.clip(np.minimum(boxes[k, 3], boxes[i, 3]) - np.maximum(boxes[k, 1], boxes[i, 1]), 0, None)
-            inter = w * h
-            iou = inter / np.maximum(areas[k] + areas[i] - inter, 1e-9)
-            contained = inter / np.maximum(np.minimum(areas[k], areas[i]), 1e-9)
-            if np.any(iou > iou_threshold) or np.any(contained > containment):
-                continue
-        keep.append(int(i))
-    return np.array(keep, dtype=int)
 
 
 class CascadeDetector:
@@ -177,12 +156,29 @@ class MediaPipeDetector:
         return adjust_boxes(boxes[order], BOX_TO_LANDMARKS["mediapipe"]) - 0.5, scores[order]
 
 
+def _mos(**kwargs) -> Detector:
+    from facemtl.infer.mos_detector import MosDetector
+
+    return MosDetector(**kwargs)
+
+
 DETECTORS: dict[str, Callable[..., Detector]] = {
     "opencv": CascadeDetector,
     "dlib": DlibDetector,
     "mediapipe": MediaPipeDetector,
+    "mos": _mos,  # the learned detector (facemtl.infer.mos_detector); needs a trained ONNX file
 }
 _REQUIRES = {"dlib": "dlib", "mediapipe": "mediapipe"}
+
+
+def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command line's detector options (``predict``, ``video``): ``--detector``, ``--score``, ``--min-face``."""
+    parser.add_argument("--detector", default="opencv",
+                        help="face detector: opencv (default), dlib, mediapipe, or mos:FILE.onnx (facemtl export)")
+    parser.add_argument("--score", type=float, default=0.0,
+                        help="drop detections scored below this (default 0: keep all)")
+    parser.add_argument("--min-face", type=float, default=0.0,
+                        help="drop faces smaller than this: pixels (>= 1) or a fraction of the image's shorter side")
 
 
 def available_detectors() -> list[str]:
@@ -193,7 +189,12 @@ def available_detectors() -> list[str]:
 
 
 def create_detector(name: str = "opencv", **kwargs) -> Detector:
-    """A detector by name (see the module docstring); ``kwargs`` go to its constructor."""
+    """A detector by name (see the module docstring); ``kwargs`` go to its constructor.
+
+    ``"mos:PATH"`` is the MOS detector of the ONNX file ``PATH`` (one string, so the command
+    line's ``--detector`` and the worker processes that get it by name need nothing more)."""
+    if name.startswith("mos:"):
+        name, kwargs = "mos", {"model_path": name[4:]} | kwargs
     if name not in DETECTORS:
         raise ValueError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}")
     if name not in available_detectors():

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from facemtl.contract import LANDMARK_COLUMNS, N_LANDMARKS, expression_columns
+from facemtl.infer.detector import add_detector_arguments
 from facemtl.io import IMAGE_SUFFIXES, write_atomic
 from facemtl.progress import Progress
 
@@ -36,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--boxes", type=Path,
                         help="JSON {image file name (or path as given): [[x1, y1, x2, y2], ...]}: use these "
                              "boxes instead of detecting; [] means no face; images not listed are detected")
-    parser.add_argument("--detector", default="opencv", help="face detector: opencv (default), dlib, mediapipe")
+    add_detector_arguments(parser)
     parser.add_argument("--model", type=Path, help="ONNX model (default: the shipped model)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2; per worker with --workers)")
     parser.add_argument("--workers", type=int, default=1,
@@ -176,9 +177,15 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print(f"facemtl predict: --workers must be >= 1, not {args.workers}", file=sys.stderr)
         return 2
+    if (args.score or args.min_face) and (args.dask or args.workers > 1):
+        # The worker processes build their analyzers from (model, detector, threads) alone.
+        print("facemtl predict: --score and --min-face work in one process only (no --workers, --dask) for now",
+              file=sys.stderr)
+        return 2
     try:
         given = read_boxes(args.boxes) if args.boxes else {}
-        analyzer = FaceAnalyzer(args.model, detector=args.detector, threads=args.threads)
+        analyzer = FaceAnalyzer(args.model, detector=args.detector, threads=args.threads,
+                                score=args.score, min_face=args.min_face)
         done = load_done(args.json, args.csv) if args.skip_done else {}
     except (FileError, ValueError, OSError) as e:
         print(f"facemtl predict: {e}", file=sys.stderr)

@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 
 from facemtl.contract import LANDMARK_COLUMNS, N_LANDMARKS, expression_columns
+from facemtl.infer.detector import add_detector_arguments
 from facemtl.progress import Progress
 
 if TYPE_CHECKING:
@@ -321,7 +322,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run the detector every N frames (and when a face is lost); in between, "
                              "faces are followed from their landmarks (default: 5)")
     parser.add_argument("--model", type=Path, help="ONNX model (default: the shipped facemtl/assets/default.onnx)")
-    parser.add_argument("--detector", default="opencv", help="face detector name (default: opencv)")
+    add_detector_arguments(parser)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
 
@@ -341,7 +342,8 @@ def run(args: argparse.Namespace) -> int:
     # SIGTERM stops like Ctrl+C, so the outputs are finished properly.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        analyzer = FaceAnalyzer(args.model, detector=args.detector, threads=args.threads)
+        analyzer = FaceAnalyzer(args.model, detector=args.detector, threads=args.threads,
+                                score=args.score, min_face=args.min_face)
         summary = process_video(args.camera if args.input is None else args.input, analyzer, out=args.out,
                                 csv_path=args.csv, smooth=args.smooth, detect_every=args.detect_every,
                                 max_frames=args.max_frames)

@@ -121,14 +121,19 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: int, crop_scale:
         model.train(was_training)
 
 
-def _run_both(model: nn.Module, path: str | Path,
-              image: torch.Tensor) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """The outputs of the ONNX file at ``path`` (onnxruntime CPU) and of ``model`` on ``image``."""
+def _run_both(model: nn.Module, path: str | Path, image: torch.Tensor,
+              outputs=None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The outputs of the ONNX file at ``path`` (onnxruntime CPU) and of ``model`` on ``image``
+    (``outputs(model, image)``, default the contract's)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {INPUT_NAME: image.numpy()})))
-    want = {k: v.numpy() for k, v in contract_outputs(model, image).items()}
+    if outputs is not None:
+        with torch.no_grad():
+            want = outputs(model, image)
+    else:
+        want = {k: v.numpy() for k, v in contract_outputs(model, image).items()}
     if set(got) != set(want):
         raise RuntimeError(f"{path}: outputs {sorted(got)} but the model gives {sorted(want)}")
     return got, want
@@ -138,3 +143,50 @@ def max_abs_difference(model: nn.Module, path: str | Path, image: torch.Tensor) 
     """Largest ``|onnx - torch|`` per output of the ONNX file at ``path`` and ``model`` on ``image``."""
     got, want = _run_both(model, path, image)
     return {k: float(np.abs(got[k] - want[k]).max()) for k in want}
+
+
+def export_detector_onnx(model: nn.Module, path: str | Path, name: str | None = None, check: bool = True,
+                         atol: float = 1e-4, rtol: float = 1e-4) -> list[str]:
+    """Write a MOS detector (:mod:`facemtl.models.mos`) as ONNX: input ``image`` (N, 3, S, S) BGR
+    0..255, the letterboxed canvas of ``model.spec``; outputs ``model.decode``'s (raw box and point
+    codes, decoded in numpy by :mod:`facemtl.geometry.anchors`). Metadata: ``facemtl_model``,
+    ``facemtl_detector`` (the anchor spec as JSON). Checked against torch like :func:`export_onnx`;
+    written only once it passed."""
+    import onnx
+
+    from facemtl.models.mos import DETECTOR_OUTPUTS
+
+    name = name or getattr(model, "facemtl_name", None)
+    size = model.spec.input_size
+    was_training = model.training
+    model.eval()
+    try:
+        gen = torch.Generator().manual_seed(0)
+        dummy = torch.rand(1, 3, size, size, generator=gen) * 255
+        names = list(DETECTOR_OUTPUTS)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+            traced = os.path.join(tmp, "model.onnx")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(_Contract(model, names).eval(), (dummy,), traced, dynamo=False, opset_version=OPSET,
+                                  input_names=[INPUT_NAME], output_names=names,
+                                  dynamic_axes={n: {0: "N"} for n in [INPUT_NAME, *names]})
+            proto = onnx.load(traced)
+            del proto.metadata_props[:]
+            for key, value in {"facemtl_model": str(name), "facemtl_detector": model.spec.to_json()}.items():
+                proto.metadata_props.add(key=key, value=value)
+            onnx.checker.check_model(proto)
+            onnx.save(proto, traced)
+            if check:
+                got, want = _run_both(model, traced, torch.rand(2, 3, size, size, generator=gen) * 255,
+                                      lambda m, x: {k: v.numpy() for k, v in m.decode(m(x)).items()})
+                bad = {k: float(np.abs(got[k] - want[k]).max()) for k in want
+                       if not np.allclose(got[k], want[k], atol=atol, rtol=rtol)}
+                if bad:
+                    raise RuntimeError(f"{path}: not written, onnxruntime differs from torch (max |diff|): {bad}")
+            os.replace(traced, path)
+        return names
+    finally:
+        model.train(was_training)

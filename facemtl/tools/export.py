@@ -217,6 +217,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         model, cfg = load_trained(args.checkpoint)
+        if cfg.model.startswith("mos_"):  # a face detector: its own outputs, no crop, no int8 yet
+            from facemtl.models.export import export_detector_onnx
+
+            export_detector_onnx(model, args.onnx, name=cfg.model)
+            print(f"{args.onnx}: fp32 face detector, {args.onnx.stat().st_size / 1e6:.2f} MB ({cfg.model}, "
+                  f"{model.spec.input_size} px canvas)")
+            return 0
         if getattr(args, "flip_average", False):
             if not hasattr(model, "flip_average"):
                 print(f"facemtl export: error: --flip-average: {cfg.model} has no flip averaging", file=sys.stderr)

@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.steps is not None:
         cfg.steps = args.steps
     out = Path(args.out or Path("runs") / cfg.name)
+    from facemtl.train.detection.trainer import is_detector, train_detector
     from facemtl.train.expression import is_expression_config
 
     if is_expression_config(cfg):  # the dedicated expression net has its own small loop
@@ -62,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
         print(train_expression(cfg, out))
         return 0
-    train(cfg, out, resume=args.resume, device=args.device,
-                 stop_at=args.stop_at)
+    # A detector (mos_* model) trains on whole canvases with anchor targets: its own loop.
+    (train_detector if is_detector(cfg) else train)(cfg, out, resume=args.resume, device=args.device,
+                                                    stop_at=args.stop_at)
     print(out / CHECKPOINT_NAME)
     return 0

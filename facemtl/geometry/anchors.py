@@ -1,0 +1,176 @@
+"""The MOS face detector's anchors and its box / five-point coding, in numpy (no torch).
+
+The one place both sides read: the training target builder (:mod:`facemtl.train.detection`)
+encodes ground truth with it, the torch-free runtime (:mod:`facemtl.infer.mos_detector`) decodes
+the ONNX outputs with it, so the two cannot disagree.
+
+Coordinates are the package's 0-based pixel centres (pixel ``i`` covers ``[i - 0.5, i + 0.5]``).
+The network sees a square ``spec.input_size`` canvas: the image letterboxed into its top-left
+corner (:func:`letterbox`). Anchors are squares centred on the cells of strides 8, 16 and 32,
+cell ``j`` of stride ``s`` at ``(j + 0.5) s - 0.5``, ``len(sizes[level])`` sides per cell, in
+the order level, row, column, anchor (the order the model flattens its outputs in). Boxes are
+the tight boxes of the 68 landmarks (the box the landmark model crops around, so the analyzer
+needs no calibration); the five points are the eye centres, the nose tip and the mouth corners.
+
+Box coding (SSD / RetinaFace): centre offset over the anchor side divided by ``variances[0]``,
+log size ratio divided by ``variances[1]``; points as centre offsets like the box centre.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+N_POINTS = 5  # left eye, right eye (image left to right on a frontal face), nose tip, mouth corners
+# iBUG-68 indices averaged for each of the five points.
+FIVE_FROM_68: tuple[tuple[int, ...], ...] = (tuple(range(36, 42)), tuple(range(42, 48)), (30,), (48,), (54,))
+# A mirrored face swaps the eyes and the mouth corners.
+FLIP_5 = np.array([1, 0, 2, 4, 3])
+
+
+@dataclass(frozen=True)
+class AnchorSpec:
+    """Input side, feature strides, anchor sides (input pixels) per stride, coding variances."""
+
+    input_size: int = 320
+    strides: tuple[int, ...] = (8, 16, 32)
+    sizes: tuple[tuple[float, ...], ...] = ((12.0, 24.0), (40.0, 72.0), (128.0, 224.0))
+    variances: tuple[float, float] = (0.1, 0.2)
+
+    @property
+    def per_cell(self) -> tuple[int, ...]:
+        return tuple(len(s) for s in self.sizes)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "AnchorSpec":
+        d = json.loads(text)
+        return cls(int(d["input_size"]), tuple(d["strides"]), tuple(tuple(s) for s in d["sizes"]),
+                   tuple(d["variances"]))
+
+    @classmethod
+    def from_options(cls, options: dict) -> "AnchorSpec":
+        """From a config's ``model_options`` subset (``input_size``, ``strides``, ``sizes``, ``variances``)."""
+        d = asdict(cls())
+        d.update({k: v for k, v in options.items() if k in d})
+        return cls.from_json(json.dumps(d))
+
+
+def priors(spec: AnchorSpec) -> np.ndarray:
+    """(A, 4) anchors ``[cx, cy, side, side]`` in input pixels, in the model's output order."""
+    out = []
+    for stride, sides in zip(spec.strides, spec.sizes):
+        n = -(-spec.input_size // stride)  # ceil: a stride-2 conv chain on an odd side rounds up
+        c = (np.arange(n) + 0.5) * stride - 0.5
+        cy, cx = np.meshgrid(c, c, indexing="ij")
+        for_cell = [np.stack([cx, cy, np.full_like(cx, s), np.full_like(cx, s)], -1) for s in sides]
+        out.append(np.stack(for_cell, 2).reshape(-1, 4))
+    return np.concatenate(out)
+
+
+def prior_boxes(anchors: np.ndarray) -> np.ndarray:
+    """(A, 4) ``[cx, cy, w, h]`` -> ``[x1, y1, x2, y2]``."""
+    return np.concatenate([anchors[:, :2] - anchors[:, 2:] / 2, anchors[:, :2] + anchors[:, 2:] / 2], 1)
+
+
+def encode_boxes(boxes: np.ndarray, anchors: np.ndarray, variances: tuple[float, float]) -> np.ndarray:
+    """(A, 4) ``[x1, y1, x2, y2]`` matched to (A, 4) anchors -> (A, 4) regression targets."""
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    size = np.maximum(boxes[:, 2:] - boxes[:, :2], 1e-6)
+    return np.concatenate([(centre - anchors[:, :2]) / (variances[0] * anchors[:, 2:]),
+                           np.log(size / anchors[:, 2:]) / variances[1]], 1)
+
+
+def decode_boxes(deltas: np.ndarray, anchors: np.ndarray, variances: tuple[float, float]) -> np.ndarray:
+    """(..., A, 4) regression outputs -> (..., A, 4) ``[x1, y1, x2, y2]``; inverse of :func:`encode_boxes`."""
+    deltas = np.asarray(deltas, dtype=np.float64)
+    centre = anchors[:, :2] + deltas[..., :2] * variances[0] * anchors[:, 2:]
+    # The clip keeps an untrained or garbage output from overflowing exp.
+    size = anchors[:, 2:] * np.exp(np.clip(deltas[..., 2:] * variances[1], -10, 10))
+    return np.concatenate([centre - size / 2, centre + size / 2], -1)
+
+
+def encode_points(points: np.ndarray, anchors: np.ndarray, variances: tuple[float, float]) -> np.ndarray:
+    """(A, K, 2) points matched to (A, 4) anchors -> (A, K, 2) regression targets."""
+    return (points - anchors[:, None, :2]) / (variances[0] * anchors[:, None, 2:])
+
+
+def decode_points(deltas: np.ndarray, anchors: np.ndarray, variances: tuple[float, float]) -> np.ndarray:
+    """(..., A, K, 2) regression outputs -> points; inverse of :func:`encode_points`."""
+    return anchors[:, None, :2] + np.asarray(deltas, dtype=np.float64) * variances[0] * anchors[:, None, 2:]
+
+
+def five_points(landmarks: np.ndarray) -> np.ndarray:
+    """(..., 68, 2) iBUG-68 landmarks -> (..., 5, 2) eye centres, nose tip, mouth corners (NaN stays NaN)."""
+    return np.stack([landmarks[..., list(idx), :].mean(-2) for idx in FIVE_FROM_68], -2)
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
+    """Shrink (or enlarge) ``image`` to fit a ``size`` square, put it top-left on black.
+
+    Returns ``(canvas (size, size, 3) uint8, scale)``: an image point ``p`` is at
+    ``(p + 0.5) * scale - 0.5`` on the canvas (pixel edges map to pixel edges).
+    """
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    nw, nh = min(size, max(1, round(w * scale))), min(size, max(1, round(h * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    canvas = np.zeros((size, size, 3), np.uint8)
+    canvas[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=interpolation)
+    return canvas, scale
+
+
+def from_canvas(points: np.ndarray, scale: float) -> np.ndarray:
+    """Canvas coordinates (any shape ending in x, y pairs) -> image coordinates (:func:`letterbox`)."""
+    return (np.asarray(points, dtype=np.float64) + 0.5) / scale - 0.5
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.3,
+        containment: float = 0.7) -> np.ndarray:
+    """Indices of the boxes kept by greedy non-maximum suppression, best score first.
+
+    A box is dropped when its IoU with a kept box exceeds ``iou_threshold`` or when more than
+    ``containment`` of the smaller box lies inside the kept one (a frontal and a profile hit on
+    the same face often nest rather than overlap; ``containment > 1`` turns that test off).
+    """
+    order = np.argsort(-scores, kind="stable")
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    keep: list[int] = []
+    for i in order:
+        if keep:
+            k = np.array(keep)
+            w = np.clip(np.minimum(boxes[k, 2], boxes[i, 2]) - np.maximum(boxes[k, 0], boxes[i, 0]), 0, None)
+            h = np.clip(np.minimum(boxes[k, 3], boxes[i, 3]) - np.maximum(boxes[k, 1], boxes[i, 1]), 0, None)
+            inter = w * h
+            iou = inter / np.maximum(areas[k] + areas[i] - inter, 1e-9)
+            contained = inter / np.maximum(np.minimum(areas[k], areas[i]), 1e-9)
+            if np.any(iou > iou_threshold) or np.any(contained > containment):
+                continue
+        keep.append(int(i))
+    return np.array(keep, dtype=int)
+
+
+def detections(scores: np.ndarray, box_deltas: np.ndarray, point_deltas: np.ndarray, anchors: np.ndarray,
+               spec: AnchorSpec, score_threshold: float = 0.5, nms_iou: float = 0.4,
+               top_k: int = 500) -> dict[str, np.ndarray]:
+    """One canvas's raw outputs -> faces, in canvas pixels, best score first.
+
+    ``scores`` (A,) probabilities, ``box_deltas`` (A, 4), ``point_deltas`` (A, 5, 2). Keeps
+    the ``top_k`` best anchors at or above ``score_threshold``, decodes them, and suppresses
+    overlaps (IoU > ``nms_iou``; nested boxes are left to the IoU test: in a crowd a small
+    face can sit in a big face's box corner). Returns ``boxes`` (K, 4), ``scores`` (K,),
+    ``points`` (K, 5, 2) and ``index`` (K,), the anchor of each face (for per-anchor outputs
+    such as the pose).
+    """
+    idx = np.flatnonzero(scores >= score_threshold)
+    idx = idx[np.argsort(-scores[idx], kind="stable")[:top_k]]
+    boxes = decode_boxes(box_deltas[idx], anchors[idx], spec.variances)
+    points = decode_points(point_deltas[idx], anchors[idx], spec.variances)
+    keep = nms(boxes, scores[idx], nms_iou, containment=2.0)
+    return {"boxes": boxes[keep].reshape(-1, 4), "scores": scores[idx][keep].astype(np.float64),
+            "points": points[keep].reshape(-1, N_POINTS, 2), "index": idx[keep]}

@@ -1,0 +1,78 @@
+"""The MOS face detector at run time (no torch): ``create_detector("mos", model_path=...)``.
+
+Letterbox the image onto the model's square canvas (:func:`facemtl.geometry.anchors.letterbox`),
+run the ONNX file of ``facemtl export`` on a MOS checkpoint, decode the anchors' box and point
+codes and suppress overlaps in numpy (:func:`facemtl.geometry.anchors.detections`, the coding
+the training targets use), map back to the image, drop faces under ``min_face``.
+
+Boxes are the tight boxes of the 68 landmarks (what the detector is trained on), so the analyzer
+crops them without calibration. :meth:`MosDetector.detect` also gives each face's five points
+(eye centres, nose tip, mouth corners) and head pose (rotation matrix and yaw, pitch, roll).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from facemtl.geometry.anchors import AnchorSpec, detections, from_canvas, letterbox, priors
+from facemtl.geometry.rotations import matrix_to_euler
+from facemtl.infer.onnx_model import cpu_session
+from facemtl.io import FileError
+
+DEFAULT_MOS = Path(__file__).resolve().parents[1] / "assets" / "mos.onnx"
+
+
+def min_face_pixels(min_face: float, image_shape: tuple[int, ...]) -> float:
+    """``min_face`` in pixels: as given when >= 1, else a fraction of the image's shorter side."""
+    return float(min_face) if min_face >= 1 else float(min_face) * min(image_shape[:2])
+
+
+class MosDetector:
+    """A MOS ONNX file as a :data:`facemtl.infer.detector.Detector`.
+
+    ``model_path``: the ONNX file (default ``facemtl/assets/mos.onnx``, once one is shipped).
+    ``score``: the face-score threshold. ``min_face``: smallest face kept, in pixels of the
+    landmark box's longer side (>= 1) or as a fraction of the image's shorter side (< 1).
+    ``nms_iou``: overlap above which the lower-scored of two boxes is dropped.
+    """
+
+    def __init__(self, model_path: str | Path | None = None, score: float = 0.5, min_face: float = 0.0,
+                 nms_iou: float = 0.4, threads: int = 2):
+        path = Path(model_path) if model_path is not None else DEFAULT_MOS
+        if model_path is None and not path.is_file():
+            raise FileError(path, "no MOS detector is shipped yet: train one (facemtl train --config mos), "
+                                  "export it (facemtl export) and pass model_path=")
+        self.session = cpu_session(path, threads)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "facemtl_detector" not in meta:
+            raise FileError(path, "not a facemtl face detector (no facemtl_detector metadata)")
+        self.spec = AnchorSpec.from_json(meta["facemtl_detector"])
+        self.anchors = priors(self.spec)
+        self.path, self.name = path, meta.get("facemtl_model", "")
+        self.score, self.min_face, self.nms_iou = score, min_face, nms_iou
+
+    def raw(self, canvas: np.ndarray) -> dict[str, np.ndarray]:
+        """The ONNX outputs for one uint8 BGR canvas (S, S, 3), batch axis dropped."""
+        x = canvas.transpose(2, 0, 1)[None].astype(np.float32)
+        names = [o.name for o in self.session.get_outputs()]
+        return {k: v[0] for k, v in zip(names, self.session.run(None, {"image": x}))}
+
+    def detect(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        """Faces of a uint8 BGR image, best score first: ``boxes`` (K, 4), ``scores`` (K,),
+        ``points`` (K, 5, 2) in image pixels, ``rotation`` (K, 3, 3), ``pose`` (K, 3) degrees."""
+        canvas, scale = letterbox(image, self.spec.input_size)
+        out = self.raw(canvas)
+        found = detections(out["scores"], out["box_deltas"], out["point_deltas"], self.anchors, self.spec,
+                           self.score, self.nms_iou)
+        boxes, points = from_canvas(found["boxes"], scale), from_canvas(found["points"], scale)
+        rotation = out["rotation"][found["index"]].astype(np.float64).reshape(-1, 3, 3)
+        side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        keep = side >= min_face_pixels(self.min_face, image.shape)
+        return {"boxes": boxes[keep], "scores": found["scores"][keep], "points": points[keep],
+                "rotation": rotation[keep], "pose": matrix_to_euler(rotation[keep]).reshape(-1, 3)}
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        found = self.detect(image)
+        return found["boxes"], found["scores"]

@@ -1,0 +1,99 @@
+"""The MOS detector's loss: focal score loss, smooth-L1 box and five-point losses, geodesic pose
+loss, combined with learned (Kendall) or fixed task weights; and the miss statistics that drive
+the data feedback (:mod:`facemtl.train.detection.data`).
+
+Regression terms are averaged over the positive anchors (points and pose over those whose face
+has them), the score term is summed over the non-ignored anchors and divided by the number of
+positives (RetinaNet). The miss statistics are buffers of the loss module, so the trainer's
+checkpoint stores them with the learned task weights and a resumed run samples as before.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from facemtl.losses import masked_mean, rotation_loss
+from facemtl.train.detection.data import KINDS
+DETECTION_TASKS = ("score", "box", "points", "pose")
+
+
+def focal_loss(logits: torch.Tensor, label: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
+    """Sigmoid focal loss summed over anchors with label 0 or 1 (label -1 is ignored), over the positives."""
+    valid = label >= 0
+    target = (label == 1).to(logits.dtype)
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    p = torch.sigmoid(logits)
+    p_t = p * target + (1 - p) * (1 - target)
+    a_t = alpha * target + (1 - alpha) * (1 - target)
+    loss = a_t * (1 - p_t) ** gamma * ce
+    return torch.where(valid, loss, torch.zeros_like(loss)).sum() / target.sum().clamp_min(1)
+
+
+def best_face_scores(scores: torch.Tensor, face: torch.Tensor, n_faces: int) -> torch.Tensor:
+    """(N, A) probabilities, (N, A) matched face index (-1: none) -> (N, F) best score of each face's anchors."""
+    n = scores.shape[0]
+    flat = torch.zeros(n * n_faces, dtype=scores.dtype, device=scores.device)
+    matched = face >= 0
+    index = (torch.arange(n, device=face.device)[:, None] * n_faces + face)[matched]
+    return flat.scatter_reduce(0, index, scores[matched], reduce="amax").view(n, n_faces)
+
+
+class DetectionLoss(nn.Module):
+    """Sum of the four task losses, fixed or uncertainty-weighted (as :class:`facemtl.losses.MultiTaskLoss`:
+    ``w_t (exp(-s_t) L_t + s_t)``, the term gated off when the batch has no label for the task).
+
+    ``miss`` (buffer, len(KINDS) + 1): running miss rate of the faces of each kind, and of all
+    faces last; a face is missed when none of its anchors scores ``hit_score`` or more.
+    """
+
+    def __init__(self, weights: dict[str, float] | None = None, weighting: str = "uncertainty",
+                 alpha: float = 0.25, gamma: float = 2.0, hit_score: float = 0.5, momentum: float = 0.98):
+        super().__init__()
+        unknown = set(weights or {}) - set(DETECTION_TASKS)
+        if unknown:
+            raise ValueError(f"unknown tasks {sorted(unknown)}; known: {', '.join(DETECTION_TASKS)}")
+        if weighting not in ("fixed", "uncertainty"):
+            raise ValueError(f"weighting must be 'fixed' or 'uncertainty', not {weighting!r}")
+        self.weights = {t: 1.0 for t in DETECTION_TASKS} | dict(weights or {})
+        self.weighting, self.alpha, self.gamma = weighting, alpha, gamma
+        self.hit_score, self.momentum = hit_score, momentum
+        self.log_vars = nn.ParameterDict({t: nn.Parameter(torch.zeros(())) for t in DETECTION_TASKS
+                                          if self.weights[t] > 0} if weighting == "uncertainty" else {})
+        self.register_buffer("miss", torch.full((len(KINDS) + 1,), 0.5))
+
+    def task_losses(self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, tuple]:
+        pos = (batch["label"] == 1).to(out["box_deltas"].dtype)
+        box = F.smooth_l1_loss(out["box_deltas"], batch["box"], reduction="none").sum(-1)
+        points = F.smooth_l1_loss(out["point_deltas"], batch["points"], reduction="none").sum((-1, -2))
+        pm, qm = pos * batch["points_mask"], pos * batch["pose_mask"]
+        pose = rotation_loss(out["rot6d"].reshape(-1, 6), batch["pose"].reshape(-1, 3), qm.reshape(-1))
+        return {"score": (focal_loss(out["score_logits"], batch["label"], self.alpha, self.gamma), pos.sum() > 0),
+                "box": (masked_mean(box, pos), pos.sum() > 0), "points": (masked_mean(points, pm), pm.sum() > 0),
+                "pose": (pose, qm.sum() > 0)}
+
+    def forward(self, out: dict[str, torch.Tensor],
+                batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Returns ``(total, {task: unweighted loss})`` and updates the miss statistics."""
+        parts = {t: v for t, v in self.task_losses(out, batch).items() if self.weights[t] > 0}
+        total = out["score_logits"].sum() * 0  # stays connected to the graph when every part is gated off
+        for task, (loss, labelled) in parts.items():
+            term = loss
+            if self.weighting == "uncertainty":
+                s = self.log_vars[task]
+                term = (torch.exp(-s) * loss + s) * labelled.to(loss.dtype)
+            total = total + self.weights[task] * term
+        if self.training:
+            self.update_misses(out["score_logits"].detach(), batch)
+        return total, {t: loss for t, (loss, _) in parts.items()}
+
+    @torch.no_grad()
+    def update_misses(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
+        kinds, valid = batch["face_kinds"], batch["face_valid"] > 0  # (N, F, K), (N, F)
+        best = best_face_scores(torch.sigmoid(logits.float()), batch["face"], kinds.shape[1])
+        missed = (best < self.hit_score).float()
+        groups = torch.cat([kinds > 0, torch.ones_like(kinds[..., :1], dtype=torch.bool)], -1) & valid[..., None]
+        count = groups.sum((0, 1))
+        rate = (groups * missed[..., None]).sum((0, 1)) / count.clamp_min(1)
+        self.miss.copy_(torch.where(count > 0, self.momentum * self.miss + (1 - self.momentum) * rate, self.miss))

@@ -1,0 +1,272 @@
+"""The MOS face detector: anchor coding, targets, loss, data feedback, ONNX export and the
+torch-free runtime, on small generated canvases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from facemtl.geometry.anchors import (AnchorSpec, decode_boxes, decode_points, detections, encode_boxes,
+                                      encode_points, five_points, from_canvas, letterbox, priors)
+from facemtl.train.detection.data import CanvasFace, encode, focus_probabilities
+from facemtl.train.detection.data import KINDS
+from facemtl.train.detection.loss import DetectionLoss, best_face_scores
+from facemtl.train.detection.targets import IGNORED, NEGATIVE, POSITIVE, build_targets, match_anchors
+
+# A 64-px canvas: 8x8, 4x4 and 2x2 cells, so a model step takes milliseconds.
+TINY = AnchorSpec(input_size=64, sizes=((8.0, 14.0), (20.0, 28.0), (40.0, 56.0)))
+
+
+def test_priors_layout():
+    a = priors(TINY)
+    assert a.shape == ((64 + 16 + 4) * 2, 4)
+    # Level 0, row 0, column 0: both sides at the first cell centre, then column 1.
+    assert a[0].tolist() == [3.5, 3.5, 8.0, 8.0] and a[1].tolist() == [3.5, 3.5, 14.0, 14.0]
+    assert a[2, :2].tolist() == [11.5, 3.5]
+    assert a[128].tolist() == [7.5, 7.5, 20.0, 20.0]  # first stride-16 anchor
+
+
+def test_box_and_point_coding_round_trip():
+    rng = np.random.default_rng(0)
+    a = priors(TINY)
+    xy = rng.uniform(0, 60, (len(a), 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(2, 40, (len(a), 2))], 1)
+    np.testing.assert_allclose(decode_boxes(encode_boxes(boxes, a, TINY.variances), a, TINY.variances), boxes,
+                               atol=1e-9)
+    pts = rng.uniform(-10, 70, (len(a), 5, 2))
+    np.testing.assert_allclose(decode_points(encode_points(pts, a, TINY.variances), a, TINY.variances), pts,
+                               atol=1e-9)
+
+
+def test_five_points_from_68():
+    lm = np.zeros((68, 2))
+    lm[36:42] = [10, 20]
+    lm[42:48] = [30, 20]
+    lm[30], lm[48], lm[54] = [20, 30], [12, 40], [28, 40]
+    assert five_points(lm).tolist() == [[10, 20], [30, 20], [20, 30], [12, 40], [28, 40]]
+
+
+def test_letterbox_maps_points_both_ways():
+    image = np.zeros((100, 200, 3), np.uint8)
+    image[40:60, 150:170] = 255  # a square centred at (159.5, 49.5)
+    canvas, scale = letterbox(image, 64)
+    assert scale == pytest.approx(0.32) and canvas[33:].max() == 0  # bottom band is padding
+    ys, xs = np.nonzero(canvas[..., 0] > 128)
+    centre = np.array([xs.mean(), ys.mean()])
+    np.testing.assert_allclose(from_canvas(centre, scale), [159.5, 49.5], atol=1.6)
+
+
+def test_target_builder_matches_known_box():
+    a = priors(TINY)
+    k = 128 + 4 * 2 * 1 + 2 * 1  # stride 16, row 1, column 1, first side (20 px)
+    box = np.r_[a[k, :2] - 10, a[k, :2] + 10]
+    pts = np.full((1, 5, 2), np.nan)
+    t = build_targets(a, TINY, box[None], pts, np.array([[30.0, 0, 0]]))
+    assert t["label"][k] == POSITIVE and t["face"][k] == 0
+    np.testing.assert_allclose(t["box"][k], 0, atol=1e-9)  # the anchor is the box: zero code
+    assert t["pose_mask"][k] == 1 and t["pose"][k].tolist() == [30, 0, 0]
+    assert t["points_mask"].sum() == 0  # unknown points are masked, not zero targets
+    assert t["label"][0] == NEGATIVE  # the top-left 8-px anchor does not touch it
+    # The same box, ignored: no positive, and its overlapping anchors are not background either.
+    label, _ = match_anchors(a, box[None], ignore=np.array([True]))
+    assert label[k] == IGNORED and not (label == POSITIVE).any()
+
+
+def test_every_face_gets_an_anchor_even_between_sizes():
+    a = priors(TINY)
+    box = np.array([[30.0, 30.0, 34.0, 37.0]])  # 4x7 px: smaller than every anchor
+    label, face = match_anchors(a, box)
+    assert (label == POSITIVE).sum() == 1 and face[label == POSITIVE][0] == 0
+    label, _ = match_anchors(a, np.array([[200.0, 200, 230, 230]]))  # off the canvas: no anchor
+    assert not (label == POSITIVE).any()
+
+
+def test_detections_keep_nested_faces_and_drop_duplicates():
+    a = np.array([[50, 50, 40, 40], [51, 50, 40, 40], [38, 38, 10, 10]], float)
+    scores = np.array([0.9, 0.8, 0.7])
+    found = detections(scores, np.zeros((3, 4)), np.zeros((3, 5, 2)), a, TINY, 0.5, 0.4)
+    assert found["index"].tolist() == [0, 2]  # 1 duplicates 0; 2 sits inside 0's box but is a face
+    assert detections(scores, np.zeros((3, 4)), np.zeros((3, 5, 2)), a, TINY, 0.95)["boxes"].shape == (0, 4)
+
+
+def _canvas(rng: np.random.Generator, n_faces: int) -> tuple[np.ndarray, list[CanvasFace]]:
+    """A 64-px canvas with bright 'faces' (discs with two dark eyes) on a dark noisy background."""
+    import cv2
+
+    canvas = rng.integers(0, 60, (64, 64, 3)).astype(np.uint8)
+    faces = []
+    for _ in range(n_faces):
+        r = int(rng.integers(6, 14))
+        cx, cy = (int(v) for v in rng.integers(r, 64 - r, 2))
+        cv2.circle(canvas, (cx, cy), r, (200, 210, 220), -1)
+        eyes = np.array([[cx - r / 2.5, cy - r / 4], [cx + r / 2.5, cy - r / 4]])
+        for e in eyes:
+            cv2.circle(canvas, (int(e[0]), int(e[1])), max(1, r // 5), (20, 20, 20), -1)
+        pts = np.r_[eyes, [[cx, cy], [cx - r / 3, cy + r / 2], [cx + r / 3, cy + r / 2]]]
+        faces.append(CanvasFace(box=np.array([cx - r, cy - r, cx + r, cy + r], float), points=pts,
+                                pose=np.zeros(3), kinds={"small"} if r < 9 else set()))
+    return canvas, faces
+
+
+def _tiny_model():
+    from facemtl.models import create_model
+
+    torch.manual_seed(0)
+    return create_model("mos_mobilenetv2", width=0.25, dim=16, input_size=64, sizes=TINY.sizes)
+
+
+def _batch(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    anchors = priors(TINY)
+    examples = [encode(*_canvas(rng, 1 + i % 2), TINY, anchors) for i in range(n)]
+    return {k: torch.from_numpy(np.stack([e[k] for e in examples])) for k in examples[0]}
+
+
+def test_training_steps_are_finite_and_reduce_the_loss():
+    torch.set_num_threads(1)
+    model, criterion = _tiny_model(), DetectionLoss(weighting="fixed")
+    batch = _batch(6)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(20):
+        total, parts = criterion(model(batch["image"]), batch)
+        assert torch.isfinite(total) and set(parts) == {"score", "box", "points", "pose"}
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        losses.append(float(total.detach()))
+    assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3])
+
+
+def test_uncertainty_weighting_has_a_learned_weight_per_task():
+    criterion = DetectionLoss()
+    total, _ = criterion(_tiny_model()(_batch(2)["image"]), _batch(2))
+    total.backward()
+    assert set(criterion.log_vars) == {"score", "box", "points", "pose"}
+    assert all(p.grad is not None for p in criterion.log_vars.values())
+
+
+def test_miss_statistics_follow_the_missed_kind():
+    criterion = DetectionLoss(momentum=0.0)
+    face = torch.tensor([[0, 0, 1, -1]])
+    kinds = torch.zeros(1, 16, len(KINDS))
+    kinds[0, 0, KINDS.index("small")] = 1  # face 0 small, face 1 dark
+    kinds[0, 1, KINDS.index("dark")] = 1
+    valid = torch.zeros(1, 16)
+    valid[0, :2] = 1
+    logits = torch.tensor([[-5.0, -4.0, 5.0, 0.0]])  # face 0 missed, face 1 found
+    best = best_face_scores(torch.sigmoid(logits), face, 16)[0, :3]
+    np.testing.assert_allclose(best.numpy(), [torch.sigmoid(torch.tensor(-4.0)), torch.sigmoid(torch.tensor(5.0)), 0])
+    criterion.update_misses(logits, {"face": face, "face_kinds": kinds, "face_valid": valid})
+    miss = dict(zip(KINDS + ("all",), criterion.miss.tolist()))
+    assert miss["small"] == 1 and miss["dark"] == 0 and miss["all"] == 0.5
+    assert miss["turned"] == 0.5  # no turned face in the batch: unchanged
+    p = focus_probabilities(criterion.miss.numpy())
+    assert p.sum() == pytest.approx(1) and p[1 + KINDS.index("small")] > p[1 + KINDS.index("dark")]
+
+
+def test_composite_source_pastes_faces_with_their_kinds(monkeypatch):
+    from facemtl.data.sample import Sample
+    from facemtl.train.detection import data
+
+    monkeypatch.setattr(data, "background", lambda rng, size: np.full((size, size, 3), 90, np.uint8))
+    rng = np.random.default_rng(0)
+    canvas, faces = _canvas(rng, 1)
+    lm = np.zeros((68, 2))
+    lm[:, 0], lm[:, 1] = np.linspace(20, 44, 68), np.tile(np.linspace(20, 44, 17), 4)  # a 24-px landmark box
+    lm[30] = [32, 32]
+    source = data.CompositeSource([Sample("gen", image=canvas, landmarks=lm)], 64, max_faces=1, p_photo=0.0,
+                                  min_side=12, max_side=20)
+    image, faces = source.example(np.random.default_rng(1), "dark")
+    assert len(faces) == 1 and "dark" in faces[0].kinds and image.mean() < 90
+    b = faces[0].box
+    assert 12 <= b[2] - b[0] <= 20.5 and 0 <= b[0] and b[2] <= 64
+
+
+def test_onnx_export_and_torch_free_runtime_match_torch(tmp_path):
+    from facemtl.infer.detector import create_detector
+    from facemtl.models.export import export_detector_onnx
+    from facemtl.train.detection.trainer import detect_torch
+
+    model = _tiny_model().eval()
+    with torch.no_grad():  # spread the scores so thresholding and NMS have something to sort
+        for head in model.heads:
+            head.score.weight.normal_(0, 0.5)
+            head.score.bias.zero_()
+            head.box.weight.normal_(0, 0.05)
+    path = tmp_path / "mos.onnx"
+    export_detector_onnx(model, path)
+    image = np.random.default_rng(0).integers(0, 255, (90, 120, 3)).astype(np.uint8)
+    detector = create_detector("mos", model_path=path, score=0.3, threads=1)
+    got = detector.detect(image)
+    want = detect_torch(model, image, priors(model.spec), score=0.3)
+    assert len(got["boxes"]) > 0 and got["boxes"].shape == want["boxes"].shape
+    np.testing.assert_allclose(got["boxes"], want["boxes"], atol=1e-3)
+    np.testing.assert_allclose(got["points"], want["points"], atol=1e-3)
+    np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-5)
+    boxes, scores = detector(image)
+    side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    big = create_detector("mos", model_path=path, score=0.3, min_face=float(np.median(side)), threads=1)(image)[0]
+    assert 0 < len(big) < len(boxes) or len(set(side)) == 1
+
+
+def test_detector_config_loads_with_known_sources():
+    from facemtl.data.registry import DATASETS
+    from facemtl.geometry.anchors import AnchorSpec
+    from facemtl.train.config import TrainConfig
+    from facemtl.train.detection.trainer import is_detector
+
+    cfg = TrainConfig.load("mos")
+    assert is_detector(cfg) and AnchorSpec.from_options(cfg.model_options).input_size == cfg.input_size
+    for spec in cfg.data:
+        assert spec.type in {"scenes", "faces", "lfw"}, spec
+        assert spec.type != "faces" or spec.name in DATASETS, spec
+    # The 100 held-out helen-train faces stay out of training.
+    helen = [s for s in cfg.data if s.root and s.root.endswith("helen-train")]
+    assert helen and all(s.options.get("holdout") == "train" for s in helen)
+
+
+def _write_pts_faces(root, n: int = 3) -> None:
+    """``n`` generated 96-px 'photos' with a disc face and 68 points, in the 300-W format."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        canvas, faces = _canvas(rng, 1)
+        image = cv2.resize(canvas, (96, 96), interpolation=cv2.INTER_LINEAR)
+        x1, y1, x2, y2 = faces[0].box * 1.5
+        t = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+        pts = np.stack([(x1 + x2) / 2 + (x2 - x1) / 2 * np.cos(t), (y1 + y2) / 2 + (y2 - y1) / 2 * np.sin(t)], 1)
+        cv2.imwrite(str(root / f"face{i}.jpg"), image)
+        lines = "\n".join(f"{x + 1:.2f} {y + 1:.2f}" for x, y in pts)
+        (root / f"face{i}.pts").write_text(f"version: 1\nn_points: 68\n{{\n{lines}\n}}\n")
+
+
+def test_train_detector_runs_exports_and_detects(shared, tmp_path):
+    """Two steps of the real loop (sources, feedback sampler, loss, logs, checkpoint), then
+    ``facemtl export`` and the runtime on its file."""
+    from facemtl.cli import main
+    from facemtl.infer.detector import create_detector
+    from facemtl.train.config import DataSpec, TrainConfig
+    from facemtl.train.detection.trainer import train_detector
+    from facemtl.train.log import CsvLog
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    _write_pts_faces(faces)
+    cfg = TrainConfig(name="tiny", model="mos_mobilenetv2", input_size=64,
+                      model_options={"width": 0.25, "dim": 16, "input_size": 64, "sizes": [list(s) for s in TINY.sizes]},
+                      steps=2, epoch_steps=2, batch_size=3, warmup_steps=1, checkpoint_every=1, workers=0, threads=1,
+                      log_every=1, augment={"low_res": 0.0, "blur": 0.0},
+                      data=[DataSpec(type="faces", name="300w", root=str(faces), options={"max_side": 30})])
+    train_detector(cfg, tmp_path / "run", device="cpu")
+    rows = CsvLog(tmp_path / "run" / "metrics.csv").read()
+    assert [int(r["step"]) for r in rows] == [1, 2]
+    assert all(np.isfinite(float(rows[-1][f"loss_{t}"])) for t in ("score", "box", "points"))
+    assert 0 <= float(rows[-1]["miss_all"]) <= 1
+    onnx = tmp_path / "mos.onnx"
+    assert main(["export", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--onnx", str(onnx)]) == 0
+    detector = create_detector(f"mos:{onnx}", score=0.0, threads=1)
+    boxes, scores = detector(np.zeros((48, 80, 3), np.uint8))
+    assert detector.spec == AnchorSpec.from_options(cfg.model_options) and len(boxes) == len(scores) > 0
