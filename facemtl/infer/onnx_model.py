@@ -17,6 +17,23 @@ from facemtl.io import FileError
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "default.onnx"
 
 
+def open_session(path: Path, threads: int):
+    """An onnxruntime CPU session on ``path`` with ``threads`` intra-op threads; :class:`FileError`
+    for a missing or unloadable file."""
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise FileError(path, "model file not found")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types for bad files
+        raise FileError(path, f"not a loadable ONNX model ({e})") from e
+
+
 class OnnxModel:
     """An onnxruntime CPU session on a facemtl ONNX file, with the file's metadata.
 
@@ -30,24 +47,13 @@ class OnnxModel:
     """
 
     def __init__(self, path: str | Path | None = None, threads: int = 2, max_batch: int = 64):
-        import onnxruntime as ort
-
         if path is None:
             if not DEFAULT_MODEL.is_file():
                 raise FileError(DEFAULT_MODEL, "no default model is shipped yet; pass an ONNX file that "
                                                 "follows docs/model-format.md")
             path = DEFAULT_MODEL
         path = Path(path)
-        if not path.is_file():
-            raise FileError(path, "model file not found")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types for bad files
-            raise FileError(path, f"not a loadable ONNX model ({e})") from e
+        self.session = open_session(path, threads)
         meta = self.session.get_modelmeta().custom_metadata_map
         try:
             self.input_size = int(meta["facemtl_input_size"])
