@@ -21,6 +21,7 @@ from facemtl.geometry.rotations import euler_to_matrix, matrix_to_euler
 from facemtl.infer.detector import Detector, create_detector
 from facemtl.infer.onnx_model import OnnxModel
 from facemtl.infer.results import Expression, Face, Pose
+from facemtl.infer.superres import SuperResolver, sr_crop
 from facemtl.io import read_image, to_bgr8
 
 ImageLike = Union[np.ndarray, str, Path]
@@ -34,13 +35,19 @@ class FaceAnalyzer:
     (``"opencv"``, ``"dlib"``, ``"mediapipe"``), a callable ``image -> (boxes, scores)``, or
     ``None`` to always pass boxes. ``threads``: CPU threads of onnxruntime and OpenCV (OpenCV's
     setting is process-wide). ``refine``: re-crop once on the predicted landmarks' box.
-    ``max_batch``: most crops per model call.
+    ``max_batch``: most crops per model call. ``super_resolve``: faces whose box is smaller than
+    ``sr_threshold`` pixels (its longer side) are cropped at their own resolution and super-resolved
+    to the model's input (:mod:`facemtl.infer.superres`, ``sr_model``: the generator's ONNX file,
+    ``None`` the shipped one) instead of being interpolated.
     """
 
     def __init__(self, model_path: str | Path | None = None,
                  detector: Union[str, Detector, None] = "opencv", threads: int = 2,
-                 refine: bool = True, max_batch: int = 64):
+                 refine: bool = True, max_batch: int = 64, super_resolve: bool = False,
+                 sr_model: str | Path | None = None, sr_threshold: float = 40.0):
         self.model = OnnxModel(model_path, threads, max_batch)
+        self.resolver = SuperResolver(sr_model, threads) if super_resolve else None
+        self.sr_threshold = sr_threshold
         # The model's metadata, read by the CLI commands and scripts.
         m = self.model
         self.input_size, self.crop_scale, self.max_batch = m.input_size, m.crop_scale, m.max_batch
@@ -122,7 +129,10 @@ class FaceAnalyzer:
         crops = np.zeros((n, size, size, 3), np.uint8)
         matrices = np.zeros((n, 2, 3))
         for k, (i, box) in enumerate(zip(owner, boxes)):
-            crops[k], matrices[k] = crop_face(images[i], box, self.crop_scale, size)
+            if self.resolver is not None and max(box[2] - box[0], box[3] - box[1]) < self.sr_threshold:
+                crops[k], matrices[k] = sr_crop(images[i], box, self.crop_scale, size, self.resolver)
+            else:
+                crops[k], matrices[k] = crop_face(images[i], box, self.crop_scale, size)
         return self.model.predict(crops), matrices
 
     def _landmarks(self, normalised: np.ndarray, matrices: np.ndarray) -> np.ndarray:
