@@ -179,3 +179,17 @@ def test_study_end_to_end(tmp_path):
     # A size header and four rows (low-res, bicubic, SR, original) of crops at the model's input size.
     assert figure.shape[0] == 24 + 4 * result["input_size"]
     assert "<!-- study super-resolution: begin -->" in (tmp_path / "docs" / "studies.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["superres", "superres_no_adv"])
+def test_shipped_configs(name):
+    from facemtl.data.registry import DATASETS
+
+    cfg = sr.SRConfig.from_dict(sr.read_config(name))
+    assert cfg.name == name and cfg.critic in cfg.prepare
+    assert all(d["name"] in DATASETS or d["name"] == "lfw" for d in cfg.data)
+    # The 300-W validation faces that the study scores are never trained on.
+    helen = [d for d in cfg.data if d["root"].endswith("helen-train")]
+    assert helen and all(d["options"]["holdout"] == "train" for d in helen)
+    assert (cfg.weight("adversarial") > 0) == (name == "superres")
+    assert sr.read_config("default") is None  # ordinary configs are not taken for super-resolution ones
