@@ -32,7 +32,6 @@ import numpy as np
 
 STUDY = "super-resolution"
 SIZES = (16, 24, 32)
-WAYS = ("bicubic", "sr")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="low resolutions, px (default 16,24,32)")
     parser.add_argument("--json", type=Path, help="write every number here")
     parser.add_argument("--model", type=Path, help="super-resolution ONNX model (default: the shipped one)")
+    parser.add_argument("--also", action="append", default=[], metavar="NAME=MODEL",
+                        help="score another super-resolution ONNX model too, under NAME (repeatable)")
     parser.add_argument("--landmark-model", type=Path, help="landmark ONNX model (default: the shipped one)")
     parser.add_argument("--figure", type=Path, default=Path("docs") / "studies" / "super_resolution.png",
                         help="figure path (default docs/studies/super_resolution.png)")
@@ -81,10 +82,29 @@ def landmark_nme(model, crops: np.ndarray, matrices: np.ndarray, gt: np.ndarray)
     return 100 * nme(pred, gt, norm="inter_ocular")
 
 
-def upsampled(lows: list[np.ndarray], size: int, resolver) -> dict[str, np.ndarray]:
-    """The low-resolution crops brought back to ``size`` by bicubic interpolation and by the generator."""
-    return {"bicubic": np.stack([cv2.resize(lo, (size, size), interpolation=cv2.INTER_CUBIC) for lo in lows]),
-            "sr": np.stack([resolver.to_size(lo, size) for lo in lows])}
+def upsampled(lows: list[np.ndarray], size: int, resolvers: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The low-resolution crops brought back to ``size`` by bicubic interpolation and by each generator."""
+    ups = {"bicubic": np.stack([cv2.resize(lo, (size, size), interpolation=cv2.INTER_CUBIC) for lo in lows])}
+    return ups | {name: np.stack([r.to_size(lo, size) for lo in lows]) for name, r in resolvers.items()}
+
+
+def resolvers(args: argparse.Namespace) -> dict[str, Any]:
+    """``{"sr": the --model generator, NAME: each --also generator}``."""
+    from facemtl.infer.superres import SuperResolver
+
+    out = {"sr": SuperResolver(args.model, threads=2)}
+    for item in args.also:
+        name, _, path = item.partition("=")
+        if not name or not path or name in out or name == "bicubic":
+            raise ValueError(f"--also {item!r}: expected a new NAME=MODEL")
+        out[name] = SuperResolver(Path(path), threads=2)
+    return out
+
+
+def shown(path: Path | str) -> str:
+    """``path`` relative to the working directory when it lies below it (for the report)."""
+    p = Path(path).resolve()
+    return str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(path)
 
 
 def score(ups: np.ndarray, crops: np.ndarray, nme_values: np.ndarray) -> dict[str, float]:
@@ -99,23 +119,23 @@ def run_study(args: argparse.Namespace) -> tuple[dict[str, Any], dict[int, dict[
     """The result dict, the images of each size (``low``, ``bicubic``, ``sr``) and the original crops."""
     from facemtl.data.degrade import downsample
     from facemtl.infer.onnx_model import OnnxModel
-    from facemtl.infer.superres import SuperResolver
 
     sizes = [int(v) for v in args.sizes.split(",")]
-    model, resolver = OnnxModel(args.landmark_model, threads=2), SuperResolver(args.model, threads=2)
+    model, gens = OnnxModel(args.landmark_model, threads=2), resolvers(args)
     samples = load_faces(args.root, args.holdout)
     crops, matrices, gt = full_crops(samples, model.crop_scale, model.input_size)
     result: dict[str, Any] = {
         "study": STUDY, "root": str(args.root), "holdout": args.holdout, "n": len(samples),
-        "landmark_model": str(model.path), "sr_model": str(resolver.path), "sr_scale": resolver.scale,
+        "landmark_model": shown(model.path), "sr_model": shown(gens["sr"].path), "sr_scale": gens["sr"].scale,
+        "also": {name: shown(r.path) for name, r in gens.items() if name != "sr"},
         "input_size": model.input_size, "crop_scale": model.crop_scale,
         "original": {"nme": float(np.mean(landmark_nme(model, crops, matrices, gt)))}, "sizes": {}}
     images = {}
     for size in sizes:
         lows = [downsample(c, size) for c in crops]
-        ups = upsampled(lows, model.input_size, resolver)
+        ups = upsampled(lows, model.input_size, gens)
         result["sizes"][str(size)] = {way: score(ups[way], crops, landmark_nme(model, ups[way], matrices, gt))
-                                      for way in WAYS}
+                                      for way in ups}
         images[size] = {"low": np.stack(lows), **ups}
     return result, images, crops
 
@@ -147,9 +167,12 @@ def to_markdown(result: dict[str, Any], command: str, image: str) -> str:
 
     rows = []
     for size, ways in result["sizes"].items():
-        b, r = ways["bicubic"], ways["sr"]
-        rows.append([f"{size} px", b["psnr"], r["psnr"], f"{b['ssim']:.3f}", f"{r['ssim']:.3f}", b["nme"], r["nme"],
-                     f"{100 * (1 - r['nme'] / b['nme']):+.1f} %" if b["nme"] else "–"])
+        b = ways["bicubic"]
+        for way, v in ways.items():
+            name = {"sr": f"SR `{result['sr_model']}`"}.get(way, way if way == "bicubic" else f"SR `{way}`")
+            rows.append([f"{size} px", name, v["psnr"], v["psnr"] - b["psnr"], f"{v['ssim']:.3f}", v["nme"],
+                         f"{100 * (v['nme'] / b['nme'] - 1):+.1f} %"])
+    also = "".join(f" `{name}`: `{path}`." for name, path in result["also"].items())
     return "\n".join([
         "## Super-resolution of tiny faces (Super-FAN)", "",
         f"Command: `{command}` ({result['wall_s']:.0f} s). {result['n']} faces of `{result['root']}` "
@@ -158,9 +181,13 @@ def to_markdown(result: dict[str, Any], command: str, image: str) -> str:
         f"back by bicubic interpolation or by the x{result['sr_scale']} generator `{result['sr_model']}` "
         f"(then resized to {result['input_size']} px). PSNR / SSIM against the full-resolution crop; NME: "
         f"`{result['landmark_model']}` on the upsampled crop, % of the outer-eye-corner distance "
-        f"(on the full-resolution crops: {result['original']['nme']:.2f} %). Means over the faces.", "",
-        markdown_table(["size", "PSNR bicubic", "PSNR SR", "SSIM bicubic", "SSIM SR", "NME bicubic", "NME SR",
-                        "NME change"], rows),
+        f"(on the full-resolution crops: {result['original']['nme']:.2f} %). Means over the faces.{also}", "",
+        "The generators: `facemtl train --config sr_critic` (the frozen heatmap landmark critic, 64 px, 300-W "
+        "training faces), then `facemtl train --config superres` (x4, 16 -> 64 px crops of the 300-W training faces "
+        "and LFW, degraded; pixel + heatmap + adversarial losses) or `--config superres_no_adv` (no adversarial "
+        "term), then `facemtl export --checkpoint runs/NAME/last.pt --onnx OUT.onnx`.", "",
+        markdown_table(["size", "upsampling", "PSNR (dB)", "vs bicubic (dB)", "SSIM", "NME (%)", "NME vs bicubic"],
+                       rows),
         f"![low-res, bicubic, SR, original]({image})", ""])
 
 
