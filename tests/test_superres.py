@@ -193,3 +193,22 @@ def test_shipped_configs(name):
     assert helen and all(d["options"]["holdout"] == "train" for d in helen)
     assert (cfg.weight("adversarial") > 0) == (name == "superres")
     assert sr.read_config("default") is None  # ordinary configs are not taken for super-resolution ones
+
+
+def test_load_critic_freezes_a_heatmap_model_and_refuses_others(tmp_path):
+    from facemtl.losses import MultiTaskLoss
+    from facemtl.train.checkpoint import save_checkpoint
+    from facemtl.train.config import TrainConfig
+
+    def checkpoint(name: str, options: dict) -> Path:
+        cfg = TrainConfig(name=name, model="mtl_mobilenetv3_small", input_size=64, model_options=options)
+        model = create_model(cfg.model, **options)
+        criterion = MultiTaskLoss()
+        save_checkpoint(tmp_path / f"{name}.pt", model, criterion, torch.optim.SGD(model.parameters(), lr=0.1), 1, cfg)
+        return tmp_path / f"{name}.pt"
+
+    small = {"width": 0.25, "decoder_dim": 8, "visibility": False, "expression": False}
+    critic, size = sr.load_critic(checkpoint("critic", small))
+    assert size == 64 and not critic.training and not any(p.requires_grad for p in critic.parameters())
+    with pytest.raises(ValueError, match="heatmap"):
+        sr.load_critic(checkpoint("regression", small | {"landmarks": "regression"}))

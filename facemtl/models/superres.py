@@ -7,9 +7,9 @@ a patch discriminator, and the frozen heatmap landmark critic.
   training run can only add to it. Fully convolutional: any input size.
 * :class:`PatchDiscriminator` (``sr_discriminator``): a logit per overlapping patch (PatchGAN),
   for the adversarial term.
-* :func:`load_critic`: a trained heatmap landmark model (``facemtl/configs/sr_critic.yaml``: our
-  multi-task net with only its heatmap landmark head, trained on the 300-W training faces), frozen;
-  the heatmap loss compares its heatmaps of the super-resolved and the original face.
+* The landmark critic is one of our multi-task nets with only its heatmap landmark head
+  (``facemtl/configs/sr_critic.yaml``, trained on the 300-W training faces), loaded frozen by
+  :func:`facemtl.train.superres.load_critic`.
 
 :func:`export_generator` writes the generator as ONNX for the torch-free runtime
 (:mod:`facemtl.infer.superres`).
@@ -100,20 +100,6 @@ def sr_generator(scale: int = 4, channels: int = 48, blocks: int = 8) -> SRGener
 @register_model
 def sr_discriminator(channels: int = 32, stages: int = 3) -> PatchDiscriminator:
     return PatchDiscriminator(channels, stages)
-
-
-def load_critic(checkpoint: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, int]:
-    """The frozen heatmap landmark critic of a ``facemtl train`` checkpoint, and its input size.
-
-    The model must output ``heatmaps`` (a multi-task net with the heatmap landmark head)."""
-    from facemtl.train.checkpoint import load_trained
-
-    model, cfg = load_trained(checkpoint, str(device))
-    if getattr(model, "landmark_mode", None) != "heatmap":
-        raise ValueError(f"{checkpoint}: the critic must be a model with heatmap landmarks ({cfg.model})")
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model.eval(), cfg.input_size
 
 
 def export_generator(generator: SRGenerator, path: str | Path, lr_size: int, atol: float = 0.05) -> None:

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from facemtl.data.degrade import Degradation, degrade
-from facemtl.train.checkpoint import CHECKPOINT_NAME, read_checkpoint
+from facemtl.train.checkpoint import CHECKPOINT_NAME, load_trained, read_checkpoint
 from facemtl.train.log import CsvLog
 
 TASK = "superres"
@@ -247,10 +247,21 @@ def load_generator(path: str | Path) -> tuple[torch.nn.Module, SRConfig]:
     return generator.eval(), cfg
 
 
+def load_critic(checkpoint: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, int]:
+    """The frozen heatmap landmark critic of a ``facemtl train`` checkpoint, and its input size.
+
+    The model must output ``heatmaps`` (a multi-task net with the heatmap landmark head)."""
+    model, cfg = load_trained(checkpoint, str(device))
+    if getattr(model, "landmark_mode", None) != "heatmap":
+        raise ValueError(f"{checkpoint}: the critic must be a model with heatmap landmarks ({cfg.model})")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval(), cfg.input_size
+
+
 def build(cfg: SRConfig) -> tuple[dict[str, torch.nn.Module], dict[str, torch.optim.Optimizer], Losses]:
     """The networks, their Adam optimisers and the losses of ``cfg``."""
     from facemtl.models import create_model
-    from facemtl.models.superres import load_critic
 
     nets = {"generator": create_model("sr_generator", **cfg.generator)}
     optims = {"generator": torch.optim.Adam(nets["generator"].parameters(), lr=cfg.lr, betas=(0.9, 0.99))}
