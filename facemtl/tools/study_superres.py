@@ -45,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--also", action="append", default=[], metavar="NAME=MODEL",
                         help="score another super-resolution ONNX model too, under NAME (repeatable)")
     parser.add_argument("--landmark-model", type=Path, help="landmark ONNX model (default: the shipped one)")
-    parser.add_argument("--figure", type=Path, default=Path("docs") / "studies" / "super_resolution.png",
-                        help="figure path (default docs/studies/super_resolution.png)")
+    parser.add_argument("--figure", type=Path, default=Path("docs") / "studies" / "super_resolution.jpg",
+                        help="figure path, .jpg or .png (default docs/studies/super_resolution.jpg: photos)")
     parser.add_argument("--figure-faces", type=int, default=4, help="faces per size in the figure (default 4)")
     parser.add_argument("--doc", default=str(Path("docs") / "studies.md"),
                         help="markdown file whose super-resolution section is (re)written; '' for none")
@@ -207,8 +207,12 @@ def run(args: argparse.Namespace) -> int:
     command = " ".join(["facemtl study", STUDY] + sys.argv[3:]) if sys.argv[1:3] == ["study", STUDY] else STUDY
     result["command"] = command
     args.figure.parent.mkdir(parents=True, exist_ok=True)
-    ok, png = cv2.imencode(".png", figure(images, crops, args.figure_faces))
-    write_atomic(args.figure, png.tobytes())
+    ok, encoded = cv2.imencode(args.figure.suffix or ".jpg", figure(images, crops, args.figure_faces),
+                               [cv2.IMWRITE_JPEG_QUALITY, 92])
+    if not ok:
+        print(f"facemtl study {STUDY}: cannot write {args.figure} (use .jpg or .png)", file=sys.stderr)
+        return 2
+    write_atomic(args.figure, encoded.tobytes())
     if args.doc:
         import os
 
