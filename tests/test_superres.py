@@ -133,7 +133,8 @@ def test_training_resumes_exactly(tmp_path):
     resumed = sr.train(cfg, tmp_path / "b", resume=True)
     for p, q in zip(straight.parameters(), resumed.parameters()):
         torch.testing.assert_close(p, q)
-    assert np.load(tmp_path / "a" / "hr_crops.npy").shape == (4, 32, 32, 3)
+    (cache,) = (tmp_path / "a").glob("hr_crops_32_*.npy")
+    assert np.load(cache).shape == (4, 32, 32, 3)
     generator, loaded_cfg = sr.load_generator(tmp_path / "b" / "last.pt")
     assert loaded_cfg.steps == 2 and generator.scale == 4
 

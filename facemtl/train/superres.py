@@ -13,7 +13,7 @@ train`` hands it here. The generator (:mod:`facemtl.models.superres`) learns to 
 
 Faces: the analyzer's crop (:func:`facemtl.contract.crop_face`, ``crop_scale``) of the landmark box
 of the 300-W training faces (the 100 held-out helen-train faces excluded in the shipped config) and of
-LFW (landmarks of ``facemtl/assets/lfw_landmarks.npz``), cut once into ``RUN/hr_crops.npy``.
+LFW (landmarks of ``facemtl/assets/lfw_landmarks.npz``), cut once into ``RUN/hr_crops_*.npy``.
 Batch ``b`` is a pure function of ``(seed, b)`` and the checkpoint holds both networks, both
 optimisers and torch's RNG, so ``--resume`` continues exactly.
 """
@@ -119,6 +119,15 @@ def face_boxes(spec: dict[str, Any]) -> list[tuple[str, np.ndarray]]:
 
     samples = load_dataset(spec["name"], root, **spec.get("options", {}))
     return [(s.image_path, landmark_box(s.landmarks)) for s in samples if s.landmarks is not None]
+
+
+def crops_cache(cfg: SRConfig, out: Path, size: int) -> Path:
+    """The run's crop cache, named by what the crops depend on (the data, the crop scale, the size)."""
+    import hashlib
+    import json
+
+    key = hashlib.md5(json.dumps([cfg.data, cfg.crop_scale, size], sort_keys=True).encode()).hexdigest()[:8]
+    return out / f"hr_crops_{size}_{key}.npy"
 
 
 def hr_crops(cfg: SRConfig, size: int, cache: Path | None = None) -> np.ndarray:
@@ -299,7 +308,7 @@ def train_step(nets: dict[str, torch.nn.Module], optims: dict[str, torch.optim.O
 
 
 def train(cfg: SRConfig, out: str | Path, resume: bool = False, stop_at: int | None = None) -> torch.nn.Module:
-    """Train ``cfg`` into ``out`` (``last.pt``, ``metrics.csv``, ``hr_crops.npy``); returns the generator."""
+    """Train ``cfg`` into ``out`` (``last.pt``, ``metrics.csv``, the crop cache); returns the generator."""
     from facemtl.train.trainer import learning_rate
 
     out = Path(out)
@@ -307,7 +316,7 @@ def train(cfg: SRConfig, out: str | Path, resume: bool = False, stop_at: int | N
     torch.set_num_threads(max(1, cfg.threads))
     torch.manual_seed(cfg.seed)
     scale = int(cfg.generator.get("scale", 4))
-    crops = hr_crops(cfg, scale * cfg.lr_size, out / "hr_crops.npy")
+    crops = hr_crops(cfg, scale * cfg.lr_size, crops_cache(cfg, out, scale * cfg.lr_size))
     nets, optims, losses = build(cfg)
     step = 0
     log = CsvLog(out / "metrics.csv")
