@@ -20,6 +20,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
      "Hopenet Table 5: short runs with multi-loss alpha 0-4 and a regression-only baseline"),
     (("study", "low-res"), "facemtl.tools.study_low_res",
      "Hopenet Fig. 8: pose MAE on images downsampled x1-x15, with/without low-res augmentation, and PnP"),
+    (("study", "super-resolution"), "facemtl.tools.study_superres",
+     "Super-FAN: tiny faces upsampled by bicubic and by the SR generator: PSNR, SSIM, landmark NME"),
     (("study", "compare"), "facemtl.tools.study_compare",
      "every architecture trained and scored the same way: pose, landmarks, visibility, expression, speed"),
     (("eval",), "facemtl.tools.eval", "score a model on a labelled dataset, ground-truth boxes: pose MAE, NME, ..."),

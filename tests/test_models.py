@@ -70,8 +70,9 @@ EXPECTED_DECODED = {
 SMALL = {"hopenet": {"backbone": "resnet18"}, "mtl_mobilenetv2": {"width": 0.5}, "mnn": {"base": 8}}
 
 
-# The face detectors (mos_*) have per-anchor outputs: tests/test_mos.py checks them.
-@pytest.mark.parametrize("name", [n for n in list_models() if not n.startswith("mos_")])
+# The face detectors (mos_*) have per-anchor outputs (tests/test_mos.py); the super-resolution
+# networks (sr_*) are not task models, no decode (tests/test_superres.py).
+@pytest.mark.parametrize("name", [n for n in list_models() if not n.startswith(("mos_", "sr_"))])
 def test_every_model_output_shapes(name):
     torch.manual_seed(0)
     model = create_model(name, **SMALL.get(name, {})).eval()

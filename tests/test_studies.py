@@ -134,9 +134,10 @@ def test_pnp_score_on_exact_projections():
 def test_compare_covers_every_architecture():
     from facemtl.models import list_models
 
-    # Every pose architecture: not the expression-only network, not the face detectors (mos_*).
+    # Every pose architecture: not the expression-only network, the face detectors (mos_*) or the
+    # super-resolution networks (sr_*).
     assert {v["model"] for v in COMPARE_VARIANTS.values()} == {m for m in list_models()
-                                                                if not m.startswith(("expression", "mos_"))}
+                                                                if not m.startswith(("expression", "mos_", "sr_"))}
 
 
 def test_train_variant_reuses_and_resumes(shared, tmp_path, monkeypatch):

@@ -24,6 +24,7 @@ from facemtl.infer.detector import Detector, create_detector
 from facemtl.infer.mos_detector import min_face_pixels
 from facemtl.infer.onnx_model import OnnxModel, shipped_expression_model
 from facemtl.infer.results import Expression, Face, Pose
+from facemtl.infer.superres import SuperResolver, sr_crop
 from facemtl.io import FileError, read_image, to_bgr8
 
 ImageLike = Union[np.ndarray, str, Path]
@@ -47,13 +48,20 @@ class FaceAnalyzer:
     ``min_face``: drop detections whose box's longer side is under this many pixels (>= 1) or
     this fraction of the image's shorter side (< 1). Both apply to detections only, not to
     boxes the caller passes.
+    ``super_resolve``: faces whose box is smaller than
+    ``sr_threshold`` pixels (its longer side) are cropped at their own resolution and super-resolved
+    to the model's input (:mod:`facemtl.infer.superres`, ``sr_model``: the generator's ONNX file,
+    ``None`` the shipped one) instead of being interpolated.
     """
 
     def __init__(self, model_path: str | Path | None = None,
                  detector: Union[str, Detector, None] = "opencv", threads: int = 2,
                  refine: bool = True, max_batch: int = 64, score: float = 0.0, min_face: float = 0.0,
-                 expression_model: Union[str, Path, bool, None] = None):
+                 expression_model: Union[str, Path, bool, None] = None, super_resolve: bool = False,
+                 sr_model: str | Path | None = None, sr_threshold: float = 40.0):
         self.model = OnnxModel(model_path, threads, max_batch)
+        self.resolver = SuperResolver(sr_model, threads) if super_resolve else None
+        self.sr_threshold = sr_threshold
         # The model's metadata, read by the CLI commands and scripts.
         m = self.model
         self.input_size, self.crop_scale, self.max_batch = m.input_size, m.crop_scale, m.max_batch
@@ -148,7 +156,10 @@ class FaceAnalyzer:
         crops = np.zeros((n, size, size, 3), np.uint8)
         matrices = np.zeros((n, 2, 3))
         for k, (i, box) in enumerate(zip(owner, boxes)):
-            crops[k], matrices[k] = crop_face(images[i], box, self.crop_scale, size)
+            if self.resolver is not None and max(box[2] - box[0], box[3] - box[1]) < self.sr_threshold:
+                crops[k], matrices[k] = sr_crop(images[i], box, self.crop_scale, size, self.resolver)
+            else:
+                crops[k], matrices[k] = crop_face(images[i], box, self.crop_scale, size)
         return self.model.predict(crops), matrices
 
     def _expression(self, images: list[np.ndarray], owner: list[int], out: dict[str, np.ndarray],

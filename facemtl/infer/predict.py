@@ -40,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_detector_arguments(parser)
     parser.add_argument("--model", type=Path, help="ONNX model (default: the shipped model)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2; per worker with --workers)")
+    parser.add_argument("--super-resolve", action="store_true",
+                        help="super-resolve faces smaller than --sr-threshold px before the model (single process)")
+    parser.add_argument("--sr-threshold", type=float, default=40.0, help="face size (px) below which to super-resolve")
+    parser.add_argument("--sr-model", type=Path, help="super-resolution ONNX model (default: the shipped one)")
     parser.add_argument("--workers", type=int, default=1,
                         help="worker processes, each with its own model session; records stay in input order")
     parser.add_argument("--skip-done", action="store_true",
@@ -177,15 +181,17 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print(f"facemtl predict: --workers must be >= 1, not {args.workers}", file=sys.stderr)
         return 2
-    if (args.score or args.min_face) and (args.dask or args.workers > 1):
+    if (args.score or args.min_face or args.super_resolve) and (args.dask or args.workers > 1):
         # The worker processes build their analyzers from (model, detector, threads) alone.
-        print("facemtl predict: --score and --min-face work in one process only (no --workers, --dask) for now",
-              file=sys.stderr)
+        print("facemtl predict: --score, --min-face and --super-resolve work in one process only "
+              "(no --workers, --dask) for now", file=sys.stderr)
         return 2
     try:
         given = read_boxes(args.boxes) if args.boxes else {}
         analyzer = FaceAnalyzer(args.model, detector=args.detector, threads=args.threads,
-                                score=args.score, min_face=args.min_face)
+                                score=args.score, min_face=args.min_face,
+                                super_resolve=args.super_resolve, sr_model=args.sr_model,
+                                sr_threshold=args.sr_threshold)
         done = load_done(args.json, args.csv) if args.skip_done else {}
     except (FileError, ValueError, OSError) as e:
         print(f"facemtl predict: {e}", file=sys.stderr)

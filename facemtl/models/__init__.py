@@ -10,7 +10,7 @@ from facemtl.models.registry import (create_backbone, create_model, list_backbon
 
 # Importing the modules registers their constructors.
 from facemtl.models import resnet, mobilenet, efficientnet  # noqa: E402,F401  (backbones first: models use them)
-from facemtl.models import hopenet, sixdrepnet, mnn, multitask, mos  # noqa: E402,F401
+from facemtl.models import hopenet, sixdrepnet, mnn, multitask, mos, superres  # noqa: E402,F401
 from facemtl.models import expression  # noqa: E402,F401
 
 __all__ = ["create_backbone", "create_model", "list_backbones", "list_models", "register_backbone",

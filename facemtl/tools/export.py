@@ -216,6 +216,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"facemtl export: error: {args.checkpoint}: checkpoint not found", file=sys.stderr)
         return 2
     try:
+        if is_superres(args.checkpoint):
+            return export_superres(args)
         model, cfg = load_trained(args.checkpoint)
         if cfg.model.startswith("mos_"):  # a face detector: its own outputs, no crop, no int8 yet
             from facemtl.models.export import export_detector_onnx
@@ -242,6 +244,29 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, RuntimeError, FileError) as e:  # RuntimeError: the torch/ONNX check
         print(f"facemtl export: error: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def is_superres(checkpoint: Path) -> bool:
+    """Whether ``checkpoint`` is a super-resolution run's (:mod:`facemtl.train.superres`)."""
+    from facemtl.train.checkpoint import read_checkpoint
+    from facemtl.train.superres import TASK
+
+    return read_checkpoint(checkpoint)["config"].get("task") == TASK
+
+
+def export_superres(args: argparse.Namespace) -> int:
+    """The generator of a super-resolution checkpoint as ONNX (no int8: it is small and runs on few faces)."""
+    from facemtl.models.superres import export_generator
+    from facemtl.train.superres import load_generator
+
+    if args.int8:
+        print("facemtl export: error: --int8 is for the landmark/pose models, not super-resolution", file=sys.stderr)
+        return 2
+    generator, cfg = load_generator(args.checkpoint)
+    export_generator(generator, args.onnx, cfg.lr_size)
+    print(f"{args.onnx}: fp32 super-resolution x{generator.scale}, {args.onnx.stat().st_size / 1e6:.2f} MB "
+          f"(trained on {cfg.lr_size} px crops)")
     return 0
 
 

@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from facemtl.train.config import TrainConfig
     from facemtl.train.trainer import train
 
+    if (sr := _superres(args)) is not None:
+        return sr
     try:
         cfg = TrainConfig.load(args.config)
     except ValueError as e:
@@ -67,4 +69,22 @@ def run(args: argparse.Namespace) -> int:
     (train_detector if is_detector(cfg) else train)(cfg, out, resume=args.resume, device=args.device,
                                                     stop_at=args.stop_at)
     print(out / CHECKPOINT_NAME)
+    return 0
+
+
+def _superres(args: argparse.Namespace) -> int | None:
+    """Train a super-resolution config (``task: superres``, :mod:`facemtl.train.superres`); None for others."""
+    from pathlib import Path
+
+    from facemtl.train import superres
+
+    d = superres.read_config(args.config)
+    if d is None:
+        return None
+    cfg = superres.SRConfig.from_dict(d)
+    if args.steps is not None:
+        cfg.steps = args.steps
+    out = Path(args.out or Path("runs") / cfg.name)
+    superres.train(cfg, out, resume=args.resume, stop_at=args.stop_at)
+    print(out / "last.pt")
     return 0
