@@ -33,6 +33,8 @@ OUTPUT_SHAPES: dict[str, tuple[int, ...]] = {
     "expression": (N_EXPRESSIONS,),  # probabilities over EXPRESSIONS
 }
 OUTPUTS: tuple[str, ...] = tuple(OUTPUT_SHAPES)
+# The one output of a super-resolution generator (its input is INPUT_NAME, any size): (N, 3, s·h, s·w) BGR.
+SR_OUTPUT = "sr"
 
 # The per-face landmark columns of the CSV files of ``facemtl predict`` and ``facemtl video``.
 LANDMARK_COLUMNS: list[str] = ([f"x_{i}" for i in range(N_LANDMARKS)] + [f"y_{i}" for i in range(N_LANDMARKS)]

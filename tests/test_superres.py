@@ -19,7 +19,7 @@ from onnx_stub import build_model, face_layout  # noqa: E402
 from facemtl.cli import main  # noqa: E402
 from facemtl.data.degrade import Degradation, degrade, downsample  # noqa: E402
 from facemtl.models import create_model  # noqa: E402
-from facemtl.models.superres import export_generator  # noqa: E402
+from facemtl.models.export import export_generator  # noqa: E402
 from facemtl.train import superres as sr  # noqa: E402
 
 TINY = {"channels": 8, "blocks": 1}

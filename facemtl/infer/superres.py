@@ -15,12 +15,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facemtl.contract import crop_face, crop_matrix
+from facemtl.contract import INPUT_NAME, crop_face, crop_matrix
 from facemtl.infer.onnx_model import cpu_session
 from facemtl.io import FileError
 
 DEFAULT_SR_MODEL = Path(__file__).resolve().parents[1] / "assets" / "superres.onnx"
-SR_INPUT = "image"  # facemtl.models.superres.SR_INPUT (that module needs torch)
 MIN_LR = 8  # smallest low-resolution crop handed to the generator
 
 
@@ -44,7 +43,7 @@ class SuperResolver:
     def upscale(self, crop: np.ndarray) -> np.ndarray:
         """uint8 BGR (h, w, 3) -> uint8 BGR (scale h, scale w, 3)."""
         x = crop.transpose(2, 0, 1)[None].astype(np.float32)
-        y = self.session.run(None, {SR_INPUT: x})[0][0]
+        y = self.session.run(None, {INPUT_NAME: x})[0][0]
         return np.clip(np.rint(y), 0, 255).astype(np.uint8).transpose(1, 2, 0)
 
     def to_size(self, crop: np.ndarray, size: int) -> np.ndarray:

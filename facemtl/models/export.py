@@ -12,12 +12,13 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from facemtl.contract import EXPRESSIONS, INPUT_NAME, OUTPUTS
+from facemtl.contract import EXPRESSIONS, INPUT_NAME, OUTPUTS, SR_OUTPUT
 
 OPSET = 17
 
@@ -71,8 +72,6 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: int, crop_scale:
     random; 1e-3 degrees is still far below any pose error that matters. The file only reaches
     ``path`` once it passed: a failed check leaves whatever was there before.
     """
-    import onnx
-
     name = name or getattr(model, "facemtl_name", None)
     if not name:
         raise ValueError("model has no registry name: pass name= or build it with create_model")
@@ -85,40 +84,54 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: int, crop_scale:
         if not names:
             raise ValueError(f"{name}: the model produces none of the contract outputs")
         _register_symbolics()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-            traced = os.path.join(tmp, "model.onnx")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-                # The wrapper must be in eval mode too: the exporter restores the wrapper's mode
-                # recursively afterwards, which would leave `model` training.
-                torch.onnx.export(_Contract(model, names).eval(), (dummy,), traced, dynamo=False, opset_version=OPSET,
-                                  input_names=[INPUT_NAME], output_names=names,
-                                  dynamic_axes={n: {0: "N"} for n in [INPUT_NAME, *names]})
-            proto = onnx.load(traced)
-            meta = {"facemtl_model": name, "facemtl_input_size": str(input_size),
-                    "facemtl_crop_scale": f"{crop_scale:g}", "facemtl_expressions": ",".join(EXPRESSIONS)}
-            del proto.metadata_props[:]
-            for key, value in meta.items():
-                proto.metadata_props.add(key=key, value=value)
-            onnx.checker.check_model(proto)
-            onnx.save(proto, traced)
-            if check:
-                image = torch.rand(3, 3, input_size, input_size, generator=gen) * 255
-                got, want = _run_both(model, traced, image)
-                bad = {}
-                for k in want:
-                    a, r = (pose_atol, 0.0) if k in ("pose", "pose_std") else (atol, rtol)
-                    excess = float((np.abs(got[k] - want[k]) - a - r * np.abs(want[k])).max())
-                    if not excess <= 0:
-                        bad[k] = f"{excess:.3g} over {a:g} + {r:g} |torch|"
-                if bad:
-                    raise RuntimeError(f"{path}: not written, onnxruntime differs from torch: {bad}")
-            os.replace(traced, path)  # atomic: never a half-written or unchecked model at `path`
+        meta = {"facemtl_model": name, "facemtl_input_size": str(input_size),
+                "facemtl_crop_scale": f"{crop_scale:g}", "facemtl_expressions": ",".join(EXPRESSIONS)}
+
+        def compare(traced: str) -> None:
+            image = torch.rand(3, 3, input_size, input_size, generator=gen) * 255
+            got, want = _run_both(model, traced, image)
+            bad = {}
+            for k in want:
+                a, r = (pose_atol, 0.0) if k in ("pose", "pose_std") else (atol, rtol)
+                excess = float((np.abs(got[k] - want[k]) - a - r * np.abs(want[k])).max())
+                if not excess <= 0:
+                    bad[k] = f"{excess:.3g} over {a:g} + {r:g} |torch|"
+            if bad:
+                raise RuntimeError(f"{path}: not written, onnxruntime differs from torch: {bad}")
+
+        # The wrapper must be in eval mode too: the exporter restores the wrapper's mode
+        # recursively afterwards, which would leave `model` training.
+        _write_checked(_Contract(model, names).eval(), dummy, Path(path), names,
+                       {n: {0: "N"} for n in [INPUT_NAME, *names]}, meta, compare if check else None)
         return names
     finally:
         model.train(was_training)
+
+
+def _write_checked(module: nn.Module, dummy: torch.Tensor, path: Path, output_names: list[str],
+                   dynamic_axes: dict[str, dict[int, str]], metadata: dict[str, str],
+                   check: Callable[[str], None] | None) -> None:
+    """Trace ``module`` on ``dummy`` to ONNX (input :data:`INPUT_NAME`), replace the metadata with
+    ``metadata``, check the graph, let ``check(traced_file)`` compare it with torch (it raises on a
+    mismatch), then move it to ``path`` atomically: a failed export never touches ``path``."""
+    import onnx
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        traced = os.path.join(tmp, "model.onnx")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+            torch.onnx.export(module, (dummy,), traced, dynamo=False, opset_version=OPSET,
+                              input_names=[INPUT_NAME], output_names=output_names, dynamic_axes=dynamic_axes)
+        proto = onnx.load(traced)
+        del proto.metadata_props[:]
+        for key, value in metadata.items():
+            proto.metadata_props.add(key=key, value=value)
+        onnx.checker.check_model(proto)
+        onnx.save(proto, traced)
+        if check is not None:
+            check(traced)
+        os.replace(traced, path)
 
 
 def _run_both(model: nn.Module, path: str | Path, image: torch.Tensor,
@@ -152,8 +165,6 @@ def export_detector_onnx(model: nn.Module, path: str | Path, name: str | None = 
     codes, decoded in numpy by :mod:`facemtl.geometry.anchors`). Metadata: ``facemtl_model``,
     ``facemtl_detector`` (the anchor spec as JSON). Checked against torch like :func:`export_onnx`;
     written only once it passed."""
-    import onnx
-
     from facemtl.models.mos import DETECTOR_OUTPUTS
 
     name = name or getattr(model, "facemtl_name", None)
@@ -164,29 +175,45 @@ def export_detector_onnx(model: nn.Module, path: str | Path, name: str | None = 
         gen = torch.Generator().manual_seed(0)
         dummy = torch.rand(1, 3, size, size, generator=gen) * 255
         names = list(DETECTOR_OUTPUTS)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-            traced = os.path.join(tmp, "model.onnx")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(_Contract(model, names).eval(), (dummy,), traced, dynamo=False, opset_version=OPSET,
-                                  input_names=[INPUT_NAME], output_names=names,
-                                  dynamic_axes={n: {0: "N"} for n in [INPUT_NAME, *names]})
-            proto = onnx.load(traced)
-            del proto.metadata_props[:]
-            for key, value in {"facemtl_model": str(name), "facemtl_detector": model.spec.to_json()}.items():
-                proto.metadata_props.add(key=key, value=value)
-            onnx.checker.check_model(proto)
-            onnx.save(proto, traced)
-            if check:
-                got, want = _run_both(model, traced, torch.rand(2, 3, size, size, generator=gen) * 255,
-                                      lambda m, x: {k: v.numpy() for k, v in m.decode(m(x)).items()})
-                bad = {k: float(np.abs(got[k] - want[k]).max()) for k in want
-                       if not np.allclose(got[k], want[k], atol=atol, rtol=rtol)}
-                if bad:
-                    raise RuntimeError(f"{path}: not written, onnxruntime differs from torch (max |diff|): {bad}")
-            os.replace(traced, path)
+
+        def compare(traced: str) -> None:
+            got, want = _run_both(model, traced, torch.rand(2, 3, size, size, generator=gen) * 255,
+                                  lambda m, x: {k: v.numpy() for k, v in m.decode(m(x)).items()})
+            bad = {k: float(np.abs(got[k] - want[k]).max()) for k in want
+                   if not np.allclose(got[k], want[k], atol=atol, rtol=rtol)}
+            if bad:
+                raise RuntimeError(f"{path}: not written, onnxruntime differs from torch (max |diff|): {bad}")
+
+        _write_checked(_Contract(model, names).eval(), dummy, Path(path), names,
+                       {n: {0: "N"} for n in [INPUT_NAME, *names]},
+                       {"facemtl_model": str(name), "facemtl_detector": model.spec.to_json()},
+                       compare if check else None)
         return names
     finally:
         model.train(was_training)
+
+
+def export_generator(generator: nn.Module, path: str | Path, lr_size: int, atol: float = 0.05) -> None:
+    """Write a super-resolution generator (:mod:`facemtl.models.superres`) as ONNX: input ``image``
+    (N, 3, h, w) BGR 0..255, output :data:`~facemtl.contract.SR_OUTPUT` (N, 3, s·h, s·w), dynamic batch
+    and size; metadata ``facemtl_model``, ``facemtl_sr_scale``, ``facemtl_sr_lr_size`` (the
+    low-resolution size it was trained on). Checked against torch on an input of another size than
+    the traced one (within ``atol`` grey levels); written only once it passed."""
+    import onnxruntime as ort
+
+    generator = generator.eval()
+    gen = torch.Generator().manual_seed(0)
+
+    def compare(traced: str) -> None:
+        x = torch.rand(2, 3, lr_size + 3, lr_size + 5, generator=gen) * 255
+        with torch.no_grad():
+            want = generator(x).numpy()
+        got = ort.InferenceSession(traced, providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: x.numpy()})[0]
+        err = float(np.abs(got - want).max())
+        if not err <= atol:
+            raise RuntimeError(f"{path}: not written, onnxruntime differs from torch by {err:.3g} > {atol:g}")
+
+    meta = {"facemtl_model": getattr(generator, "facemtl_name", "sr_generator"),
+            "facemtl_sr_scale": str(generator.scale), "facemtl_sr_lr_size": str(lr_size)}
+    _write_checked(generator, torch.rand(1, 3, lr_size, lr_size, generator=gen) * 255, Path(path), [SR_OUTPUT],
+                   {INPUT_NAME: {0: "N", 2: "H", 3: "W"}, SR_OUTPUT: {0: "N", 2: "sH", 3: "sW"}}, meta, compare)

@@ -11,19 +11,14 @@ a patch discriminator, and the frozen heatmap landmark critic.
   (``facemtl/configs/sr_critic.yaml``, trained on the 300-W training faces), loaded frozen by
   :func:`facemtl.train.superres.load_critic`.
 
-:func:`export_generator` writes the generator as ONNX for the torch-free runtime
+:func:`facemtl.models.export.export_generator` writes the generator as ONNX for the torch-free runtime
 (:mod:`facemtl.infer.superres`).
 """
 
 from __future__ import annotations
 
 import math
-import os
-import tempfile
-import warnings
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,7 +26,6 @@ from torch import nn
 from facemtl.models.registry import register_model
 
 SCALES = (4, 8)
-SR_INPUT, SR_OUTPUT = "image", "sr"  # the ONNX generator's tensor names
 
 
 class ResidualBlock(nn.Module):
@@ -100,39 +94,3 @@ def sr_generator(scale: int = 4, channels: int = 48, blocks: int = 8) -> SRGener
 @register_model
 def sr_discriminator(channels: int = 32, stages: int = 3) -> PatchDiscriminator:
     return PatchDiscriminator(channels, stages)
-
-
-def export_generator(generator: SRGenerator, path: str | Path, lr_size: int, atol: float = 0.05) -> None:
-    """Write ``generator`` as ONNX (input ``image`` (N, 3, h, w) BGR 0..255, output ``sr``, dynamic
-    batch and size; metadata ``facemtl_model``, ``facemtl_sr_scale``, ``facemtl_sr_lr_size``: the
-    low-resolution size it was trained on), checked against torch on an input of another size
-    than the traced one (within ``atol`` grey levels). Written atomically."""
-    import onnx
-    import onnxruntime as ort
-
-    generator = generator.eval()
-    gen = torch.Generator().manual_seed(0)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        traced = os.path.join(tmp, "sr.onnx")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(generator, (torch.rand(1, 3, lr_size, lr_size, generator=gen) * 255,), traced,
-                              dynamo=False, opset_version=17, input_names=[SR_INPUT], output_names=[SR_OUTPUT],
-                              dynamic_axes={SR_INPUT: {0: "N", 2: "H", 3: "W"}, SR_OUTPUT: {0: "N", 2: "sH", 3: "sW"}})
-        proto = onnx.load(traced)
-        meta = {"facemtl_model": getattr(generator, "facemtl_name", "sr_generator"),
-                "facemtl_sr_scale": str(generator.scale), "facemtl_sr_lr_size": str(lr_size)}
-        for key, value in meta.items():
-            proto.metadata_props.add(key=key, value=value)
-        onnx.checker.check_model(proto)
-        onnx.save(proto, traced)
-        x = torch.rand(2, 3, lr_size + 3, lr_size + 5, generator=gen) * 255
-        with torch.no_grad():
-            want = generator(x).numpy()
-        got = ort.InferenceSession(traced, providers=["CPUExecutionProvider"]).run(None, {SR_INPUT: x.numpy()})[0]
-        err = float(np.abs(got - want).max())
-        if not err <= atol:
-            raise RuntimeError(f"{path}: not written, onnxruntime differs from torch by {err:.3g} > {atol:g}")
-        os.replace(traced, path)

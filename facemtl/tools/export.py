@@ -257,7 +257,7 @@ def is_superres(checkpoint: Path) -> bool:
 
 def export_superres(args: argparse.Namespace) -> int:
     """The generator of a super-resolution checkpoint as ONNX (no int8: it is small and runs on few faces)."""
-    from facemtl.models.superres import export_generator
+    from facemtl.models.export import export_generator
     from facemtl.train.superres import load_generator
 
     if args.int8:
