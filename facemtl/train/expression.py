@@ -1,6 +1,6 @@
 """Training of the dedicated expression network (:mod:`facemtl.models.expression`).
 
-    facemtl train --config configs/expression.yaml        # runs/expression/last.pt
+    facemtl train --config expression        # runs/expression/last.pt
     facemtl export --checkpoint runs/expression/last.pt --onnx facemtl/assets/expression.onnx
 
 ``facemtl train`` comes here for a config whose ``model`` is an expression model
