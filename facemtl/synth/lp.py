@@ -97,7 +97,7 @@ def profile_views(sample: Sample, rng: np.random.Generator, views: int, size: in
 
 def add_arguments(parser) -> None:
     parser.add_argument("folders", nargs="+", help="300-W-style folders (.pts + image), e.g. ../shared/data/300w/afw")
-    parser.add_argument("--out", required=True, help="output folder: train/ and val/ of NNNNNN.jpg + .mat")
+    parser.add_argument("--out", required=True, help="output folder: train/ and val/ of PPPPP_VV.jpg + .mat (photo PPPPP, view VV; view 00 is the photo itself)")
     parser.add_argument("--views", type=int, default=6, help="turned views per photo besides the photo (default 6)")
     parser.add_argument("--size", type=int, default=192, help="long side of the written images (default 192)")
     parser.add_argument("--holdout", default="helen-train:100",
