@@ -79,3 +79,21 @@ def test_corrupt_and_foreign_files(tmp_path):
         read_checkpoint(tmp_path / "other.pt")
     with pytest.raises(FileError, match=r"none\.pt: checkpoint not found"):
         read_checkpoint(tmp_path / "none.pt")
+
+
+def test_a_weights_only_half_precision_file_initialises_a_run():
+    """``init:`` from a weights-only checkpoint stored in float16 (as ``checkpoints/`` keeps them)."""
+    from facemtl.losses import MultiTaskLoss
+    from facemtl.models import create_model
+    from facemtl.train.checkpoint import initialise
+
+    cfg = TrainConfig.from_dict({"name": "t", "model": "mtl_mobilenetv3_small", "model_options": {"width": 0.5}})
+    source = create_model(cfg.model, **cfg.model_options)
+    state = {"model": {k: (v.half() if v.is_floating_point() else v) for k, v in source.state_dict().items()},
+             "step": 3, "config": cfg.to_dict()}
+    target = create_model(cfg.model, **cfg.model_options)
+    initialise(state, target, MultiTaskLoss(weighting="uncertainty"))
+    w_source, w_target = source.state_dict(), target.state_dict()
+    k = next(k for k, v in w_source.items() if v.is_floating_point() and v.numel() > 10)
+    assert w_target[k].dtype == torch.float32
+    assert torch.allclose(w_target[k], w_source[k].half().float())

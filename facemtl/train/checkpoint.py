@@ -74,10 +74,11 @@ def restore(state: dict[str, Any], model: torch.nn.Module, criterion: torch.nn.M
 
 
 def initialise(state: dict[str, Any], model: torch.nn.Module, criterion: torch.nn.Module) -> None:
-    """Start a new run from another run's weights (config ``init``)."""
-    model.load_state_dict(state["model"])
+    """Start a new run from another run's weights (config ``init``); a weights-only file
+    (:func:`save_weights`, or float16 weights) works too: its task weights start at 0."""
+    model.load_state_dict(state["model"])  # float16 weights are cast to the model's dtype
     # Task weights the config still uses keep their learned values; new ones start at 0.
-    criterion.load_state_dict(state["criterion"], strict=False)
+    criterion.load_state_dict(state.get("criterion", {}), strict=False)
 
 
 def load_trained(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, TrainConfig]:
