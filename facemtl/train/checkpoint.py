@@ -25,17 +25,19 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, criterion: torch.n
                     optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> None:
     """Write the checkpoint through :func:`facemtl.io.write_atomic`: a crash mid-write leaves the
     previous checkpoint intact."""
-    _write({"model": model.state_dict(), "criterion": criterion.state_dict(), "optimizer": optimizer.state_dict(),
+    write_state({"model": model.state_dict(), "criterion": criterion.state_dict(), "optimizer": optimizer.state_dict(),
             "rng": torch.get_rng_state(), "step": step, "config": cfg.to_dict()}, path)
 
 
 def save_weights(path: str | Path, model: torch.nn.Module, step: int, cfg: TrainConfig) -> None:
     """A finished model only (``model``, ``step``, ``config``): enough for :func:`load_trained`
     and export, not for ``--resume``."""
-    _write({"model": model.state_dict(), "step": step, "config": cfg.to_dict()}, path)
+    write_state({"model": model.state_dict(), "step": step, "config": cfg.to_dict()}, path)
 
 
-def _write(state: dict[str, Any], path: str | Path) -> None:
+def write_state(state: dict[str, Any], path: str | Path) -> None:
+    """``torch.save`` of ``state`` through :func:`facemtl.io.write_atomic` (every checkpoint writer
+    goes through it: a crash mid-write leaves the previous file intact)."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
     write_atomic(path, buffer.getvalue())
@@ -87,7 +89,9 @@ def load_trained(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module
 
     state = read_checkpoint(path, device)
     cfg = TrainConfig.from_dict(state["config"])
-    model = create_model(cfg.model, **cfg.model_options)
+    # The stored weights replace any starting point: no need to read ImageNet weights first.
+    options = cfg.model_options | ({"pretrained": False} if "pretrained" in cfg.model_options else {})
+    model = create_model(cfg.model, **options)
     model.load_state_dict(state["model"])
     return model.eval(), cfg
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from facemtl.data.degrade import Degradation, degrade
-from facemtl.train.checkpoint import CHECKPOINT_NAME, load_trained, read_checkpoint
+from facemtl.train.checkpoint import CHECKPOINT_NAME, load_trained, read_checkpoint, write_state
 from facemtl.train.log import CsvLog
 
 TASK = "superres"
@@ -232,17 +232,11 @@ def save(path: Path, nets: dict[str, torch.nn.Module], optims: dict[str, torch.o
          cfg: SRConfig) -> None:
     """The checkpoint (atomic): ``model`` (the generator), ``discriminator``, the optimisers, torch's
     RNG, ``step`` and ``config``; :func:`facemtl.train.checkpoint.read_checkpoint` reads it."""
-    import io
-
-    from facemtl.io import write_atomic
-
     state = {"model": nets["generator"].state_dict(), "rng": torch.get_rng_state(), "step": step,
              "config": cfg.to_dict()}
     state |= {k: v.state_dict() for k, v in nets.items() if k != "generator"}
     state |= {f"optimizer_{k}": v.state_dict() for k, v in optims.items()}
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    write_atomic(path, buffer.getvalue())
+    write_state(state, path)
 
 
 def load_generator(path: str | Path) -> tuple[torch.nn.Module, SRConfig]:
