@@ -281,13 +281,19 @@ class _Loop:
         self.optimizer.step()
         return total, parts
 
+    def log_extras(self) -> dict[str, float]:
+        """More columns for the step log (a subclass's own statistics); none here."""
+        return {}
+
     def write_log(self, step: int, total: torch.Tensor, parts: dict[str, torch.Tensor], rate: float) -> None:
         cfg = self.cfg
         losses = {k: float(v.detach()) for k, v in parts.items()}
+        extras = self.log_extras()
         self.log.write({"step": step, "lr": learning_rate(cfg, step - 1), "loss": float(total.detach()),
-                        "images_per_s": rate} | {f"loss_{k}": v for k, v in losses.items()})
+                        "images_per_s": rate} | {f"loss_{k}": v for k, v in losses.items()} | extras)
         _log(f"[{cfg.name}] step {step}/{cfg.steps} loss {float(total.detach()):.4f} "
-             + " ".join(f"{k} {v:.3f}" for k, v in losses.items()) + f" | {rate:.0f} img/s")
+             + " ".join(f"{k} {v:.3f}" for k, v in losses.items())
+             + "".join(f" | {k} {v:.2f}" for k, v in extras.items()) + f" | {rate:.0f} img/s")
 
     def validate(self, step: int) -> None:
         from facemtl.evaluate.protocol import evaluate

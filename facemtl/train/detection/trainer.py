@@ -23,7 +23,6 @@ of examples, not bit for bit the same batches as an uninterrupted one.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +30,11 @@ import torch
 
 from facemtl.data.transforms import Augment
 from facemtl.geometry.anchors import AnchorSpec, detections, letterbox, priors
-from facemtl.progress import Progress
-from facemtl.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from facemtl.train.config import DataSpec, TrainConfig
 from facemtl.train.detection.data import (CompositeSource, DetectionDataset, SceneSource, focus_probabilities,
                                           lfw_faces)
 from facemtl.train.detection.loss import KINDS, DetectionLoss
-from facemtl.train.trainer import (_log, _worker_init, init_or_resume, learning_rate, make_optimizer, open_logs,
+from facemtl.train.trainer import (_log, _Loop, _worker_init, init_or_resume, make_optimizer, open_logs,
                                    setup_process)
 
 def is_detector(cfg: TrainConfig) -> bool:
@@ -148,32 +145,22 @@ def train_detector(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, 
     loader = make_loader(cfg, model.spec, criterion, proc.rank, proc.world, step, end)
     val = _val_scenes(cfg)
     log, val_log = open_logs(proc, resume, step)
-    model.train()
-    tic, seen = time.perf_counter(), 0
-    bar = Progress(max(end - step, 0), f"train {cfg.name}", unit="step")
-    for batch in (loader if step < end else []):
-        batch = {k: v.to(proc.device) for k, v in batch.items()}
-        for group in optimizer.param_groups:
-            if group["role"] == "model":
-                group["lr"] = learning_rate(cfg, step)
-        total, parts = criterion(model(batch["image"]), batch)
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        step += 1
-        seen += len(batch["image"])
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == end:
-            _write_log(cfg, log, step, total, parts, criterion, seen / (time.perf_counter() - tic))
-        epoch_end = step % cfg.epoch_steps == 0 or step == end
-        if epoch_end and val:
-            ap = scene_ap(model, val)
-            val_log.write({"step": step, "set": "scenes", "ap50": ap})
-            _log(f"[{cfg.name}] val scenes @ {step}: AP@0.5 {ap:.3f}")
-        if epoch_end or step % cfg.checkpoint_every == 0:
-            save_checkpoint(proc.out / CHECKPOINT_NAME, model, criterion, optimizer, step, cfg)
-    bar.close()
+    _DetectorLoop(cfg, proc, model, model, criterion, optimizer, {"scenes": val} if val else {}, log,
+                  val_log).run(loader, step, end)
     return model
+
+
+class _DetectorLoop(_Loop):
+    """The crop trainer's loop, validated by AP@0.5 on held-out scenes, with the loss's miss rates
+    (the data feedback's statistics) in the step log."""
+
+    def log_extras(self) -> dict[str, float]:
+        return {f"miss_{k}": v for k, v in zip(KINDS + ("all",), self.criterion.miss.tolist())}
+
+    def validate(self, step: int) -> None:
+        ap = scene_ap(self.model, self.val_sets["scenes"])
+        self.val_log.write({"step": step, "set": "scenes", "ap50": ap})
+        _log(f"[{self.cfg.name}] val scenes @ {step}: AP@0.5 {ap:.3f}")
 
 
 def _val_scenes(cfg: TrainConfig) -> list:
@@ -183,14 +170,3 @@ def _val_scenes(cfg: TrainConfig) -> list:
     from facemtl.data.mat3ddfa import read_synth_scenes
 
     return read_synth_scenes(root)[:int(cfg.val.get("n_val", 100))]
-
-
-def _write_log(cfg: TrainConfig, log, step: int, total: torch.Tensor, parts: dict[str, torch.Tensor],
-               criterion: DetectionLoss, rate: float) -> None:
-    losses = {k: float(v.detach()) for k, v in parts.items()}
-    miss = dict(zip(KINDS + ("all",), criterion.miss.tolist()))
-    log.write({"step": step, "lr": learning_rate(cfg, step - 1), "loss": float(total.detach()), "images_per_s": rate}
-              | {f"loss_{k}": v for k, v in losses.items()} | {f"miss_{k}": v for k, v in miss.items()})
-    _log(f"[{cfg.name}] step {step}/{cfg.steps} loss {float(total.detach()):.4f} "
-         + " ".join(f"{k} {v:.3f}" for k, v in losses.items()) + f" | miss all {miss['all']:.2f} "
-         + " ".join(f"{k} {v:.2f}" for k, v in miss.items() if k != "all") + f" | {rate:.1f} img/s")
