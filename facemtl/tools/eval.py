@@ -112,15 +112,6 @@ def load_expression_predictor(choice: str, main_model: Path | None,
     return load_predictor(Path(choice), threads)
 
 
-def confusion_matrix(labels: Any, pred: Any, k: int) -> Any:
-    """(k, k) counts: row = true class, column = predicted class."""
-    import numpy as np
-
-    m = np.zeros((k, k), np.int64)
-    np.add.at(m, (np.asarray(labels), np.asarray(pred)), 1)
-    return m
-
-
 def plot_confusion(matrix: Any, names: tuple[str, ...], title: str, path: Path) -> None:
     """Row-normalised confusion matrix (recall on the diagonal) with counts, as a PNG."""
     import matplotlib
@@ -221,9 +212,12 @@ def run(args: argparse.Namespace) -> int:
     print(report(result))
     labelled = [i for i, s in enumerate(samples) if s.expression is not None]
     if "expression" in outputs and labelled:
-        from facemtl.contract import EXPRESSIONS
+        import numpy as np
 
-        matrix = confusion_matrix([samples[i].expression for i in labelled],
+        from facemtl.contract import EXPRESSIONS
+        from facemtl.metrics import confusion_matrix
+
+        matrix = confusion_matrix(np.array([samples[i].expression for i in labelled]),
                                   outputs["expression"][labelled].argmax(1), len(EXPRESSIONS))
         result["expression_confusion"] = matrix.tolist()
         print("confusion (rows true, columns predicted: " + ", ".join(EXPRESSIONS) + "):")

@@ -140,13 +140,12 @@ def predict_logits(model: torch.nn.Module, crops: np.ndarray, batch: int = 256) 
 
 def scores(labels: np.ndarray, logits: np.ndarray) -> dict[str, Any]:
     """Accuracy, mean recall over the classes present, recall per class, confusion matrix."""
-    from facemtl.metrics import accuracy, macro_f1, precision_recall_f1
+    from facemtl.metrics import accuracy, confusion_matrix, macro_f1, precision_recall_f1
 
     pred = logits.argmax(1)
     per_class = precision_recall_f1(labels, pred, len(EXPRESSIONS))
     present = per_class["support"] > 0
-    confusion = np.zeros((len(EXPRESSIONS), len(EXPRESSIONS)), np.int64)
-    np.add.at(confusion, (labels, pred), 1)
+    confusion = confusion_matrix(labels, pred, len(EXPRESSIONS))
     return {"accuracy": accuracy(labels, pred), "macro_f1": macro_f1(labels, pred, len(EXPRESSIONS)),
             "mean_recall": float(np.mean(per_class["recall"][present])),
             "recall": {n: float(r) for n, r, p in zip(EXPRESSIONS, per_class["recall"], present) if p},
