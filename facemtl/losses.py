@@ -13,6 +13,7 @@ with its ``*_mask``.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -140,7 +141,38 @@ def expression_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tens
 TASKS = ("pose", "rotation", "landmarks", "heatmaps", "visibility", "expression")
 
 
-class MultiTaskLoss(nn.Module):
+class TaskWeighting(nn.Module):
+    """Named task losses combined with fixed or learned weights (see :class:`MultiTaskLoss`, whose
+    rule it is; the detector's loss uses it too). ``log_vars`` holds the learned log-variances."""
+
+    def __init__(self, tasks: Sequence[str], weights: dict[str, float] | None, weighting: str):
+        super().__init__()
+        unknown = set(weights or {}) - set(tasks)
+        if unknown:
+            raise ValueError(f"unknown tasks {sorted(unknown)}; known: {', '.join(tasks)}")
+        if weighting not in ("fixed", "uncertainty"):
+            raise ValueError(f"weighting must be 'fixed' or 'uncertainty', not {weighting!r}")
+        self.weights = {t: 1.0 for t in tasks} | dict(weights or {})
+        self.weighting = weighting
+        self.log_vars = nn.ParameterDict(
+            {t: nn.Parameter(torch.zeros(())) for t in tasks if self.weights[t] > 0}
+            if weighting == "uncertainty" else {})
+
+    def weighted_sum(self, parts: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor | None:
+        """``sum_t w_t L_t`` or ``sum_t w_t (exp(-s_t) L_t + s_t)`` over ``{task: (loss, labelled)}``,
+        a task with no label in the batch adding exactly 0; None for no parts."""
+        total = None
+        for task, (loss, labelled) in parts.items():
+            term = loss
+            if self.weighting == "uncertainty":
+                s = self.log_vars[task]
+                term = (torch.exp(-s) * loss + s) * labelled.to(loss.dtype)
+            term = self.weights[task] * term
+            total = term if total is None else total + term
+        return total
+
+
+class MultiTaskLoss(TaskWeighting):
     """All task losses of a model's raw outputs, combined with fixed or learned weights.
 
     ``weighting="fixed"``: ``sum_t w_t L_t``. ``weighting="uncertainty"`` (Kendall, Gal & Cipolla
@@ -160,19 +192,9 @@ class MultiTaskLoss(nn.Module):
     def __init__(self, weights: dict[str, float] | None = None, weighting: str = "fixed", alpha: float = 2.0,
                  landmark_kind: str = "wing", heatmap_sigma: float = 1.0, label_smoothing: float = 0.0,
                  bins: PoseBins = HOPENET_BINS):
-        super().__init__()
-        unknown = set(weights or {}) - set(TASKS)
-        if unknown:
-            raise ValueError(f"unknown tasks {sorted(unknown)}; known: {', '.join(TASKS)}")
-        if weighting not in ("fixed", "uncertainty"):
-            raise ValueError(f"weighting must be 'fixed' or 'uncertainty', not {weighting!r}")
-        self.weights = {t: 1.0 for t in TASKS} | dict(weights or {})
-        self.weighting = weighting
+        super().__init__(TASKS, weights, weighting)
         self.alpha, self.landmark_kind, self.heatmap_sigma = alpha, landmark_kind, heatmap_sigma
         self.label_smoothing, self.bins = label_smoothing, bins
-        self.log_vars = nn.ParameterDict(
-            {t: nn.Parameter(torch.zeros(())) for t in TASKS if self.weights[t] > 0}
-            if weighting == "uncertainty" else {})
 
     def task_losses(self, outputs: dict[str, torch.Tensor],
                     batch: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -211,14 +233,7 @@ class MultiTaskLoss(nn.Module):
                 batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Returns ``(total, {task: loss})``; the parts are unweighted (0 for unlabelled tasks)."""
         parts = self.task_losses(outputs, batch)
-        total = None
-        for task, (loss, labelled) in parts.items():
-            term = loss
-            if self.weighting == "uncertainty":
-                s = self.log_vars[task]
-                term = (torch.exp(-s) * loss + s) * labelled.to(loss.dtype)
-            term = self.weights[task] * term
-            total = term if total is None else total + term
+        total = self.weighted_sum(parts)
         if total is None:
             raise ValueError("no loss: the outputs and the batch share no task")
         return total, {t: loss for t, (loss, _) in parts.items()}

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from facemtl.losses import masked_mean, rotation_loss
+from facemtl.losses import TaskWeighting, masked_mean, rotation_loss
 from facemtl.train.detection.data import KINDS
 DETECTION_TASKS = ("score", "box", "points", "pose")
 
@@ -40,7 +39,7 @@ def best_face_scores(scores: torch.Tensor, face: torch.Tensor, n_faces: int) -> 
     return flat.scatter_reduce(0, index, scores[matched], reduce="amax").view(n, n_faces)
 
 
-class DetectionLoss(nn.Module):
+class DetectionLoss(TaskWeighting):
     """Sum of the four task losses, fixed or uncertainty-weighted (as :class:`facemtl.losses.MultiTaskLoss`:
     ``w_t (exp(-s_t) L_t + s_t)``, the term gated off when the batch has no label for the task).
 
@@ -50,17 +49,9 @@ class DetectionLoss(nn.Module):
 
     def __init__(self, weights: dict[str, float] | None = None, weighting: str = "uncertainty",
                  alpha: float = 0.25, gamma: float = 2.0, hit_score: float = 0.5, momentum: float = 0.98):
-        super().__init__()
-        unknown = set(weights or {}) - set(DETECTION_TASKS)
-        if unknown:
-            raise ValueError(f"unknown tasks {sorted(unknown)}; known: {', '.join(DETECTION_TASKS)}")
-        if weighting not in ("fixed", "uncertainty"):
-            raise ValueError(f"weighting must be 'fixed' or 'uncertainty', not {weighting!r}")
-        self.weights = {t: 1.0 for t in DETECTION_TASKS} | dict(weights or {})
-        self.weighting, self.alpha, self.gamma = weighting, alpha, gamma
+        super().__init__(DETECTION_TASKS, weights, weighting)
+        self.alpha, self.gamma = alpha, gamma
         self.hit_score, self.momentum = hit_score, momentum
-        self.log_vars = nn.ParameterDict({t: nn.Parameter(torch.zeros(())) for t in DETECTION_TASKS
-                                          if self.weights[t] > 0} if weighting == "uncertainty" else {})
         self.register_buffer("miss", torch.full((len(KINDS) + 1,), 0.5))
 
     def task_losses(self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, tuple]:
@@ -77,13 +68,9 @@ class DetectionLoss(nn.Module):
                 batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Returns ``(total, {task: unweighted loss})`` and updates the miss statistics."""
         parts = {t: v for t, v in self.task_losses(out, batch).items() if self.weights[t] > 0}
-        total = out["score_logits"].sum() * 0  # stays connected to the graph when every part is gated off
-        for task, (loss, labelled) in parts.items():
-            term = loss
-            if self.weighting == "uncertainty":
-                s = self.log_vars[task]
-                term = (torch.exp(-s) * loss + s) * labelled.to(loss.dtype)
-            total = total + self.weights[task] * term
+        total = self.weighted_sum(parts)
+        if total is None:  # every task weighted 0: a zero still connected to the graph
+            total = out["score_logits"].sum() * 0
         if self.training:
             self.update_misses(out["score_logits"].detach(), batch)
         return total, {t: loss for t, (loss, _) in parts.items()}
