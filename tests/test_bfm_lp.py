@@ -129,3 +129,10 @@ def test_profile_command_writes_train_and_val(shared: Path, tmp_path: Path):
     stamp = (out / "train" / "00000_00.mat").stat().st_mtime_ns
     assert main(args) == 0
     assert (out / "train" / "00000_00.mat").stat().st_mtime_ns == stamp
+    # Fewer views with the same seed are the first views of this set: read_synth(max_view=N).
+    fewer = tmp_path / "lp1"
+    fewer_args = [str(fewer) if a == str(out) else "1" if a == "2" else a for a in args]
+    assert main(fewer_args) == 0
+    small, cut = load_dataset("synth", fewer / "train"), load_dataset("synth", out / "train", max_view=1)
+    assert [Path(s.image_path).name for s in small] == [Path(s.image_path).name for s in cut] != []
+    np.testing.assert_array_equal([s.pose for s in small], [s.pose for s in cut])

@@ -53,3 +53,18 @@ def test_config_trains_a_step(path, shared, tmp_path):
     losses = {k: float(v) for k, v in rows[0].items() if k.startswith("loss_")}
     assert len(rows) == 1 and losses and (tmp_path / "last.pt").is_file()
     assert all(math.isfinite(v) and v > 0 for v in losses.values()), losses
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if "\ninit:" in p.read_text()], ids=lambda p: p.stem)
+def test_config_init_weights_are_committed_and_fit_the_model(path):
+    """A shipped config that fine-tunes starts from weights in the repository (not a run folder a
+    fresh clone lacks), and they load into the config's model as written."""
+    from facemtl.losses import MultiTaskLoss
+    from facemtl.models import create_model
+    from facemtl.train.checkpoint import initialise, read_checkpoint
+
+    cfg = TrainConfig.load(path)
+    weights = Path(__file__).resolve().parents[1] / cfg.init
+    assert weights.is_file(), f"{cfg.init} is not committed"
+    model = create_model(cfg.model, **(cfg.model_options | {"pretrained": False}))
+    initialise(read_checkpoint(weights), model, MultiTaskLoss(**cfg.loss_options))

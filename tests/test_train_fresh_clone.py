@@ -28,8 +28,8 @@ def clone(tmp_path, shared) -> Path:
 
 
 @pytest.mark.parametrize("config, missing, command", [
-    ("configs/default.yaml", "runs/300wlp/train", "facemtl profile ../shared/data/300w/afw"),
-    ("default", "runs/300wlp/train", "facemtl profile ../shared/data/300w/afw"),  # the shipped config by name
+    ("configs/default.yaml", "runs/300wlp18/train", "facemtl profile ../shared/data/300w/afw"),
+    ("default", "runs/300wlp18/train", "facemtl profile ../shared/data/300w/afw"),  # the shipped config by name
     ("configs/hopenet.yaml", "runs/profiled-lfw", "facemtl synth --profile"),
 ])
 def test_missing_prepared_data_names_the_command(clone, config, missing, command):
@@ -59,3 +59,11 @@ def test_missing_path_without_a_command_and_bad_config(clone):
     (clone / "configs" / "bad.yaml").write_text("model: x\nnot_a_key: 1\n")
     r = train(clone, "--config", "configs/bad.yaml")
     assert r.returncode == 2 and "not_a_key" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_expression_trainer_refuses_resume_instead_of_ignoring_it(clone):
+    r = train(clone, "--config", "expression", "--resume")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "facemtl train: expression: the expression trainer runs in one go (it keeps no resumable checkpoint); "
+        "--resume and --stop-at are not supported there"]

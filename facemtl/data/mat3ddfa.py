@@ -61,7 +61,7 @@ def read_aflw2000(root: str | Path, skip_errors: bool = False) -> list[Sample]:
     return read_each(_mat_files(root), _read_aflw2000_one, skip_errors)
 
 
-def read_synth(root: str | Path, skip_errors: bool = False) -> list[Sample]:
+def read_synth(root: str | Path, skip_errors: bool = False, max_view: int | None = None) -> list[Sample]:
     """facemtl synthetic faces: ``root`` is a folder (searched recursively) or one ``.mat`` file.
 
     Required keys: ``Pose_Para`` (1x7) and ``pt2d_68`` (2x68, 0-based pixels). Optional:
@@ -69,9 +69,23 @@ def read_synth(root: str | Path, skip_errors: bool = False) -> list[Sample]:
     ``roi`` (1x4 ``x1, y1, x2, y2``) -> ``box``; ``expr_weights`` (1x53, ICT blendshape
     weights) -> ``meta["expr_weights"]``; ``expr_class`` (index or name in
     :data:`EXPRESSIONS`, -1 for none) -> ``expression``; ``identity`` -> ``meta["identity"]``.
-    ``skip_errors``: log and skip malformed files.
+    ``skip_errors``: log and skip malformed files. ``max_view``: of ``facemtl profile`` output
+    (files ``PPPPP_VV``, view ``VV`` of photo ``PPPPP``), only views ``0..max_view``; a profiled
+    set read with ``max_view=N`` is the set ``--views N`` writes with the same seed (each photo's
+    views are drawn in order from its own generator).
     """
-    return read_each(_mat_files(root), _read_synth_one, skip_errors)
+    files = _mat_files(root)
+    if max_view is not None:
+        files = [p for p in files if _view(p) <= max_view]
+    return read_each(files, _read_synth_one, skip_errors)
+
+
+def _view(path: Path) -> int:
+    """The view number of a ``facemtl profile`` file ``PPPPP_VV.mat``."""
+    photo, _, view = path.stem.rpartition("_")
+    if not (photo.isdigit() and view.isdigit()):
+        raise FileError(path, "not a facemtl profile file name (PPPPP_VV.mat); max_view applies to those only")
+    return int(view)
 
 
 def read_synth_scenes(root: str | Path, skip_errors: bool = False) -> list[Sample]:

@@ -63,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
     if is_expression_config(cfg):  # the dedicated expression net has its own small loop
         from facemtl.train.expression import train as train_expression
 
+        if args.resume or args.stop_at is not None:
+            print(f"facemtl train: {cfg.name}: the expression trainer runs in one go (it keeps no resumable "
+                  "checkpoint); --resume and --stop-at are not supported there", file=sys.stderr)
+            return 2
         print(train_expression(cfg, out))
         return 0
     # A detector (mos_* model) trains on whole canvases with anchor targets: its own loop.
