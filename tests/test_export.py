@@ -129,3 +129,28 @@ def test_failed_check_leaves_the_output_path_alone(tmp_path):
     assert [f.name for f in tmp_path.iterdir()] == ["m.onnx"]  # no temporary file left either
     assert export_onnx(_Drifting(), path, 8, 1.5, check=False) == ["pose"]
     assert onnx.load(str(path)).graph.output[0].name == "pose"
+
+
+def test_export_keeps_half_weights_that_start_a_fine_tune(tmp_path):
+    """``--keep-weights``: float16 tensors, weights only, and a model initialised from them gives the
+    exported model's outputs up to float16 rounding."""
+    from facemtl.cli import main
+    from facemtl.losses import MultiTaskLoss
+    from facemtl.train.checkpoint import initialise, read_checkpoint
+    from facemtl.train.config import TrainConfig
+
+    model = trained_looking(create_model("mtl_mobilenetv3_small", width=0.25))
+    cfg = TrainConfig(name="tiny", model="mtl_mobilenetv3_small", model_options={"width": 0.25}, input_size=S)
+    torch.save({"model": model.state_dict(), "config": cfg.to_dict(), "step": 7}, tmp_path / "run.pt")
+    kept = tmp_path / "kept.pt"
+    assert main(["export", "--checkpoint", str(tmp_path / "run.pt"), "--onnx", str(tmp_path / "m.onnx"),
+                 "--keep-weights", str(kept)]) == 0
+    state = read_checkpoint(kept)
+    assert set(state) == {"model", "step", "config"} and state["step"] == 7
+    assert all(v.dtype == torch.float16 for v in state["model"].values() if v.is_floating_point())
+    fresh = create_model("mtl_mobilenetv3_small", width=0.25)
+    initialise(state, fresh, MultiTaskLoss())
+    x = torch.rand(2, 3, S, S) * 255
+    with torch.no_grad():
+        want, got = model.decode(model(x))["pose"], fresh.eval().decode(fresh(x))["pose"]
+    assert torch.allclose(got, want, atol=0.5), (got - want).abs().max()

@@ -18,7 +18,7 @@ import yaml
 from facemtl.cli import main
 from facemtl.tools import studies
 from facemtl.tools.study_compare import VARIANTS as COMPARE_VARIANTS
-from facemtl.tools.study_low_res import downsample
+from facemtl.tools.study_low_res import pixelate
 from facemtl.train.config import TrainConfig
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -103,10 +103,10 @@ def test_update_section_replaces_only_its_own(tmp_path):
     assert (tmp_path / "new" / "s.md").read_text().startswith("# facemtl studies\n")
 
 
-def test_downsample_is_nearest_blocks():
+def test_pixelate_is_nearest_blocks():
     image = np.arange(10 * 10 * 3, dtype=np.uint8).reshape(10, 10, 3)
-    assert np.array_equal(downsample(image, 1), image)
-    out = downsample(image, 5)
+    assert np.array_equal(pixelate(image, 1), image)
+    out = pixelate(image, 5)
     # 10 -> 2 px keeps rows/columns 0 and 5; back to 10 px repeats each 5 times.
     expected = image[[0, 5]][:, [0, 5]].repeat(5, axis=0).repeat(5, axis=1)
     assert out.shape == image.shape and np.array_equal(out, expected)

@@ -2,6 +2,7 @@
 
     facemtl export --checkpoint runs/default/last.pt --onnx model.onnx
     facemtl export --checkpoint runs/default/last.pt --onnx model.onnx --int8 --calibration ../shared/data/lfw
+    facemtl export --checkpoint runs/default/last.pt --onnx model.onnx --keep-weights checkpoints/default.pt
 
 The fp32 model goes to ``--onnx`` (:func:`facemtl.models.export.export_onnx`, checked against
 torch). ``--int8`` also writes ``<name>.int8.onnx`` beside it: onnxruntime static quantisation in
@@ -53,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="expression model: average each crop with its mirror inside the graph")
     parser.add_argument("--fp16-weights", action="store_true",
                         help="store the fp32 file's weights as float16 (half the size; computes in float32)")
+    parser.add_argument("--keep-weights", type=Path,
+                        help="also write the model's torch weights here (float16, weights only: small enough to "
+                             "commit, the init of a later fine-tune)")
 
 
 def int8_path(path: Path) -> Path:
@@ -241,6 +245,11 @@ def run(args: argparse.Namespace) -> int:
               f"crop {cfg.crop_scale:g})")
         if args.int8:
             export_int8(args, cfg.input_size, cfg.crop_scale)
+        if getattr(args, "keep_weights", None):
+            from facemtl.train.checkpoint import keep_weights
+
+            keep_weights(args.checkpoint, args.keep_weights)
+            print(f"{args.keep_weights}: float16 weights, {args.keep_weights.stat().st_size / 1e6:.2f} MB")
     except (FileNotFoundError, ValueError, RuntimeError, FileError) as e:  # RuntimeError: the torch/ONNX check
         print(f"facemtl export: error: {e}", file=sys.stderr)
         return 2

@@ -49,8 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated downsampling factors (default 1,5,10,15)")
 
 
-def downsample(image: np.ndarray, factor: int) -> np.ndarray:
-    """``image`` shrunk ``factor`` times and enlarged back to its size, both nearest-neighbour."""
+def pixelate(image: np.ndarray, factor: int) -> np.ndarray:
+    """``image`` shrunk ``factor`` times and enlarged back to its size, both nearest-neighbour
+    (Hopenet's low-resolution protocol; :func:`facemtl.data.degrade.downsample` only shrinks)."""
     import cv2
 
     h, w = image.shape[:2]
@@ -59,8 +60,8 @@ def downsample(image: np.ndarray, factor: int) -> np.ndarray:
 
 
 def degraded(samples: Sequence[Sample], factor: int) -> list[Sample]:
-    """The samples with their images passed through :func:`downsample` (labels unchanged)."""
-    return [replace(s, image=downsample(s.load_image(), factor)) for s in samples]
+    """The samples with their images passed through :func:`pixelate` (labels unchanged)."""
+    return [replace(s, image=pixelate(s.load_image(), factor)) for s in samples]
 
 
 def pnp_score(landmarks: np.ndarray, samples: Sequence[Sample]) -> dict[str, float]:

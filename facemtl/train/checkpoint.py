@@ -35,6 +35,14 @@ def save_weights(path: str | Path, model: torch.nn.Module, step: int, cfg: Train
     write_state({"model": model.state_dict(), "step": step, "config": cfg.to_dict()}, path)
 
 
+def keep_weights(checkpoint: str | Path, path: str | Path) -> None:
+    """The model of ``checkpoint`` as a weights-only file with float16 tensors (half the size, small
+    enough to commit): a later run's ``init`` (:func:`initialise` casts them back), not a ``--resume``."""
+    state = read_checkpoint(checkpoint)
+    half = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
+    write_state({"model": half, "step": state.get("step", 0), "config": state["config"]}, path)
+
+
 def write_state(state: dict[str, Any], path: str | Path) -> None:
     """``torch.save`` of ``state`` through :func:`facemtl.io.write_atomic` (every checkpoint writer
     goes through it: a crash mid-write leaves the previous file intact)."""
