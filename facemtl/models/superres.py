@@ -7,8 +7,8 @@ a patch discriminator, and the frozen heatmap landmark critic.
   training run can only add to it. Fully convolutional: any input size.
 * :class:`PatchDiscriminator` (``sr_discriminator``): a logit per overlapping patch (PatchGAN),
   for the adversarial term.
-* The landmark critic is one of our multi-task nets with only its heatmap landmark head
-  (``facemtl/configs/sr_critic.yaml``, trained on the 300-W training faces), loaded frozen by
+* The landmark critic is one of our multi-task nets with a heatmap landmark head (the shipped
+  configs use the main model's committed weights, ``checkpoints/default-*.pt``), loaded frozen by
   :func:`facemtl.train.superres.load_critic`.
 
 :func:`facemtl.models.export.export_generator` writes the generator as ONNX for the torch-free runtime

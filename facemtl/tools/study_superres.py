@@ -182,10 +182,10 @@ def to_markdown(result: dict[str, Any], command: str, image: str) -> str:
         f"(then resized to {result['input_size']} px). PSNR / SSIM against the full-resolution crop; NME: "
         f"`{result['landmark_model']}` on the upsampled crop, % of the outer-eye-corner distance "
         f"(on the full-resolution crops: {result['original']['nme']:.2f} %). Means over the faces.{also}", "",
-        "The generators: `facemtl train --config sr_critic` (the frozen heatmap landmark critic, 64 px, 300-W "
-        "training faces), then `facemtl train --config superres` (x4, 16 -> 64 px crops of the 300-W training faces "
-        "and LFW, degraded; pixel + heatmap + adversarial losses) or `--config superres_no_adv` (no adversarial "
-        "term), then `facemtl export --checkpoint runs/NAME/last.pt --onnx OUT.onnx`.", "",
+        "The generators: `facemtl train --config superres` (x4, 16 -> 64 px crops of the 300-W training faces "
+        "and LFW, degraded; pixel + heatmap + adversarial losses, the heatmap critic being the shipped main "
+        "model's weights, frozen) or `--config superres_no_adv` (no adversarial term), then "
+        "`facemtl export --checkpoint runs/NAME/last.pt --onnx OUT.onnx`.", "",
         markdown_table(["size", "upsampling", "PSNR (dB)", "vs bicubic (dB)", "SSIM", "NME (%)", "NME vs bicubic"],
                        rows),
         f"![low-res, bicubic, SR, original]({image})", ""])

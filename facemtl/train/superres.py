@@ -44,7 +44,7 @@ class SRConfig:
     """One super-resolution run. ``data``: a list of ``{name, root, options}``: a dataset of
     :func:`facemtl.data.registry.load_dataset` with landmarks, or ``name: lfw`` (a folder of LFW
     photos). ``weights``: of :data:`LOSSES`. ``critic``: a heatmap-landmark checkpoint
-    (``facemtl train --config sr_critic``)."""
+    (the shipped configs: the main model's committed weights)."""
 
     name: str
     task: str = TASK
@@ -275,8 +275,9 @@ def build(cfg: SRConfig) -> tuple[dict[str, torch.nn.Module], dict[str, torch.op
     critic, critic_size = (None, 0)
     if cfg.weight("heatmap") > 0:
         if not cfg.critic or not Path(cfg.critic).is_file():
-            how = cfg.prepare.get(cfg.critic or "", "facemtl train --config sr_critic")
-            raise FileNotFoundError(f"{cfg.critic}: no landmark critic; make it first with: {how}")
+            how = cfg.prepare.get(cfg.critic or "")
+            raise FileNotFoundError(f"{cfg.critic}: no landmark critic (a checkpoint of a model with heatmap "
+                                    f"landmarks){'; make it first with: ' + how if how else ''}")
         critic, critic_size = load_critic(cfg.critic)
     return nets, optims, Losses(cfg, nets.get("discriminator"), critic, critic_size)
 
