@@ -110,10 +110,7 @@ class FaceAnalyzer:
         crop_boxes, scores = np.concatenate(all_boxes), np.concatenate(all_scores)
         out, matrices = self._run(arrays, owner, crop_boxes)
         if (self.refine if refine is None else refine) and "landmarks" in out:
-            refined = landmark_box(self._landmarks(out["landmarks"], matrices))
-            w, h = refined[:, 2] - refined[:, 0], refined[:, 3] - refined[:, 1]
-            ok = np.all(np.isfinite(refined), axis=1) & (w >= 1) & (h >= 1)
-            crop_boxes = np.where(ok[:, None], refined, crop_boxes)
+            crop_boxes = self._landmark_boxes(out, matrices, crop_boxes)
             out, matrices = self._run(arrays, owner, crop_boxes)
         if self.expression_model is not None:
             out["expression"] = self._expression(arrays, owner, out, matrices, crop_boxes)
@@ -166,16 +163,21 @@ class FaceAnalyzer:
                     matrices: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """The expression model's probabilities (N, K) on its crops around the tight box of the
         predicted landmarks (the box a face is reported with), else around ``boxes``."""
-        face_boxes = boxes
-        if "landmarks" in out:
-            lm_boxes = landmark_box(self._landmarks(out["landmarks"], matrices))
-            w, h = lm_boxes[:, 2] - lm_boxes[:, 0], lm_boxes[:, 3] - lm_boxes[:, 1]
-            ok = np.all(np.isfinite(lm_boxes), axis=1) & (w >= 1) & (h >= 1)
-            face_boxes = np.where(ok[:, None], lm_boxes, boxes)
+        face_boxes = self._landmark_boxes(out, matrices, boxes)
         model = self.expression_model
         crops = np.stack([crop_face(images[i], box, model.crop_scale, model.input_size)[0]
                           for i, box in zip(owner, face_boxes)])
         return model.predict(crops)["expression"]
+
+    def _landmark_boxes(self, out: dict[str, np.ndarray], matrices: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+        """The tight boxes (image pixels) of the predicted landmarks, ``fallback`` where there are
+        none or a box is not finite or under 1 px."""
+        if "landmarks" not in out:
+            return fallback
+        boxes = landmark_box(self._landmarks(out["landmarks"], matrices))
+        w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        ok = np.all(np.isfinite(boxes), axis=1) & (w >= 1) & (h >= 1)
+        return np.where(ok[:, None], boxes, fallback)
 
     def _landmarks(self, normalised: np.ndarray, matrices: np.ndarray) -> np.ndarray:
         """Normalised crop coordinates (N, 68, 2) -> image pixels through the crop matrices."""
