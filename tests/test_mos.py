@@ -139,6 +139,29 @@ def test_training_steps_are_finite_and_reduce_the_loss():
     assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3])
 
 
+def test_frozen_stride_keeps_the_early_backbone_and_the_state_dict_layout():
+    from facemtl.models import create_model
+
+    torch.manual_seed(0)
+    options = dict(width=0.25, dim=16, input_size=64, sizes=TINY.sizes)
+    model = create_model("mos_mobilenetv2", frozen_stride=8, **options)
+    assert model.state_dict().keys() == create_model("mos_mobilenetv2", **options).state_dict().keys()
+    early = {k: v.clone() for k, v in model.backbone.state_dict().items() if k.startswith(("stem.", "stages.0.", "stages.1."))}
+    late = {k: v.clone() for k, v in model.backbone.state_dict().items() if k.startswith("stages.2.")}
+    assert early and late
+    criterion, batch = DetectionLoss(weighting="fixed"), _batch(4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(2):
+        total, _ = criterion(model(batch["image"]), batch)
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+    now = model.backbone.state_dict()
+    assert all(torch.equal(now[k], v) for k, v in early.items())  # weights and batch-norm statistics
+    assert not all(torch.equal(now[k], v) for k, v in late.items())
+
+
 def test_uncertainty_weighting_has_a_learned_weight_per_task():
     criterion = DetectionLoss()
     total, _ = criterion(_tiny_model()(_batch(2)["image"]), _batch(2))

@@ -196,6 +196,21 @@ def test_cli_same_seed_same_bytes_and_the_reader_reads_it(tmp_path):
 
 
 @needs_model
+def test_scene_cli_with_two_worker_processes_finishes(tmp_path):
+    """Forked workers (30 scenes: two jobs of 25 and 5) finish, in a fresh process as a user runs it.
+    Before the fix a worker forked while OpenCV's thread pool ran could hang for good: a race, seen
+    in 1 of 3 runs of this very command (and in --n 200), so this run can miss a regression."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "scenes"
+    cmd = [sys.executable, "-m", "facemtl.cli", "synth", "--scene", "--n", "30", "--seed", "7", "--size", "320", "--workers", "2",
+           "--out", str(out)]
+    subprocess.run(cmd, check=True, timeout=60, capture_output=True)
+    assert len(list(out.glob("*.jpg"))) == 30 and len(list(out.glob("*.mat"))) == 30
+
+
+@needs_model
 def test_npz_shards_match_the_per_image_labels(tmp_path):
     out = _cli(tmp_path, "npz", "--n", "3", "--seed", "3", "--size", "64", "--workers", "1", "--format", "npz",
                "--shard-size", "2")

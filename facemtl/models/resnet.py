@@ -69,6 +69,9 @@ def make_stage(block: Block, cin: int, width: int, depth: int, stride: int) -> n
     return nn.Sequential(*blocks)
 
 
+_STRIDES = (4, 8, 16, 32)  # of the four features a backbone returns
+
+
 class StagedBackbone(nn.Module):
     """The backbone interface: subclasses set ``stem``, ``stages`` (an ``nn.ModuleList``) and
     ``channels``; ``forward`` returns the output of every stage."""
@@ -85,6 +88,10 @@ class StagedBackbone(nn.Module):
             x = stage(x)
             feats.append(x)
         return feats
+
+    def layers_to(self, stride: int) -> list[nn.Module]:
+        """The modules that compute the feature at ``stride`` (4, 8, 16 or 32) from the image."""
+        return [self.stem, *self.stages[:_STRIDES.index(stride) + 1]]
 
 
 class ResNet(StagedBackbone):

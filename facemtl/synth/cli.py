@@ -94,6 +94,12 @@ def run(args: argparse.Namespace) -> int:
     workers = args.workers or os.cpu_count() or 1
     start = time.perf_counter()
     task = (str(out), args.seed, config, mode, profile)
+    if workers > 1:
+        import cv2
+
+        # Before the warm-up starts OpenCV's thread pool: a child forked from a process whose pool
+        # is running hangs in its first cv2.setNumThreads (seen: --scene --workers 2 at 0 % CPU).
+        cv2.setNumThreads(1)
     _warm_up(config, mode, profile)  # compile / load the kernels and build the meshes once, before forking
     bar = Progress(args.n, "synth", unit="img")
     if workers > 1 and len(jobs) > 1:
