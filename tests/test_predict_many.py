@@ -38,6 +38,18 @@ def test_workers_give_the_serial_records_in_order(folder, serial, tmp_path):
     assert sum(r["error"] is not None for r in serial) == 1 and sum(len(r["faces"]) for r in serial) >= 7
 
 
+def test_workers_use_the_same_analyzer_settings(folder, serial, tmp_path):
+    """--score / --min-face reach the worker processes: their records equal the serial run's with
+    the same options, and the options change the result (a face of most of the photo's side only)."""
+    options = ["--score", "0.5", "--min-face", "0.45", "--threads", "1"]
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    assert main(["predict", str(folder), "--json", str(one), *options]) == 1
+    assert main(["predict", str(folder), "--json", str(two), "--workers", "2", *options]) == 1
+    assert json.loads(two.read_text()) == json.loads(one.read_text())
+    n_faces = lambda records: sum(len(r["faces"]) for r in records)  # noqa: E731
+    assert n_faces(json.loads(one.read_text())) < n_faces(serial)
+
+
 def test_skip_done_resumes_a_cut_json(folder, serial, tmp_path, monkeypatch):
     out = tmp_path / "out.json"
     lines = [json.dumps(r) for r in serial[:4]]

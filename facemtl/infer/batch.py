@@ -57,45 +57,42 @@ def analyse_one(analyzer: FaceAnalyzer, task: Task) -> dict[str, Any]:
     return record
 
 
-# The analyzer of a worker process (or Dask worker), made once by _init_worker / worker_analyzer.
+# The analyzer of a worker process (or Dask worker), made once by worker_analyzer: settings are
+# FaceAnalyzer's keyword arguments (plain, picklable values), the same in every worker.
 _ANALYZER: Optional[FaceAnalyzer] = None
-_SETTINGS: Optional[tuple] = None
+_SETTINGS: Optional[dict[str, Any]] = None
 
 
-def worker_analyzer(model: Optional[str], detector: str, threads: int) -> FaceAnalyzer:
-    """This process's analyzer for these settings, made on first use and kept."""
+def worker_analyzer(settings: dict[str, Any]) -> FaceAnalyzer:
+    """This process's ``FaceAnalyzer(**settings)``, made on first use and kept."""
     global _ANALYZER, _SETTINGS
-    if _ANALYZER is None or _SETTINGS != (model, detector, threads):
+    if _ANALYZER is None or _SETTINGS != settings:
         import cv2
 
         from facemtl.infer.analyzer import FaceAnalyzer
 
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-        _ANALYZER, _SETTINGS = FaceAnalyzer(model, detector=detector, threads=threads), (model, detector, threads)
+        _ANALYZER, _SETTINGS = FaceAnalyzer(**settings), dict(settings)
     return _ANALYZER
 
 
-def analyse_task(task: Task, model: Optional[str], detector: str, threads: int) -> dict[str, Any]:
+def analyse_task(task: Task, settings: dict[str, Any]) -> dict[str, Any]:
     """:func:`analyse_one` with this process's analyzer: what a worker runs."""
-    return analyse_one(worker_analyzer(model, detector, threads), task)
-
-
-def _init_worker(model: Optional[str], detector: str, threads: int) -> None:
-    worker_analyzer(model, detector, threads)
+    return analyse_one(worker_analyzer(settings), task)
 
 
 def _run(task: Task) -> dict[str, Any]:
     return analyse_one(_ANALYZER, task)
 
 
-def analyse_parallel(tasks: list[Task], workers: int, model: Optional[str], detector: str,
-                     threads: int = 1) -> Iterator[dict[str, Any]]:
-    """Records of ``tasks`` from ``workers`` processes, in input order.
+def analyse_parallel(tasks: list[Task], workers: int, settings: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Records of ``tasks`` from ``workers`` processes, each with ``FaceAnalyzer(**settings)``, in
+    input order.
 
     Processes are spawned, not forked: a forked onnxruntime or OpenCV thread pool can hang."""
     import multiprocessing as mp
 
-    with mp.get_context("spawn").Pool(workers, _init_worker, (model, detector, threads)) as pool:
+    with mp.get_context("spawn").Pool(workers, worker_analyzer, (settings,)) as pool:
         yield from pool.imap(_run, tasks, chunksize=1)
 
 

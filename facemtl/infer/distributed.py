@@ -8,7 +8,7 @@ images are written there. Needs ``pip install 'facemtl[distributed]'``.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
 from facemtl.infer.batch import Task, analyse_task
 
@@ -16,10 +16,10 @@ from facemtl.infer.batch import Task, analyse_task
 IN_FLIGHT = 4
 
 
-def analyse_on_dask(tasks: list[Task], address: str, model: Optional[str], detector: str,
-                    threads: int = 1) -> Iterator[dict[str, Any]]:
+def analyse_on_dask(tasks: list[Task], address: str, settings: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Records of ``tasks`` computed on the cluster at ``address`` (``local[:N]``: a local
-    cluster of N single-threaded worker processes, default 2), in input order."""
+    cluster of N single-threaded worker processes, default 2), each worker with
+    ``FaceAnalyzer(**settings)``, in input order."""
     from dask.distributed import Client, LocalCluster
 
     cluster = None
@@ -32,7 +32,7 @@ def analyse_on_dask(tasks: list[Task], address: str, model: Optional[str], detec
             limit = IN_FLIGHT * max(sum(client.nthreads().values()), 1)
             futures = []
             for task in tasks:
-                futures.append(client.submit(analyse_task, task, model, detector, threads, pure=False))
+                futures.append(client.submit(analyse_task, task, settings, pure=False))
                 if len(futures) >= limit:
                     yield futures.pop(0).result()
             for future in futures:

@@ -181,17 +181,10 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print(f"facemtl predict: --workers must be >= 1, not {args.workers}", file=sys.stderr)
         return 2
-    if (args.score or args.min_face or args.super_resolve) and (args.dask or args.workers > 1):
-        # The worker processes build their analyzers from (model, detector, threads) alone.
-        print("facemtl predict: --score, --min-face and --super-resolve work in one process only "
-              "(no --workers, --dask) for now", file=sys.stderr)
-        return 2
     try:
         given = read_boxes(args.boxes) if args.boxes else {}
-        analyzer = FaceAnalyzer(args.model, detector=args.detector, threads=args.threads,
-                                score=args.score, min_face=args.min_face,
-                                super_resolve=args.super_resolve, sr_model=args.sr_model,
-                                sr_threshold=args.sr_threshold)
+        settings = analyzer_settings(args)
+        analyzer = FaceAnalyzer(**settings)
         done = load_done(args.json, args.csv) if args.skip_done else {}
     except (FileError, ValueError, OSError) as e:
         print(f"facemtl predict: {e}", file=sys.stderr)
@@ -203,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     new: dict[str, dict[str, Any]] = {}
     progress = Progress(len(tasks), "predict", unit="img", enabled=None if len(tasks) > 1 else False)
     try:
-        for k, record in enumerate(_records(tasks, analyzer, args), 1):
+        for k, record in enumerate(_records(tasks, analyzer, settings, args), 1):
             new[record["image"]] = record
             progress.update(1, Path(record["image"]).name)
             if k % FLUSH_EVERY == 0 and k < len(tasks):  # a killed run leaves this much to --skip-done
@@ -245,17 +238,25 @@ def _tasks(items: list[tuple[str, Optional[str]]], given: dict[str, list], out_d
     return tasks
 
 
-def _records(tasks: list, analyzer: Any, args: argparse.Namespace):
+def analyzer_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """``FaceAnalyzer``'s keyword arguments from the command line, as plain values: the same
+    analyzer is made here and in every worker process or Dask worker."""
+    path = lambda p: None if p is None else str(p)  # noqa: E731
+    return {"model_path": path(args.model), "detector": args.detector, "threads": args.threads,
+            "score": args.score, "min_face": args.min_face, "super_resolve": args.super_resolve,
+            "sr_model": path(args.sr_model), "sr_threshold": args.sr_threshold}
+
+
+def _records(tasks: list, analyzer: Any, settings: dict[str, Any], args: argparse.Namespace):
     """The records of ``tasks`` in order: here, in worker processes, or on a Dask cluster."""
     from facemtl.infer import batch
 
-    model = None if args.model is None else str(args.model)
     if args.dask:
         from facemtl.infer.distributed import analyse_on_dask
 
-        return analyse_on_dask(tasks, args.dask, model, args.detector, args.threads)
+        return analyse_on_dask(tasks, args.dask, settings)
     if args.workers > 1 and len(tasks) > 1:
-        return batch.analyse_parallel(tasks, min(args.workers, len(tasks)), model, args.detector, args.threads)
+        return batch.analyse_parallel(tasks, min(args.workers, len(tasks)), settings)
     return (batch.analyse_one(analyzer, t) for t in tasks)
 
 
