@@ -293,3 +293,10 @@ def test_train_detector_runs_exports_and_detects(shared, tmp_path):
     detector = create_detector(f"mos:{onnx}", score=0.0, threads=1)
     boxes, scores = detector(np.zeros((48, 80, 3), np.uint8))
     assert detector.spec == AnchorSpec.from_options(cfg.model_options) and len(boxes) == len(scores) > 0
+    # int8: calibrated on canvases of the generated photos, the same outputs and metadata.
+    assert main(["export", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--onnx", str(onnx), "--int8",
+                 "--calibration", str(faces), "--n-calibration", "2", "--n-check", "1"]) == 0
+    int8 = create_detector(f"mos:{tmp_path / 'mos.int8.onnx'}", score=0.0, threads=1)
+    assert int8.spec == detector.spec and int8.session.get_modelmeta().custom_metadata_map["facemtl_quantization"]
+    raw, raw8 = detector.raw(np.zeros((64, 64, 3), np.uint8)), int8.raw(np.zeros((64, 64, 3), np.uint8))
+    assert {k: v.shape for k, v in raw.items()} == {k: v.shape for k, v in raw8.items()}
