@@ -232,6 +232,13 @@ def test_onnx_export_and_torch_free_runtime_match_torch(tmp_path):
     side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     big = create_detector("mos", model_path=path, score=0.3, min_face=float(np.median(side)), threads=1)(image)[0]
     assert 0 < len(big) < len(boxes) or len(set(side)) == 1
+    # FaceAnalyzer makes a named MOS detector with its own threads and threshold (None: MOS's 0.5).
+    from facemtl.infer.analyzer import FaceAnalyzer
+
+    own = FaceAnalyzer(detector=f"mos:{path}", threads=1, expression_model=False).detector
+    lower = FaceAnalyzer(detector=f"mos:{path}", threads=1, score=0.3, expression_model=False).detector
+    assert own.score == 0.5 and lower.score == 0.3
+    assert own.session.get_session_options().intra_op_num_threads == 1
 
 
 def test_detector_config_loads_with_known_sources():

@@ -44,7 +44,9 @@ class FaceAnalyzer:
     ``None`` (default): with a shipped main model (``model_path`` ``None`` or a file in
     ``facemtl/assets/``), the shipped ``facemtl/assets/expression.onnx`` when it exists; otherwise
     the main model's expression head. ``False``: always the main model's head.
-    ``score``: drop detections scored below it;
+    ``score``: drop detections scored below it (``None``: the detector's own threshold; the
+    cascades keep all, MOS keeps 0.5 and up; a MOS detector made here by name thresholds at
+    ``score``, so a lower one finds more);
     ``min_face``: drop detections whose box's longer side is under this many pixels (>= 1) or
     this fraction of the image's shorter side (< 1). Both apply to detections only, not to
     boxes the caller passes.
@@ -56,7 +58,7 @@ class FaceAnalyzer:
 
     def __init__(self, model_path: str | Path | None = None,
                  detector: Union[str, Detector, None] = "opencv", threads: int = 2,
-                 refine: bool = True, max_batch: int = 64, score: float = 0.0, min_face: float = 0.0,
+                 refine: bool = True, max_batch: int = 64, score: Optional[float] = None, min_face: float = 0.0,
                  expression_model: Union[str, Path, bool, None] = None, super_resolve: bool = False,
                  sr_model: str | Path | None = None, sr_threshold: float = 40.0):
         self.model = OnnxModel(model_path, threads, max_batch)
@@ -76,7 +78,11 @@ class FaceAnalyzer:
                 raise FileError(expression_model, "expression model without an 'expression' output")
             self.expressions = self.expression_model.expressions
         cv2.setNumThreads(threads)
-        self.detector: Optional[Detector] = create_detector(detector) if isinstance(detector, str) else detector
+        self.detector: Optional[Detector] = detector
+        if isinstance(detector, str):
+            mos = detector == "mos" or detector.startswith("mos:")
+            options = {"threads": threads} | ({} if score is None else {"score": score}) if mos else {}
+            self.detector = create_detector(detector, **options)
 
     def __call__(self, image: ImageLike, boxes: Optional[np.ndarray] = None,
                  refine: Optional[bool] = None) -> list[Face]:
@@ -134,7 +140,7 @@ class FaceAnalyzer:
             b, s = self.detector(image)
             b, s = np.asarray(b, dtype=np.float64).reshape(-1, 4), np.asarray(s, dtype=np.float64).reshape(-1)
             side = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
-            keep = (s >= self.score) & (side >= min_face_pixels(self.min_face, image.shape))
+            keep = (s >= (self.score or 0.0)) & (side >= min_face_pixels(self.min_face, image.shape))
             return b[keep], s[keep]
         b = np.asarray(boxes, dtype=np.float64)
         if b.size == 0:

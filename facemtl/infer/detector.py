@@ -175,8 +175,9 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     """The command line's detector options (``predict``, ``video``): ``--detector``, ``--score``, ``--min-face``."""
     parser.add_argument("--detector", default="opencv",
                         help="face detector: opencv (default), dlib, mediapipe, or mos:FILE.onnx (facemtl export)")
-    parser.add_argument("--score", type=float, default=0.0,
-                        help="drop detections scored below this (default 0: keep all)")
+    parser.add_argument("--score", type=float, default=None,
+                        help="drop detections scored below this (default: the detector's own; opencv keeps all, "
+                             "mos 0.5)")
     parser.add_argument("--min-face", type=float, default=0.0,
                         help="drop faces smaller than this: pixels (>= 1) or a fraction of the image's shorter side")
 
