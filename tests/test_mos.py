@@ -55,6 +55,12 @@ def test_letterbox_maps_points_both_ways():
     ys, xs = np.nonzero(canvas[..., 0] > 128)
     centre = np.array([xs.mean(), ys.mean()])
     np.testing.assert_allclose(from_canvas(centre, scale), [159.5, 49.5], atol=1.6)
+    # The run-time canvas: the shorter side cut to the image's 32 rows, rounded up to 32.
+    cut, same = letterbox(image, 64, multiple=32)
+    assert same == scale and cut.shape == (32, 64, 3) and np.array_equal(cut, canvas[:32])
+    a = priors(TINY, cut.shape[:2])
+    assert len(a) == sum(len(s) * (32 // st) * (64 // st) for st, s in zip(TINY.strides, TINY.sizes))
+    assert a[:, 1].max() < 32 and a[:, 0].max() > 32
 
 
 def test_target_builder_matches_known_box():
@@ -220,10 +226,10 @@ def test_onnx_export_and_torch_free_runtime_match_torch(tmp_path):
             head.box.weight.normal_(0, 0.05)
     path = tmp_path / "mos.onnx"
     export_detector_onnx(model, path)
-    image = np.random.default_rng(0).integers(0, 255, (90, 120, 3)).astype(np.uint8)
+    image = np.random.default_rng(0).integers(0, 255, (50, 120, 3)).astype(np.uint8)  # a 32x64 canvas
     detector = create_detector("mos", model_path=path, score=0.3, threads=1)
     got = detector.detect(image)
-    want = detect_torch(model, image, priors(model.spec), score=0.3)
+    want = detect_torch(model, image, score=0.3)
     assert len(got["boxes"]) > 0 and got["boxes"].shape == want["boxes"].shape
     np.testing.assert_allclose(got["boxes"], want["boxes"], atol=1e-3)
     np.testing.assert_allclose(got["points"], want["points"], atol=1e-3)

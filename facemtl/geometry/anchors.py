@@ -5,8 +5,10 @@ encodes ground truth with it, the torch-free runtime (:mod:`facemtl.infer.mos_de
 the ONNX outputs with it, so the two cannot disagree.
 
 Coordinates are the package's 0-based pixel centres (pixel ``i`` covers ``[i - 0.5, i + 0.5]``).
-The network sees a square ``spec.input_size`` canvas: the image letterboxed into its top-left
-corner (:func:`letterbox`). Anchors are squares centred on the cells of strides 8, 16 and 32,
+The network trains on square ``spec.input_size`` canvases; at run time it sees the image
+letterboxed into the top-left corner of a canvas whose longer side is ``spec.input_size`` and
+whose shorter side is rounded up to a multiple of 32 (:func:`letterbox` with ``multiple``): a
+640x480 frame costs a 320x256 pass, not 320x320 (the network is fully convolutional). Anchors are squares centred on the cells of strides 8, 16 and 32,
 cell ``j`` of stride ``s`` at ``(j + 0.5) s - 0.5``, ``len(sizes[level])`` sides per cell, in
 the order level, row, column, anchor (the order the model flattens its outputs in). Boxes are
 the tight boxes of the 68 landmarks (the box the landmark model crops around, so the analyzer
@@ -27,6 +29,8 @@ import numpy as np
 N_POINTS = 5  # left eye, right eye (image left to right on a frontal face), nose tip, mouth corners
 # iBUG-68 indices averaged for each of the five points.
 FIVE_FROM_68: tuple[tuple[int, ...], ...] = (tuple(range(36, 42)), tuple(range(42, 48)), (30,), (48,), (54,))
+# Run-time canvas sides are multiples of this, the backbone's largest stride (:func:`letterbox`).
+CANVAS_MULTIPLE = 32
 # A mirrored face swaps the eyes and the mouth corners.
 FLIP_5 = np.array([1, 0, 2, 4, 3])
 
@@ -61,13 +65,14 @@ class AnchorSpec:
         return cls.from_json(json.dumps(d))
 
 
-def priors(spec: AnchorSpec) -> np.ndarray:
-    """(A, 4) anchors ``[cx, cy, side, side]`` in input pixels, in the model's output order."""
+def priors(spec: AnchorSpec, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """(A, 4) anchors ``[cx, cy, side, side]`` in input pixels, in the model's output order, for a
+    canvas of ``shape`` (height, width); default the square ``spec.input_size`` one."""
+    h, w = shape or (spec.input_size, spec.input_size)
     out = []
     for stride, sides in zip(spec.strides, spec.sizes):
-        n = -(-spec.input_size // stride)  # ceil: a stride-2 conv chain on an odd side rounds up
-        c = (np.arange(n) + 0.5) * stride - 0.5
-        cy, cx = np.meshgrid(c, c, indexing="ij")
+        # ceil: a stride-2 conv chain on an odd side rounds up
+        cy, cx = np.meshgrid(*((np.arange(-(-n // stride)) + 0.5) * stride - 0.5 for n in (h, w)), indexing="ij")
         for_cell = [np.stack([cx, cy, np.full_like(cx, s), np.full_like(cx, s)], -1) for s in sides]
         out.append(np.stack(for_cell, 2).reshape(-1, 4))
     return np.concatenate(out)
@@ -110,17 +115,19 @@ def five_points(landmarks: np.ndarray) -> np.ndarray:
     return np.stack([landmarks[..., list(idx), :].mean(-2) for idx in FIVE_FROM_68], -2)
 
 
-def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
+def letterbox(image: np.ndarray, size: int, multiple: int | None = None) -> tuple[np.ndarray, float]:
     """Shrink (or enlarge) ``image`` to fit a ``size`` square, put it top-left on black.
 
-    Returns ``(canvas (size, size, 3) uint8, scale)``: an image point ``p`` is at
-    ``(p + 0.5) * scale - 0.5`` on the canvas (pixel edges map to pixel edges).
+    Returns ``(canvas, scale)``: an image point ``p`` is at ``(p + 0.5) * scale - 0.5`` on the
+    canvas (pixel edges map to pixel edges). The canvas is (size, size, 3) uint8, or with
+    ``multiple`` each side is the resized image's rounded up to a multiple of it (no wasted rows).
     """
     h, w = image.shape[:2]
     scale = size / max(h, w)
     nw, nh = min(size, max(1, round(w * scale))), min(size, max(1, round(h * scale)))
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    canvas = np.zeros((size, size, 3), np.uint8)
+    ch, cw = (size, size) if multiple is None else (-(-n // multiple) * multiple for n in (nh, nw))
+    canvas = np.zeros((ch, cw, 3), np.uint8)
     canvas[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=interpolation)
     return canvas, scale
 
@@ -167,6 +174,8 @@ def detections(scores: np.ndarray, box_deltas: np.ndarray, point_deltas: np.ndar
     ``points`` (K, 5, 2) and ``index`` (K,), the anchor of each face (for per-anchor outputs
     such as the pose).
     """
+    if len(scores) != len(anchors):
+        raise ValueError(f"{len(scores)} anchor outputs for {len(anchors)} anchors: not this canvas's anchors")
     idx = np.flatnonzero(scores >= score_threshold)
     idx = idx[np.argsort(-scores[idx], kind="stable")[:top_k]]
     boxes = decode_boxes(box_deltas[idx], anchors[idx], spec.variances)

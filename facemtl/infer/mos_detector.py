@@ -1,7 +1,8 @@
 """The MOS face detector at run time (no torch): ``create_detector("mos", model_path=...)``.
 
-Letterbox the image onto the model's square canvas (:func:`facemtl.geometry.anchors.letterbox`),
-run the ONNX file of ``facemtl export`` on a MOS checkpoint, decode the anchors' box and point
+Letterbox the image onto a canvas of the model's side, its shorter side cut to the image's
+(rounded up to the backbone's stride 32; :func:`facemtl.geometry.anchors.letterbox`), run the
+ONNX file of ``facemtl export`` on a MOS checkpoint, decode the anchors' box and point
 codes and suppress overlaps in numpy (:func:`facemtl.geometry.anchors.detections`, the coding
 the training targets use), map back to the image, drop faces under ``min_face``.
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facemtl.geometry.anchors import AnchorSpec, detections, from_canvas, letterbox, priors
+from facemtl.geometry.anchors import CANVAS_MULTIPLE, AnchorSpec, detections, from_canvas, letterbox, priors
 from facemtl.geometry.rotations import matrix_to_euler
 from facemtl.infer.onnx_model import cpu_session
 from facemtl.io import FileError
@@ -49,12 +50,18 @@ class MosDetector:
         if "facemtl_detector" not in meta:
             raise FileError(path, "not a facemtl face detector (no facemtl_detector metadata)")
         self.spec = AnchorSpec.from_json(meta["facemtl_detector"])
-        self.anchors = priors(self.spec)
+        self._anchors: dict[tuple[int, int], np.ndarray] = {}  # per canvas shape
         self.path, self.name = path, meta.get("facemtl_model", "")
         self.score, self.min_face, self.nms_iou = score, min_face, nms_iou
 
+    def anchors(self, shape: tuple[int, int]) -> np.ndarray:
+        """The anchors of a canvas of ``shape`` (height, width), made once per shape."""
+        if shape not in self._anchors:
+            self._anchors[shape] = priors(self.spec, shape)
+        return self._anchors[shape]
+
     def raw(self, canvas: np.ndarray) -> dict[str, np.ndarray]:
-        """The ONNX outputs for one uint8 BGR canvas (S, S, 3), batch axis dropped."""
+        """The ONNX outputs for one uint8 BGR canvas (H, W, 3), batch axis dropped."""
         x = canvas.transpose(2, 0, 1)[None].astype(np.float32)
         names = [o.name for o in self.session.get_outputs()]
         return {k: v[0] for k, v in zip(names, self.session.run(None, {"image": x}))}
@@ -62,10 +69,10 @@ class MosDetector:
     def detect(self, image: np.ndarray) -> dict[str, np.ndarray]:
         """Faces of a uint8 BGR image, best score first: ``boxes`` (K, 4), ``scores`` (K,),
         ``points`` (K, 5, 2) in image pixels, ``rotation`` (K, 3, 3), ``pose`` (K, 3) degrees."""
-        canvas, scale = letterbox(image, self.spec.input_size)
+        canvas, scale = letterbox(image, self.spec.input_size, CANVAS_MULTIPLE)
         out = self.raw(canvas)
-        found = detections(out["scores"], out["box_deltas"], out["point_deltas"], self.anchors, self.spec,
-                           self.score, self.nms_iou)
+        found = detections(out["scores"], out["box_deltas"], out["point_deltas"], self.anchors(canvas.shape[:2]),
+                           self.spec, self.score, self.nms_iou)
         boxes, points = from_canvas(found["boxes"], scale), from_canvas(found["points"], scale)
         rotation = out["rotation"][found["index"]].astype(np.float64).reshape(-1, 3, 3)
         side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])

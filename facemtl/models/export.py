@@ -101,8 +101,9 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: int, crop_scale:
 
         # The wrapper must be in eval mode too: the exporter restores the wrapper's mode
         # recursively afterwards, which would leave `model` training.
+        # Height and width are free: the runtime cuts the canvas's shorter side to the image's.
         _write_checked(_Contract(model, names).eval(), dummy, Path(path), names,
-                       {n: {0: "N"} for n in [INPUT_NAME, *names]}, meta, compare if check else None)
+                       {INPUT_NAME: {0: "N", 2: "H", 3: "W"}} | {n: {0: "N", 1: "A"} for n in names}, meta, compare if check else None)
         return names
     finally:
         model.train(was_training)
@@ -177,15 +178,17 @@ def export_detector_onnx(model: nn.Module, path: str | Path, name: str | None = 
         names = list(DETECTOR_OUTPUTS)
 
         def compare(traced: str) -> None:
-            got, want = _run_both(model, traced, torch.rand(2, 3, size, size, generator=gen) * 255,
+            # A canvas of another shape than the traced one: the free height and width must hold.
+            got, want = _run_both(model, traced, torch.rand(2, 3, size, size - 32, generator=gen) * 255,
                                   lambda m, x: {k: v.numpy() for k, v in m.decode(m(x)).items()})
             bad = {k: float(np.abs(got[k] - want[k]).max()) for k in want
                    if not np.allclose(got[k], want[k], atol=atol, rtol=rtol)}
             if bad:
                 raise RuntimeError(f"{path}: not written, onnxruntime differs from torch (max |diff|): {bad}")
 
+        # Height and width are free: the runtime cuts the canvas's shorter side to the image's.
         _write_checked(_Contract(model, names).eval(), dummy, Path(path), names,
-                       {n: {0: "N"} for n in [INPUT_NAME, *names]},
+                       {INPUT_NAME: {0: "N", 2: "H", 3: "W"}} | {n: {0: "N", 1: "A"} for n in names},
                        {"facemtl_model": str(name), "facemtl_detector": model.spec.to_json()},
                        compare if check else None)
         return names

@@ -92,17 +92,17 @@ def make_loader(cfg: TrainConfig, spec: AnchorSpec, criterion: DetectionLoss, ra
 
 
 @torch.no_grad()
-def detect_torch(model: torch.nn.Module, image: np.ndarray, anchors: np.ndarray,
-                 score: float = 0.02) -> dict[str, np.ndarray]:
+def detect_torch(model: torch.nn.Module, image: np.ndarray, score: float = 0.02) -> dict[str, np.ndarray]:
     """Faces of one image with the torch model (eval mode), in image pixels: the runtime's
-    letterbox and decoding (:mod:`facemtl.geometry.anchors`), torch instead of onnxruntime."""
-    from facemtl.geometry.anchors import from_canvas
+    letterbox and decoding (:mod:`facemtl.infer.mos_detector`), torch instead of onnxruntime."""
+    from facemtl.geometry.anchors import CANVAS_MULTIPLE, from_canvas
 
     spec = model.spec
-    canvas, scale = letterbox(image, spec.input_size)
+    canvas, scale = letterbox(image, spec.input_size, CANVAS_MULTIPLE)
     x = torch.from_numpy(canvas.transpose(2, 0, 1)[None].astype(np.float32))
     out = {k: v[0].numpy() for k, v in model.decode(model(x)).items()}
-    found = detections(out["scores"], out["box_deltas"], out["point_deltas"], anchors, spec, score)
+    found = detections(out["scores"], out["box_deltas"], out["point_deltas"], priors(spec, canvas.shape[:2]),
+                       spec, score)
     return {"boxes": from_canvas(found["boxes"], scale), "scores": found["scores"],
             "points": from_canvas(found["points"], scale), "rotation": out["rotation"][found["index"]]}
 
@@ -112,12 +112,11 @@ def scene_ap(model: torch.nn.Module, samples: list, min_visible: float = 0.3) ->
     are WIDER-style ignored boxes."""
     from facemtl.metrics.detection import average_precision
 
-    anchors = priors(model.spec)
     was = model.training
     model.eval()
     pb, ps, gb, gi = [], [], [], []
     for s in samples:
-        found = detect_torch(model, s.load_image(), anchors)
+        found = detect_torch(model, s.load_image())
         pb.append(found["boxes"])
         ps.append(found["scores"])
         gb.append(s.meta["landmark_boxes"])
