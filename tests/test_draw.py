@@ -80,6 +80,19 @@ def test_box_edges_and_label():
         draw_box(np.zeros((10, 10, 3), np.float32), [1, 1, 5, 5])
 
 
+def test_labels_stay_inside_the_image_and_off_each_other():
+    image, taken = _blank(), []
+    label = "happy 87% det 0.99"  # wider than each box, narrower than the image
+    for box in ([20, 80, 60, 120], [64, 82, 104, 122], [170, 80, 199, 120]):  # neighbours, one at the edge
+        draw_box(image, box, label=label, taken=taken)
+    assert len(taken) == 3
+    assert all(0 <= x1 and x2 < image.shape[1] and 0 <= y1 and y2 < image.shape[0] for x1, y1, x2, y2 in taken)
+    for i in range(3):
+        for j in range(i):
+            a, b = taken[i], taken[j]
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
+
+
 def test_cube_front_square_follows_yaw():
     frontal = draw_cube(_blank(), np.zeros(3), (100, 100), 80)
     # frontal: front and back squares coincide, the green front drawn last covers the red back

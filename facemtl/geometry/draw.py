@@ -66,8 +66,13 @@ def _rotation(pose: np.ndarray) -> np.ndarray:
 
 
 def draw_box(image: np.ndarray, box: Sequence[float], color: Sequence[int] = GREEN, label: Optional[str] = None,
-             thickness: Optional[int] = None) -> np.ndarray:
-    """Draw ``box`` = ``[x1, y1, x2, y2]`` (pixels), with ``label`` written above its top-left corner."""
+             thickness: Optional[int] = None, taken: Optional[list] = None) -> np.ndarray:
+    """Draw ``box`` = ``[x1, y1, x2, y2]`` (pixels), with ``label`` written above its top-left corner.
+
+    The label stays inside the image (shifted left at the right edge). ``taken``: the label
+    rectangles drawn before (this one is appended); the label goes above the box, else inside its
+    top, else below it, whichever first overlaps none of them (neighbouring faces' labels).
+    """
     _check_image(image)
     x1, y1, x2, y2 = np.asarray(box, dtype=np.float64)[:4]
     t = _thickness(image, thickness)
@@ -77,12 +82,21 @@ def draw_box(image: np.ndarray, box: Sequence[float], color: Sequence[int] = GRE
     if label:
         scale = 0.4 * t
         (w, h), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, t)
-        # Above the box, or inside it when the box touches the image top.
-        top = y1 - h - base - t if y1 - h - base - t >= 0 else y1 + t
-        x, y = int(round(x1)), int(round(top))
-        cv2.rectangle(image, (x, y), (x + w, y + h + base), color, -1)
-        cv2.putText(image, label, (x, y + h), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), t, cv2.LINE_AA)
+        x = int(np.clip(round(x1), 0, max(0, image.shape[1] - w - 1)))
+        tops = [y1 - h - base - t, y1 + t, y2 + t]
+        tops = [int(round(v)) for v in tops if 0 <= v <= image.shape[0] - h - base - 1] or [max(0, int(y1))]
+        rects = [(x, top, x + w, top + h + base) for top in tops]
+        free = [r for r in rects if not any(_overlaps(r, o) for o in (taken or []))]
+        rect = (free or rects)[0]
+        if taken is not None:
+            taken.append(rect)
+        cv2.rectangle(image, rect[:2], rect[2:], color, -1)
+        cv2.putText(image, label, (rect[0], rect[1] + h), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), t, cv2.LINE_AA)
     return image
+
+
+def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def draw_landmarks(image: np.ndarray, landmarks: np.ndarray, visibility: Optional[np.ndarray] = None,

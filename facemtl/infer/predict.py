@@ -109,13 +109,14 @@ def draw_faces(image, faces) -> Any:
     from facemtl.geometry.draw import draw_axes, draw_box, draw_landmarks
 
     canvas = image.copy()
+    labels: list = []  # label rectangles drawn so far: neighbours' labels must not cover each other
     for face in faces:
         side = float(max(face.box[2] - face.box[0], face.box[3] - face.box[1]))
         thickness = max(1, round(side / 150))  # sized by the face, not the image
         label = face.label()
         if face.pose is not None:
             label += f" y{face.pose.yaw:+.0f} p{face.pose.pitch:+.0f} r{face.pose.roll:+.0f}"
-        draw_box(canvas, face.box, label=label, thickness=thickness)
+        draw_box(canvas, face.box, label=label, thickness=thickness, taken=labels)
         if face.landmarks is not None:
             visible = None if face.visibility is None else (face.visibility >= 0.5).astype(np.float64)
             draw_landmarks(canvas, face.landmarks, visible, radius=max(1.0, side / 80))

@@ -116,6 +116,13 @@ def _frame(shared: Path) -> np.ndarray:
     return cv2.resize(image, (640, 480), interpolation=cv2.INTER_AREA)
 
 
+def _photo(shared: Path) -> np.ndarray:
+    """The first LFW photo (250x250, one main face), its burned-in drawing inpainted."""
+    from facemtl.synth.texture import remove_overlay
+
+    return remove_overlay(cv2.imread(str(sorted((shared / "data" / "lfw").rglob("*.jpg"))[0])))
+
+
 def _time(fn, repeats: int) -> list[float]:
     fn()  # warm-up
     out = []
@@ -145,6 +152,10 @@ def speed(shared: Path, detector: str, model: str | None, threads: int, repeats:
             ms = _time(lambda: analyzer(frame, boxes=boxes, refine=refine), repeats)
             print(f"analyzer on given boxes, refine={refine}: min {min(ms):.1f} / median {statistics.median(ms):.1f} / "
                   f"max {max(ms):.1f} ms")
+        photo = _photo(shared)
+        ms = _time(lambda: analyzer(photo), repeats)
+        print(f"full analyzer, {photo.shape[1]}x{photo.shape[0]} LFW photo ({len(analyzer(photo))} face(s)): "
+              f"min {min(ms):.1f} / median {statistics.median(ms):.1f} / max {max(ms):.1f} ms")
 
 
 def main(argv: list[str] | None = None) -> None:
