@@ -2,7 +2,7 @@
 precision-recall plot, and detection time on a 640x480 frame; the OpenCV cascades always, plus
 every MOS ONNX file given.
 
-    python scripts/bench_detector.py [--mos runs/mos/mos.onnx ...] [--scenes runs/mos-scenes/val]
+    python scripts/bench_detector.py [--mos runs/mos/mos.onnx ...] [--canvas 320 416] [--scenes runs/mos-scenes/val]
         [--plot docs/figures/detector_pr.png] [--threads 2]
 
 Sets (all evaluation only; nothing here is trained on):
@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared", type=Path, default=None)
     parser.add_argument("--mos", type=Path, nargs="*", default=[], help="MOS ONNX files (facemtl export)")
     parser.add_argument("--score", type=float, default=0.5, help="MOS score threshold (default 0.5)")
+    parser.add_argument("--canvas", type=int, nargs="*", default=[None],
+                        help="MOS canvas sides to measure (default: the one it trained on)")
     parser.add_argument("--scenes", type=Path, default=None, help="held-out rendered scenes for AP")
     parser.add_argument("--plot", type=Path, default=None, help="precision-recall plot (png)")
     parser.add_argument("--threads", type=int, default=2)
@@ -112,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     cv2.setNumThreads(args.threads)
     sets = eval_sets(shared, args.scenes)
     detectors = [("opencv", create_detector("opencv"), 0.0)]
-    detectors += [(f"mos:{p.name}", create_detector("mos", model_path=p, score=0.01, threads=args.threads),
-                   args.score) for p in args.mos]
+    detectors += [(f"mos:{p.name}" + (f" canvas {c}" if c else ""),
+                   create_detector("mos", model_path=p, score=0.01, threads=args.threads, canvas=c), args.score)
+                  for p in args.mos for c in args.canvas]
     curves = {}
     frame = _frame(shared)
     for name, det, threshold in detectors:

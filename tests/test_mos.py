@@ -238,6 +238,12 @@ def test_onnx_export_and_torch_free_runtime_match_torch(tmp_path):
     side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     big = create_detector("mos", model_path=path, score=0.3, min_face=float(np.median(side)), threads=1)(image)[0]
     assert 0 < len(big) < len(boxes) or len(set(side)) == 1
+    # A larger canvas: the image is brought to that side (twice the pixels per face here).
+    wide = create_detector("mos", model_path=path, score=0.3, threads=1, canvas=128)
+    seen = []
+    wide.raw = lambda c, raw=wide.raw: seen.append(c.shape) or raw(c)
+    wide.detect(image)
+    assert seen == [(64, 128, 3)]
     # FaceAnalyzer makes a named MOS detector with its own threads and threshold (None: MOS's 0.5).
     from facemtl.infer.analyzer import FaceAnalyzer
 

@@ -36,11 +36,13 @@ class MosDetector:
     ``model_path``: the ONNX file (default ``facemtl/assets/mos.onnx``, once one is shipped).
     ``score``: the face-score threshold. ``min_face``: smallest face kept, in pixels of the
     landmark box's longer side (>= 1) or as a fraction of the image's shorter side (< 1).
-    ``nms_iou``: overlap above which the lower-scored of two boxes is dropped.
+    ``nms_iou``: overlap above which the lower-scored of two boxes is dropped. ``canvas``: the
+    longer side the image is brought to (default the side the model trained on); a larger one
+    finds smaller faces at a quadratic cost (the network is fully convolutional).
     """
 
     def __init__(self, model_path: str | Path | None = None, score: float = 0.5, min_face: float = 0.0,
-                 nms_iou: float = 0.4, threads: int = 2):
+                 nms_iou: float = 0.4, threads: int = 2, canvas: int | None = None):
         path = Path(model_path) if model_path is not None else DEFAULT_MOS
         if model_path is None and not path.is_file():
             raise FileError(path, "no MOS detector is shipped yet: train one (facemtl train --config mos), "
@@ -53,6 +55,7 @@ class MosDetector:
         self._anchors: dict[tuple[int, int], np.ndarray] = {}  # per canvas shape
         self.path, self.name = path, meta.get("facemtl_model", "")
         self.score, self.min_face, self.nms_iou = score, min_face, nms_iou
+        self.canvas = int(canvas or self.spec.input_size)
 
     def anchors(self, shape: tuple[int, int]) -> np.ndarray:
         """The anchors of a canvas of ``shape`` (height, width), made once per shape."""
@@ -69,7 +72,7 @@ class MosDetector:
     def detect(self, image: np.ndarray) -> dict[str, np.ndarray]:
         """Faces of a uint8 BGR image, best score first: ``boxes`` (K, 4), ``scores`` (K,),
         ``points`` (K, 5, 2) in image pixels, ``rotation`` (K, 3, 3), ``pose`` (K, 3) degrees."""
-        canvas, scale = letterbox(image, self.spec.input_size, CANVAS_MULTIPLE)
+        canvas, scale = letterbox(image, self.canvas, CANVAS_MULTIPLE)
         out = self.raw(canvas)
         found = detections(out["scores"], out["box_deltas"], out["point_deltas"], self.anchors(canvas.shape[:2]),
                            self.spec, self.score, self.nms_iou)
