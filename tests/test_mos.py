@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from facemtl.geometry.anchors import (AnchorSpec, decode_boxes, decode_points, detections, encode_boxes,
-                                      encode_points, five_points, from_canvas, letterbox, priors)
+                                      encode_points, five_points, from_canvas, letterbox, priors, run_canvas)
 from facemtl.train.detection.data import CanvasFace, encode, focus_probabilities
 from facemtl.train.detection.data import KINDS
 from facemtl.train.detection.loss import DetectionLoss, best_face_scores
@@ -61,6 +61,9 @@ def test_letterbox_maps_points_both_ways():
     a = priors(TINY, cut.shape[:2])
     assert len(a) == sum(len(s) * (32 // st) * (64 // st) for st, s in zip(TINY.strides, TINY.sizes))
     assert a[:, 1].max() < 32 and a[:, 0].max() > 32
+    # A small image is not enlarged beyond its own side rounded up to 32.
+    small, one = run_canvas(image[:50, :100], 320)
+    assert small.shape == (64, 128, 3) and one == pytest.approx(1.28)
 
 
 def test_target_builder_matches_known_box():

@@ -1,7 +1,7 @@
 """The MOS face detector at run time (no torch): ``create_detector("mos", model_path=...)``.
 
 Letterbox the image onto a canvas of the model's side, its shorter side cut to the image's
-(rounded up to the backbone's stride 32; :func:`facemtl.geometry.anchors.letterbox`), run the
+(rounded up to the backbone's stride 32; :func:`facemtl.geometry.anchors.run_canvas`), run the
 ONNX file of ``facemtl export`` on a MOS checkpoint, decode the anchors' box and point
 codes and suppress overlaps in numpy (:func:`facemtl.geometry.anchors.detections`, the coding
 the training targets use), map back to the image, drop faces under ``min_face``.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facemtl.geometry.anchors import CANVAS_MULTIPLE, AnchorSpec, detections, from_canvas, letterbox, priors
+from facemtl.geometry.anchors import AnchorSpec, detections, from_canvas, priors, run_canvas
 from facemtl.geometry.rotations import matrix_to_euler
 from facemtl.infer.onnx_model import cpu_session
 from facemtl.io import FileError
@@ -37,8 +37,9 @@ class MosDetector:
     ``score``: the face-score threshold. ``min_face``: smallest face kept, in pixels of the
     landmark box's longer side (>= 1) or as a fraction of the image's shorter side (< 1).
     ``nms_iou``: overlap above which the lower-scored of two boxes is dropped. ``canvas``: the
-    longer side the image is brought to (default the side the model trained on); a larger one
-    finds smaller faces at a quadratic cost (the network is fully convolutional).
+    longer side the image is brought to (default the side the model trained on; a smaller image
+    is not enlarged beyond its own side rounded up to 32); a larger one finds smaller faces at a
+    quadratic cost (the network is fully convolutional).
     """
 
     def __init__(self, model_path: str | Path | None = None, score: float = 0.5, min_face: float = 0.0,
@@ -72,7 +73,7 @@ class MosDetector:
     def detect(self, image: np.ndarray) -> dict[str, np.ndarray]:
         """Faces of a uint8 BGR image, best score first: ``boxes`` (K, 4), ``scores`` (K,),
         ``points`` (K, 5, 2) in image pixels, ``rotation`` (K, 3, 3), ``pose`` (K, 3) degrees."""
-        canvas, scale = letterbox(image, self.canvas, CANVAS_MULTIPLE)
+        canvas, scale = run_canvas(image, self.canvas)
         out = self.raw(canvas)
         found = detections(out["scores"], out["box_deltas"], out["point_deltas"], self.anchors(canvas.shape[:2]),
                            self.spec, self.score, self.nms_iou)

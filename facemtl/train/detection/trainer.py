@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from facemtl.data.transforms import Augment
-from facemtl.geometry.anchors import AnchorSpec, detections, letterbox, priors
+from facemtl.geometry.anchors import AnchorSpec, detections, priors
 from facemtl.train.config import DataSpec, TrainConfig
 from facemtl.train.detection.data import (CompositeSource, DetectionDataset, SceneSource, focus_probabilities,
                                           lfw_faces)
@@ -95,10 +95,10 @@ def make_loader(cfg: TrainConfig, spec: AnchorSpec, criterion: DetectionLoss, ra
 def detect_torch(model: torch.nn.Module, image: np.ndarray, score: float = 0.02) -> dict[str, np.ndarray]:
     """Faces of one image with the torch model (eval mode), in image pixels: the runtime's
     letterbox and decoding (:mod:`facemtl.infer.mos_detector`), torch instead of onnxruntime."""
-    from facemtl.geometry.anchors import CANVAS_MULTIPLE, from_canvas
+    from facemtl.geometry.anchors import from_canvas, run_canvas
 
     spec = model.spec
-    canvas, scale = letterbox(image, spec.input_size, CANVAS_MULTIPLE)
+    canvas, scale = run_canvas(image, spec.input_size)
     x = torch.from_numpy(canvas.transpose(2, 0, 1)[None].astype(np.float32))
     out = {k: v[0].numpy() for k, v in model.decode(model(x)).items()}
     found = detections(out["scores"], out["box_deltas"], out["point_deltas"], priors(spec, canvas.shape[:2]),
