@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--detect-every", type=int, default=5)
-    parser.add_argument("--detector", default="opencv")
+    parser.add_argument("--detector", default="mos")
     parser.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--annotate", action="store_true", help="also draw and encode an mp4 (temporary file)")
     args = parser.parse_args(argv)

@@ -230,7 +230,7 @@ def test_onnx_export_and_torch_free_runtime_match_torch(tmp_path):
     path = tmp_path / "mos.onnx"
     export_detector_onnx(model, path)
     image = np.random.default_rng(0).integers(0, 255, (50, 120, 3)).astype(np.uint8)  # a 32x64 canvas
-    detector = create_detector("mos", model_path=path, score=0.3, threads=1)
+    detector = create_detector("mos", model_path=path, score=0.3, threads=1, canvas=64)  # as detect_torch
     got = detector.detect(image)
     want = detect_torch(model, image, score=0.3)
     assert len(got["boxes"]) > 0 and got["boxes"].shape == want["boxes"].shape
@@ -239,7 +239,8 @@ def test_onnx_export_and_torch_free_runtime_match_torch(tmp_path):
     np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-5)
     boxes, scores = detector(image)
     side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-    big = create_detector("mos", model_path=path, score=0.3, min_face=float(np.median(side)), threads=1)(image)[0]
+    big = create_detector("mos", model_path=path, score=0.3, min_face=float(np.median(side)), threads=1,
+                          canvas=64)(image)[0]
     assert 0 < len(big) < len(boxes) or len(set(side)) == 1
     # A larger canvas: the image is brought to that side (twice the pixels per face here).
     wide = create_detector("mos", model_path=path, score=0.3, threads=1, canvas=128)

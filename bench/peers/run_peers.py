@@ -222,7 +222,7 @@ def facemtl_peer(threads: int, model: Optional[Path], given_box: bool = False) -
 
     if model is None and not DEFAULT_MODEL.is_file():
         return None
-    analyzer = facemtl.FaceAnalyzer(model, threads=threads, detector=None if given_box else "opencv")
+    analyzer = facemtl.FaceAnalyzer(model, threads=threads, **({"detector": None} if given_box else {}))
 
     def run(image: np.ndarray, box: np.ndarray) -> list[Face]:
         faces = analyzer(image, boxes=box[None] if given_box else None)

@@ -35,7 +35,8 @@ class FaceAnalyzer:
 
     ``model_path``: an ONNX file following ``docs/model-format.md``; ``None`` loads the shipped
     ``facemtl/assets/default.onnx``. ``detector``: a name of :mod:`facemtl.infer.detector`
-    (``"opencv"``, ``"dlib"``, ``"mediapipe"``), a callable ``image -> (boxes, scores)``, or
+    (``"mos"``, the shipped learned detector, default; ``"opencv"``, ``"dlib"``, ``"mediapipe"``,
+    ``"mos:FILE.onnx"``), a callable ``image -> (boxes, scores)``, or
     ``None`` to always pass boxes. ``threads``: CPU threads of onnxruntime and OpenCV (OpenCV's
     setting is process-wide). ``refine``: re-crop once on the predicted landmarks' box.
     ``max_batch``: most crops per model call. ``expression_model``: the ONNX file of a dedicated
@@ -57,7 +58,7 @@ class FaceAnalyzer:
     """
 
     def __init__(self, model_path: str | Path | None = None,
-                 detector: Union[str, Detector, None] = "opencv", threads: int = 2,
+                 detector: Union[str, Detector, None] = "mos", threads: int = 2,
                  refine: bool = True, max_batch: int = 64, score: Optional[float] = None, min_face: float = 0.0,
                  expression_model: Union[str, Path, bool, None] = None, super_resolve: bool = False,
                  sr_model: str | Path | None = None, sr_threshold: float = 40.0):

@@ -1,4 +1,4 @@
-"""Offline face detectors, by name: ``create_detector("opencv")``.
+"""Offline face detectors, by name: ``create_detector("mos")``.
 
 A detector is a callable ``detector(image) -> (boxes (K, 4), scores (K,))`` on a uint8 BGR
 image. Boxes are ``[x1, y1, x2, y2]`` in 0-based pixel coordinates of that image, already
@@ -6,12 +6,13 @@ mapped onto the tight box of the 68 landmarks (the box the landmark model is tra
 the analyzer can crop them directly; the analyzer then refines each box from the predicted
 landmarks. Scores are in [0, 1], largest first.
 
-* ``opencv`` (default, always available): OpenCV's bundled Haar cascades, frontal plus profile
+* ``mos`` (default): the learned MOS detector (:mod:`facemtl.infer.mos_detector`), the shipped
+  ``facemtl/assets/mos.onnx`` or ``model_path=`` / ``"mos:FILE.onnx"``.
+* ``opencv`` (always available): OpenCV's bundled Haar cascades, frontal plus profile
   (the profile cascade sees one side; it also runs on the mirrored image for the other side),
   on a downscaled grey image, merged by non-maximum suppression.
 * ``dlib``: dlib's HOG frontal detector, when dlib is installed.
 * ``mediapipe``: MediaPipe's short-range BlazeFace, when mediapipe is installed.
-* ``mos``: the learned MOS detector (:mod:`facemtl.infer.mos_detector`), given ``model_path=``.
 """
 
 from __future__ import annotations
@@ -173,8 +174,9 @@ _REQUIRES = {"dlib": "dlib", "mediapipe": "mediapipe"}
 
 def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     """The command line's detector options (``predict``, ``video``): ``--detector``, ``--score``, ``--min-face``."""
-    parser.add_argument("--detector", default="opencv",
-                        help="face detector: opencv (default), dlib, mediapipe, or mos:FILE.onnx (facemtl export)")
+    parser.add_argument("--detector", default="mos",
+                        help="face detector: mos (the shipped learned detector, default), opencv (Haar cascades), "
+                             "dlib, mediapipe, or mos:FILE.onnx (facemtl export)")
     parser.add_argument("--score", type=float, default=None,
                         help="drop detections scored below this (default: the detector's own; opencv keeps all, "
                              "mos 0.5)")
@@ -189,7 +191,7 @@ def available_detectors() -> list[str]:
     return [n for n in DETECTORS if n not in _REQUIRES or importlib.util.find_spec(_REQUIRES[n]) is not None]
 
 
-def create_detector(name: str = "opencv", **kwargs) -> Detector:
+def create_detector(name: str = "mos", **kwargs) -> Detector:
     """A detector by name (see the module docstring); ``kwargs`` go to its constructor.
 
     ``"mos:PATH"`` is the MOS detector of the ONNX file ``PATH`` (one string, so the command

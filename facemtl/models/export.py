@@ -101,9 +101,8 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: int, crop_scale:
 
         # The wrapper must be in eval mode too: the exporter restores the wrapper's mode
         # recursively afterwards, which would leave `model` training.
-        # Height and width are free: the runtime cuts the canvas's shorter side to the image's.
         _write_checked(_Contract(model, names).eval(), dummy, Path(path), names,
-                       {INPUT_NAME: {0: "N", 2: "H", 3: "W"}} | {n: {0: "N", 1: "A"} for n in names}, meta, compare if check else None)
+                       {n: {0: "N"} for n in [INPUT_NAME, *names]}, meta, compare if check else None)
         return names
     finally:
         model.train(was_training)

@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("what", choices=["calibrate", "recall", "speed"])
     parser.add_argument("--shared", type=Path, default=None,
                         help="root of the shared data (default $FACEMTL_SHARED or the checkout's ../shared)")
-    parser.add_argument("--detector", default="opencv")
+    parser.add_argument("--detector", default="mos")
     parser.add_argument("--min-face", type=float, help="opencv detector: smallest face / shorter image side")
     parser.add_argument("--scale-factor", type=float, help="opencv detector: pyramid step")
     parser.add_argument("--profile", choices=["always", "fallback", "never"], help="opencv detector: profile cascade")
