@@ -155,8 +155,9 @@ def test_frozen_stride_keeps_the_early_backbone_and_the_state_dict_layout():
     options = dict(width=0.25, dim=16, input_size=64, sizes=TINY.sizes)
     model = create_model("mos_mobilenetv2", frozen_stride=8, **options)
     assert model.state_dict().keys() == create_model("mos_mobilenetv2", **options).state_dict().keys()
-    early = {k: v.clone() for k, v in model.backbone.state_dict().items() if k.startswith(("stem.", "stages.0.", "stages.1."))}
-    late = {k: v.clone() for k, v in model.backbone.state_dict().items() if k.startswith("stages.2.")}
+    weights = model.backbone.state_dict()
+    early = {k: v.clone() for k, v in weights.items() if k.startswith(("stem.", "stages.0.", "stages.1."))}
+    late = {k: v.clone() for k, v in weights.items() if k.startswith("stages.2.")}
     assert early and late
     criterion, batch = DetectionLoss(weighting="fixed"), _batch(4)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)

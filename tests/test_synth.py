@@ -204,8 +204,8 @@ def test_scene_cli_with_two_worker_processes_finishes(tmp_path):
     import sys
 
     out = tmp_path / "scenes"
-    cmd = [sys.executable, "-m", "facemtl.cli", "synth", "--scene", "--n", "30", "--seed", "7", "--size", "320", "--workers", "2",
-           "--out", str(out)]
+    cmd = [sys.executable, "-m", "facemtl.cli", "synth", "--scene", "--n", "30", "--seed", "7", "--size", "320",
+           "--workers", "2", "--out", str(out)]
     subprocess.run(cmd, check=True, timeout=60, capture_output=True)
     assert len(list(out.glob("*.jpg"))) == 30 and len(list(out.glob("*.mat"))) == 30
 

@@ -6,10 +6,10 @@ the ONNX outputs with it, so the two cannot disagree.
 
 Coordinates are the package's 0-based pixel centres (pixel ``i`` covers ``[i - 0.5, i + 0.5]``).
 The network trains on square ``spec.input_size`` canvases; at run time it sees the image
-letterboxed into the top-left corner of a canvas whose longer side is ``spec.input_size`` (or
-the runtime's ``canvas``) and whose shorter side is rounded up to a multiple of 32
-(:func:`run_canvas`): a 640x480 frame costs a 320x256 pass, not 320x320 (the network is fully
-convolutional). Anchors are squares centred on the cells of strides 8, 16 and 32,
+letterboxed into the top-left corner of a canvas whose longer side is the runtime's ``canvas``
+(:mod:`facemtl.infer.mos_detector`) and whose shorter side is rounded up to a multiple of 32
+(:func:`run_canvas`): at 320 a 640x480 frame costs a 320x256 pass, not 320x320 (the network is
+fully convolutional). Anchors are squares centred on the cells of strides 8, 16 and 32,
 cell ``j`` of stride ``s`` at ``(j + 0.5) s - 0.5``, ``len(sizes[level])`` sides per cell, in
 the order level, row, column, anchor (the order the model flattens its outputs in). Boxes are
 the tight boxes of the 68 landmarks (the box the landmark model crops around, so the analyzer
