@@ -253,8 +253,8 @@ def test_onnx_export_and_torch_free_runtime_match_torch(tmp_path):
     from facemtl.infer.analyzer import FaceAnalyzer
 
     own = FaceAnalyzer(detector=f"mos:{path}", threads=1, expression_model=False).detector
-    lower = FaceAnalyzer(detector=f"mos:{path}", threads=1, score=0.3, expression_model=False).detector
-    assert own.score == 0.5 and lower.score == 0.3
+    lower = FaceAnalyzer(detector=f"mos:{path}", threads=1, score=0.3, canvas=128, expression_model=False).detector
+    assert own.score == 0.5 and lower.score == 0.3 and (own.canvas, lower.canvas) == (416, 128)
     assert own.session.get_session_options().intra_op_num_threads == 1
 
 

@@ -50,7 +50,8 @@ class FaceAnalyzer:
     ``score``, so a lower one finds more);
     ``min_face``: drop detections whose box's longer side is under this many pixels (>= 1) or
     this fraction of the image's shorter side (< 1). Both apply to detections only, not to
-    boxes the caller passes.
+    boxes the caller passes. ``canvas``: a MOS detector's run-time side (``None``: 416; 320 is
+    faster, 512 finds smaller faces; :class:`facemtl.infer.mos_detector.MosDetector`).
     ``super_resolve``: faces whose box is smaller than
     ``sr_threshold`` pixels (its longer side) are cropped at their own resolution and super-resolved
     to the model's input (:mod:`facemtl.infer.superres`, ``sr_model``: the generator's ONNX file,
@@ -61,7 +62,7 @@ class FaceAnalyzer:
                  detector: Union[str, Detector, None] = "mos", threads: int = 2,
                  refine: bool = True, max_batch: int = 64, score: Optional[float] = None, min_face: float = 0.0,
                  expression_model: Union[str, Path, bool, None] = None, super_resolve: bool = False,
-                 sr_model: str | Path | None = None, sr_threshold: float = 40.0):
+                 sr_model: str | Path | None = None, sr_threshold: float = 40.0, canvas: Optional[int] = None):
         self.model = OnnxModel(model_path, threads, max_batch)
         self.resolver = SuperResolver(sr_model, threads) if super_resolve else None
         self.sr_threshold = sr_threshold
@@ -82,7 +83,8 @@ class FaceAnalyzer:
         self.detector: Optional[Detector] = detector
         if isinstance(detector, str):
             mos = detector == "mos" or detector.startswith("mos:")
-            options = {"threads": threads} | ({} if score is None else {"score": score}) if mos else {}
+            given = {"score": score, "canvas": canvas}
+            options = {"threads": threads} | {k: v for k, v in given.items() if v is not None} if mos else {}
             self.detector = create_detector(detector, **options)
 
     def __call__(self, image: ImageLike, boxes: Optional[np.ndarray] = None,

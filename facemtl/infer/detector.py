@@ -173,13 +173,17 @@ _REQUIRES = {"dlib": "dlib", "mediapipe": "mediapipe"}
 
 
 def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
-    """The command line's detector options (``predict``, ``video``): ``--detector``, ``--score``, ``--min-face``."""
+    """The command line's detector options (``predict``, ``video``): ``--detector``, ``--score``, ``--canvas``,
+    ``--min-face``."""
     parser.add_argument("--detector", default="mos",
                         help="face detector: mos (the shipped learned detector, default), opencv (Haar cascades), "
                              "dlib, mediapipe, or mos:FILE.onnx (facemtl export)")
     parser.add_argument("--score", type=float, default=None,
                         help="drop detections scored below this (default: the detector's own; opencv keeps all, "
                              "mos 0.5)")
+    parser.add_argument("--canvas", type=int, default=None,
+                        help="mos: the side images are brought to (default 416; 320 is faster, 512 finds "
+                             "smaller faces)")
     parser.add_argument("--min-face", type=float, default=0.0,
                         help="drop faces smaller than this: pixels (>= 1) or a fraction of the image's shorter side")
 
