@@ -34,6 +34,7 @@ import numpy as np
 
 from facemtl.data.registry import load_dataset
 from facemtl.infer.detector import create_detector
+from facemtl.infer.mos_detector import DEFAULT_CANVAS
 from facemtl.io import shared_dir
 from facemtl.metrics.detection import average_precision, iou, match_detections
 from facemtl.tools.benchmark import _frame, _time
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mos", type=Path, nargs="*", default=[], help="MOS ONNX files (facemtl export)")
     parser.add_argument("--score", type=float, default=0.5, help="MOS score threshold (default 0.5)")
     parser.add_argument("--canvas", type=int, nargs="*", default=[None],
-                        help="MOS canvas sides to measure (default: the one it trained on)")
+                        help=f"MOS canvas sides to measure (default: the detector's, {DEFAULT_CANVAS})")
     parser.add_argument("--scenes", type=Path, default=None, help="held-out rendered scenes for AP")
     parser.add_argument("--plot", type=Path, default=None, help="precision-recall plot (png)")
     parser.add_argument("--threads", type=int, default=2)

@@ -64,6 +64,13 @@ def int8_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.int8{path.suffix}")
 
 
+def photo_files(root: Path) -> list[Path]:
+    """The image files below a calibration folder, sorted."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: calibration folder not found")
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
 def face_crops(root: Path, size: int, crop_scale: float, n: int, detector: str = "opencv",
                seed: int = 0) -> np.ndarray:
     """Up to ``n`` uint8 BGR crops (n, size, size, 3) of the faces detected in the photos below ``root``.
@@ -76,9 +83,7 @@ def face_crops(root: Path, size: int, crop_scale: float, n: int, detector: str =
     from facemtl.infer.detector import create_detector
     from facemtl.io import FileError, read_image
 
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: calibration folder not found")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = photo_files(root)
     detect = create_detector(detector)
     crops: list[np.ndarray] = []
     for i in np.random.default_rng(seed).permutation(len(files)):
@@ -267,13 +272,13 @@ def export_detector(args: argparse.Namespace, model, name: str) -> None:
 
 def photo_canvases(root: Path, size: int, n: int, seed: int = 0) -> np.ndarray:
     """Up to ``n`` uint8 BGR canvases (n, size, size, 3): photos below ``root`` in a seeded random
-    order, letterboxed as the detector sees them. Unreadable files are skipped."""
+    order, letterboxed onto the square canvas the detector trained on (the run-time canvas is cut
+    to each image and may be larger; activation ranges do not depend on the shape). Unreadable
+    files are skipped."""
     from facemtl.geometry.anchors import letterbox
     from facemtl.io import FileError, read_image
 
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: calibration folder not found")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = photo_files(root)
     canvases = []
     for i in np.random.default_rng(seed).permutation(len(files))[:n]:
         try:
