@@ -39,6 +39,8 @@ def test_adjust_boxes_by_hand():
 def test_registry():
     assert available_detectors()[0] == "opencv"
     assert isinstance(create_detector("opencv", min_face=0.2), CascadeDetector)
+    # MOS's run-time settings are the analyzer's to pass whatever the name: the cascades ignore them.
+    assert isinstance(create_detector("opencv", threads=1, score=0.5, canvas=320), CascadeDetector)
     with pytest.raises(ValueError, match="unknown detector 'yolo'; known: opencv, dlib, mediapipe"):
         create_detector("yolo")
     with pytest.raises(ValueError, match="profile must be"):

@@ -82,10 +82,7 @@ class FaceAnalyzer:
         cv2.setNumThreads(threads)
         self.detector: Optional[Detector] = detector
         if isinstance(detector, str):
-            mos = detector == "mos" or detector.startswith("mos:")
-            given = {"score": score, "canvas": canvas}
-            options = {"threads": threads} | {k: v for k, v in given.items() if v is not None} if mos else {}
-            self.detector = create_detector(detector, **options)
+            self.detector = create_detector(detector, threads=threads, score=score, canvas=canvas)
 
     def __call__(self, image: ImageLike, boxes: Optional[np.ndarray] = None,
                  refine: Optional[bool] = None) -> list[Face]:

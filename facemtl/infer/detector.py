@@ -195,11 +195,14 @@ def available_detectors() -> list[str]:
     return [n for n in DETECTORS if n not in _REQUIRES or importlib.util.find_spec(_REQUIRES[n]) is not None]
 
 
-def create_detector(name: str = "mos", **kwargs) -> Detector:
+def create_detector(name: str = "mos", *, threads: int | None = None, score: float | None = None,
+                    canvas: int | None = None, **kwargs) -> Detector:
     """A detector by name (see the module docstring); ``kwargs`` go to its constructor.
 
     ``"mos:PATH"`` is the MOS detector of the ONNX file ``PATH`` (one string, so the command
-    line's ``--detector`` and the worker processes that get it by name need nothing more)."""
+    line's ``--detector`` and the worker processes that get it by name need nothing more).
+    ``threads``, ``score`` (its threshold) and ``canvas`` are the MOS detector's run-time settings,
+    ignored by the others (an analyzer passes them whatever the name); ``None`` keeps MOS's own."""
     if name.startswith("mos:"):
         name, kwargs = "mos", {"model_path": name[4:]} | kwargs
     if name not in DETECTORS:
@@ -207,4 +210,7 @@ def create_detector(name: str = "mos", **kwargs) -> Detector:
     if name not in available_detectors():
         raise ValueError(f"detector {name!r} needs the {_REQUIRES[name]!r} package, which is not installed; "
                          f"available: {', '.join(available_detectors())}")
+    if name == "mos":
+        given = {"threads": threads, "score": score, "canvas": canvas}
+        kwargs = {k: v for k, v in given.items() if v is not None} | kwargs
     return DETECTORS[name](**kwargs)

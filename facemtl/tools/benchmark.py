@@ -137,7 +137,7 @@ def speed(shared: Path, detector: str, model: str | None, threads: int, repeats:
     """Print ms per 640x480 frame: detection, and the whole analyzer when a model is given."""
     cv2.setNumThreads(threads)
     frame = _frame(shared)
-    det = create_detector(detector, **kwargs)
+    det = create_detector(detector, threads=threads, **kwargs)
     print(f"frame 640x480, {len(det(frame)[0])} face(s) detected, {threads} threads, {repeats} repeats")
     ms = _time(lambda: det(frame), repeats)
     print(f"detection ({detector}): min {min(ms):.1f} / median {statistics.median(ms):.1f} / max {max(ms):.1f} ms")
