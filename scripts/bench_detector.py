@@ -14,6 +14,9 @@ Sets (all evaluation only; nothing here is trained on):
 * ``LFW``: one LFW identity in five (:func:`facemtl.train.detection.data.lfw_faces`, ``val``),
   the main face's box from the shipped pseudo-landmarks. The shared LFW copy has a green box and
   landmark dots burned into every face: they are inpainted first (``synth.texture.remove_overlay``);
+* ``mosaics``: 60 grids of those held-out LFW faces (the training data's mosaics,
+  ``CompositeSource(p_mosaic=1)``, 416 px, fixed seeds; half with 4x4 to 6x6 cells): small real
+  faces with their context, as in dlib's VOC photos, to choose a threshold on;
 * ``--scenes``: held-out rendered scenes (``facemtl synth --scene``), for AP.
 
 A face is found when a detection at or above the threshold overlaps the tight box of its 68
@@ -62,19 +65,33 @@ def eval_sets(shared: Path, scenes: Path | None) -> dict[str, list[tuple[str, np
                               for s in load_dataset("300w", data / "300w" / "helen-train", holdout="val")]
     sets["LFW held-out"] = [(s.image_path, _lm_box(s.landmarks)[None], np.zeros(1, bool))
                             for s in lfw_faces(data / "lfw", "val")]
+    sets["mosaics"] = mosaics(data / "lfw")
     if scenes is not None:
         sets["renders"] = [(s.image_path, s.meta["landmark_boxes"], np.nanmean(s.meta["visibility"], 1) < 0.3)
                            for s in load_dataset("synth-scenes", scenes)]
     return sets
 
 
+def mosaics(lfw: Path, n: int = 60, size: int = 416) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Held-out LFW faces in training-style mosaics: ``[(image, gt boxes, ignore)]``."""
+    from facemtl.train.detection.data import CompositeSource, lfw_faces
+
+    source = CompositeSource(lfw_faces(lfw, "val"), size, p_negative=0.0, p_mosaic=1.0, clean=True)
+    out = []
+    for i in range(n):
+        image, faces = source.example(np.random.default_rng(1000 + i), "small" if i % 2 else None)
+        out.append((image, np.array([f.box for f in faces]), np.zeros(len(faces), bool)))
+    return out
+
+
 def run_set(detector, items, clean: bool = False) -> tuple[list, list]:
-    """Every detector's boxes and scores; ``clean``: inpaint burned-in green drawings first (LFW)."""
+    """Every detector's boxes and scores; ``clean``: inpaint burned-in green drawings first (LFW).
+    An item's image is a path or an array."""
     from facemtl.synth.texture import remove_overlay
 
     boxes, scores = [], []
     for path, _, _ in items:
-        image = cv2.imread(str(path))
+        image = path if isinstance(path, np.ndarray) else cv2.imread(str(path))
         b, s = detector(remove_overlay(image) if clean else image)
         boxes.append(np.asarray(b).reshape(-1, 4))
         scores.append(np.asarray(s).reshape(-1))

@@ -217,6 +217,29 @@ def test_composite_source_pastes_faces_with_their_kinds(monkeypatch):
     assert 12 <= b[2] - b[0] <= 20.5 and 0 <= b[0] and b[2] <= 64
 
 
+def test_mosaic_puts_one_face_per_cell_where_its_pixels_are(monkeypatch):
+    from facemtl.data.sample import Sample
+    from facemtl.train.detection import data
+
+    monkeypatch.setattr(data, "background", lambda rng, size: np.zeros((size, size, 3), np.uint8))
+    photo = np.full((100, 100, 3), 40, np.uint8)
+    photo[35:65, 35:65] = 250  # the face: bright inside its landmark box
+    lm = np.stack(np.meshgrid(np.linspace(35, 64, 17), np.linspace(35, 64, 4)), -1).reshape(-1, 2)[:68]
+    source = data.CompositeSource([Sample("gen", image=photo, landmarks=lm)], 96, p_negative=0.0, p_mosaic=1.0)
+    for focus, cells in ((None, (2, 3, 4)), ("small", (4, 5, 6))):
+        image, faces = source.example(np.random.default_rng(3), focus)
+        k = round(len(faces) ** 0.5)
+        assert k in cells and len(faces) == k * k
+        cell = 96 // k
+        corners = sorted((int(f.box[1] // cell), int(f.box[0] // cell)) for f in faces)
+        assert corners == [(r, c) for r in range(k) for c in range(k)]  # one face in each cell
+        for f in faces:
+            x0, y0, x1, y1 = f.box.round().astype(int)
+            inner = image[y0 + 1:y1 - 1, x0 + 1:x1 - 1]
+            assert inner.size and inner.mean() > 200, "the box must sit on the face's pixels"
+            assert ("small" in f.kinds) == (max(f.box[2:] - f.box[:2]) < data.SMALL)
+
+
 def test_onnx_export_and_torch_free_runtime_match_torch(tmp_path):
     from facemtl.infer.detector import create_detector
     from facemtl.models.export import export_detector_onnx

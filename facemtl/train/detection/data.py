@@ -13,7 +13,8 @@ Sources (each ``example(rng, focus)``):
   pseudo-landmarks) cut out with a feathered ellipse and pasted onto real or procedural
   backgrounds at many scales and positions (LFW's burned-in drawings inpainted first), 0 to
   ``max_faces`` per canvas (0: a face-free negative); or a whole real photo scaled onto the
-  canvas (real context around its face).
+  canvas (real context around its face); or a mosaic, a grid of head-and-shoulders cuts of the
+  photos (small faces with their real context, which a pasted face lacks).
 
 Data feedback: every example is asked for with a *focus*, one of ``KINDS`` or ``None``; the
 source then makes its faces of that kind (shrinks them, picks turned ones, darkens, blurs or
@@ -212,19 +213,21 @@ def _photometric(canvas: np.ndarray, faces: list[CanvasFace], rng: np.random.Gen
 
 class CompositeSource:
     """Real faces with 68 landmarks pasted onto backgrounds; ``p_photo``: the whole photo instead;
-    ``p_negative``: no face at all. ``min_side`` / ``max_side``: landmark-box width range on the
-    canvas (log-uniform); a ``small`` focus draws from ``small_side`` instead."""
+    ``p_mosaic``: a 2x2 to 4x4 grid of head-and-shoulders squares, unblended (4x4 to 6x6 with a
+    ``small`` focus); ``p_negative``: no face at all. ``min_side`` / ``max_side``: landmark-box width
+    range on the canvas (log-uniform); a ``small`` focus draws from ``small_side`` instead."""
 
     def __init__(self, samples: Sequence[Sample], size: int, max_faces: int = 4, p_photo: float = 0.25,
                  p_negative: float = 0.1, min_side: float = 10.0, max_side: float | None = None,
-                 small_side: tuple[float, float] = (8.0, SMALL), p_kind: float = 0.05, clean: bool = False):
+                 small_side: tuple[float, float] = (8.0, SMALL), p_kind: float = 0.05, clean: bool = False,
+                 p_mosaic: float = 0.0):
         self.samples = [s for s in samples if s.landmarks is not None and np.isfinite(s.landmarks).all()]
         if not self.samples:
             raise ValueError("no faces with 68 landmarks")
         self.turned = [i for i, s in enumerate(self.samples) if is_turned(s.landmarks, s.pose)]
         self.size, self.max_faces, self.p_photo, self.p_negative = size, max_faces, p_photo, p_negative
         self.sides = (min_side, max_side or 0.55 * size)
-        self.small_side, self.p_kind, self.clean = small_side, p_kind, clean
+        self.small_side, self.p_kind, self.clean, self.p_mosaic = small_side, p_kind, clean, p_mosaic
 
     def _load(self, s: Sample) -> np.ndarray:
         """The sample's image; with ``clean``, thin pure-green drawings inpainted (the shared LFW
@@ -243,6 +246,8 @@ class CompositeSource:
     def example(self, rng: np.random.Generator, focus: str | None) -> tuple[np.ndarray, list[CanvasFace]]:
         if focus is None and rng.random() < self.p_negative:
             return _photometric(background(rng, self.size), [], rng, None), []
+        if self.p_mosaic and focus != "occluded" and rng.random() < self.p_mosaic:
+            return self._mosaic(rng, focus)
         if rng.random() < self.p_photo and focus not in ("small", "occluded"):
             return self._photo(rng, focus)
         canvas = background(rng, self.size)
@@ -270,6 +275,23 @@ class CompositeSource:
         face.kinds = {"turned"} if is_turned(s.landmarks, s.pose) else set()
         return _photometric(canvas, [face], rng, focus), [face]
 
+    def _mosaic(self, rng: np.random.Generator, focus: str | None) -> tuple[np.ndarray, list[CanvasFace]]:
+        # Square cuts of 1.5-2x the landmark box: the head, hair and shoulders, little of the
+        # photo's edge, where unlabelled bystanders would be learnt as background.
+        k = int(rng.integers(4, 7)) if focus == "small" else int(rng.integers(2, 5))
+        cell = self.size // k
+        canvas = background(rng, self.size)
+        faces = []
+        for row in range(k):
+            for col in range(k):
+                s = self._pick(rng, focus)
+                tile = int(cell * rng.uniform(0.85, 1.0))
+                patch, pts, pose = self._cut(s, rng.uniform(1.5, 2.0), tile, rng)
+                x, y = (i * cell + int(rng.integers(0, cell - tile + 1)) for i in (col, row))
+                canvas[y:y + tile, x:x + tile] = patch
+                faces.append(_face(s, pts + [x, y], pose, set()))
+        return _photometric(canvas, faces, rng, focus), faces
+
     def _paste(self, canvas: np.ndarray, rng: np.random.Generator, focus: str | None,
                taken: list[np.ndarray]) -> CanvasFace | None:
         """Paste one face where it overlaps no earlier one; None when no room was found."""
@@ -287,20 +309,23 @@ class CompositeSource:
                 break
         else:
             return None
-        image = self._load(s)
-        patch, m = crop_face(image, landmark_box(s.landmarks), margin, patch_px)
+        patch, pts, pose = self._cut(s, margin, patch_px, rng)
+        patch, kinds = self._degrade(patch, pts, side, rng, focus)
+        _blend(canvas, patch, int(x), int(y), rng)
+        taken.append(rect)
+        return _face(s, pts + [x, y], pose, kinds)
+
+    def _cut(self, s: Sample, margin: float, patch_px: int,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The face cut square (``margin`` x its landmark box, ``patch_px`` side), mirrored half the
+        time: the patch, its 68 points and the pose."""
+        patch, m = crop_face(self._load(s), landmark_box(s.landmarks), margin, patch_px)
         pts = apply_affine(s.landmarks, m)
         pose = s.pose if s.pose is not None else np.full(3, np.nan)
         if rng.random() < 0.5:
             patch, pts, pose = patch[:, ::-1], pts[FLIP_68], flip_pose(pose) if np.isfinite(pose).all() else pose
             pts[:, 0] = patch_px - 1 - pts[:, 0]
-        patch, kinds = self._degrade(np.ascontiguousarray(patch), pts, side, rng, focus)
-        _blend(canvas, patch, int(x), int(y), rng)
-        taken.append(rect)
-        pts = pts + [x, y]
-        kinds |= {k for k, on in (("small", side < SMALL), ("turned", is_turned(s.landmarks, s.pose))) if on}
-        return CanvasFace(box=landmark_box(pts), points=five_points(pts), pose=np.asarray(pose, np.float64),
-                          kinds=kinds)
+        return np.ascontiguousarray(patch), pts, pose
 
     def _degrade(self, patch: np.ndarray, pts: np.ndarray, side: float, rng: np.random.Generator,
                  focus: str | None) -> tuple[np.ndarray, set[str]]:
@@ -315,6 +340,14 @@ class CompositeSource:
             patch = darken(patch, rng)
             kinds.add("dark")
         return patch, kinds
+
+
+def _face(s: Sample, pts: np.ndarray, pose: np.ndarray, kinds: set[str]) -> CanvasFace:
+    """A cut-out face on the canvas (its 68 points in canvas pixels), with its small / turned kinds."""
+    box = landmark_box(pts)
+    small = max(box[2] - box[0], box[3] - box[1]) < SMALL
+    kinds = kinds | {k for k, on in (("small", small), ("turned", is_turned(s.landmarks, s.pose))) if on}
+    return CanvasFace(box=box, points=five_points(pts), pose=np.asarray(pose, np.float64), kinds=kinds)
 
 
 def _overlap(a: np.ndarray, b: np.ndarray) -> float:
