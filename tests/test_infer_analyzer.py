@@ -70,6 +70,21 @@ def test_refinement_recrops_on_the_landmark_box(tmp_path):
     np.testing.assert_allclose(refined.landmarks, twice, atol=1e-3)
     np.testing.assert_allclose(refined.box, np.r_[twice.min(0), twice.max(0)], atol=1e-3)
 
+    # By default only an estimating detector's boxes are refined; a detector that gives the
+    # landmark box itself (MOS: ``landmark_boxes``) is read in one pass.
+    class LandmarkBoxes:
+        landmark_boxes = True
+
+        def __call__(self, image):
+            return box[None], np.ones(1)
+
+    def estimates(image):
+        return box[None], np.ones(1)
+
+    one_pass = FaceAnalyzer(model, detector=LandmarkBoxes())(image)[0]
+    np.testing.assert_allclose(one_pass.landmarks, once, atol=1e-3)
+    np.testing.assert_allclose(FaceAnalyzer(model, detector=estimates)(image)[0].landmarks, twice, atol=1e-3)
+
 
 def test_batch_many_faces_and_fixed_batch_model(tmp_path):
     model = build_model(tmp_path / "fixed.onnx", follow=False, batch=1)  # exported with batch size 1

@@ -38,7 +38,10 @@ class FaceAnalyzer:
     (``"mos"``, the shipped learned detector, default; ``"opencv"``, ``"dlib"``, ``"mediapipe"``,
     ``"mos:FILE.onnx"``), a callable ``image -> (boxes, scores)``, or
     ``None`` to always pass boxes. ``threads``: CPU threads of onnxruntime and OpenCV (OpenCV's
-    setting is process-wide). ``refine``: re-crop once on the predicted landmarks' box.
+    setting is process-wide). ``refine``: re-crop once on the predicted landmarks' box; ``None``
+    (default): only when the detector's boxes are estimates of it (the cascades, dlib, mediapipe,
+    a callable) — MOS gives the landmark box itself, and a second pass read the 100 held-out
+    300-W faces no better (NME 5.57 % with it, 5.42 % without; 700 turned ones 3.01° / 2.99°).
     ``max_batch``: most crops per model call. ``expression_model``: the ONNX file of a dedicated
     expression network (docs/model-format.md, "The expression model") run as a second call on
     its own crop around the final landmarks' box; ``face.expression`` then comes from it.
@@ -60,7 +63,7 @@ class FaceAnalyzer:
 
     def __init__(self, model_path: str | Path | None = None,
                  detector: Union[str, Detector, None] = "mos", threads: int = 2,
-                 refine: bool = True, max_batch: int = 64, score: Optional[float] = None, min_face: float = 0.0,
+                 refine: Optional[bool] = None, max_batch: int = 64, score: Optional[float] = None, min_face: float = 0.0,
                  expression_model: Union[str, Path, bool, None] = None, super_resolve: bool = False,
                  sr_model: str | Path | None = None, sr_threshold: float = 40.0, canvas: Optional[int] = None):
         self.model = OnnxModel(model_path, threads, max_batch)
@@ -70,7 +73,7 @@ class FaceAnalyzer:
         m = self.model
         self.input_size, self.crop_scale, self.max_batch = m.input_size, m.crop_scale, m.max_batch
         self.expressions, self.model_name, self.model_path = m.expressions, m.name, m.path
-        self.refine, self.score, self.min_face = refine, score, min_face
+        self.score, self.min_face = score, min_face
         if expression_model is None:
             expression_model = shipped_expression_model(model_path) or False
         self.expression_model: Optional[OnnxModel] = None
@@ -83,6 +86,7 @@ class FaceAnalyzer:
         self.detector: Optional[Detector] = detector
         if isinstance(detector, str):
             self.detector = create_detector(detector, threads=threads, score=score, canvas=canvas)
+        self.refine = not getattr(self.detector, "landmark_boxes", False) if refine is None else refine
 
     def __call__(self, image: ImageLike, boxes: Optional[np.ndarray] = None,
                  refine: Optional[bool] = None) -> list[Face]:

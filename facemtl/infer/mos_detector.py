@@ -46,6 +46,8 @@ class MosDetector:
     quadratic cost (the network is fully convolutional), a smaller one is faster.
     """
 
+    landmark_boxes = True  # its boxes are the landmark box itself (what it learnt), not an estimate
+
     def __init__(self, model_path: str | Path | None = None, score: float = 0.5, min_face: float = 0.0,
                  nms_iou: float = 0.4, threads: int = 2, canvas: int | None = None):
         path = Path(model_path) if model_path is not None else DEFAULT_MOS
