@@ -63,7 +63,8 @@ class FaceAnalyzer:
 
     def __init__(self, model_path: str | Path | None = None,
                  detector: Union[str, Detector, None] = "mos", threads: int = 2,
-                 refine: Optional[bool] = None, max_batch: int = 64, score: Optional[float] = None, min_face: float = 0.0,
+                 refine: Optional[bool] = None, max_batch: int = 64, score: Optional[float] = None,
+                 min_face: float = 0.0,
                  expression_model: Union[str, Path, bool, None] = None, super_resolve: bool = False,
                  sr_model: str | Path | None = None, sr_threshold: float = 40.0, canvas: Optional[int] = None):
         self.model = OnnxModel(model_path, threads, max_batch)
