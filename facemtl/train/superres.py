@@ -126,7 +126,9 @@ def crops_cache(cfg: SRConfig, out: Path, size: int) -> Path:
     import hashlib
     import json
 
-    key = hashlib.md5(json.dumps([cfg.data, cfg.crop_scale, size], sort_keys=True).encode()).hexdigest()[:8]
+    # "lfw-inpainted": LFW crops made before its drawings were inpainted must not be reused.
+    key = hashlib.md5(json.dumps([cfg.data, cfg.crop_scale, size, "lfw-inpainted"],
+                                 sort_keys=True).encode()).hexdigest()[:8]
     return out / f"hr_crops_{size}_{key}.npy"
 
 
@@ -139,11 +141,16 @@ def hr_crops(cfg: SRConfig, size: int, cache: Path | None = None) -> np.ndarray:
         crops = np.load(cache)
         if crops.shape[1:] == (size, size, 3):
             return crops
+    from facemtl.synth.texture import remove_overlay
+
     crops = []
     for spec in cfg.data:
+        # The shared LFW copy has a green box and landmark dots burned into every face: inpainted,
+        # or the generator learns to draw them.
+        clean = remove_overlay if spec["name"] == "lfw" else (lambda image: image)
         for path, box in face_boxes(spec):
             try:
-                crops.append(crop_face(read_image(path), box, cfg.crop_scale, size)[0])
+                crops.append(crop_face(clean(read_image(path)), box, cfg.crop_scale, size)[0])
             except FileError:
                 continue  # an unreadable photo is one face fewer
     if not crops:
