@@ -85,7 +85,7 @@ def test_clip_to_csv_and_video(tmp_path, stub):
 def test_cli_without_faces_and_no_smooth(tmp_path, stub, capsys):
     clip = write_clip(tmp_path / "clip.mp4", n=12)
     # The OpenCV cascades find no face among squares: a header-only CSV, a full video. (The default
-    # MOS detector scores one of these textured squares 0.25-0.50, at 0.50 in one frame of 12.)
+    # MOS detector d749e638 scored one of these textured squares 0.25-0.50, 0.50 in one frame of 12.)
     rc = main(["video", str(clip), "--out", str(tmp_path / "o.mp4"), "--csv", str(tmp_path / "o.csv"),
                "--model", str(stub), "--no-smooth", "--detect-every", "3", "--detector", "opencv"])
     assert rc == 0

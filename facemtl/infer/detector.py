@@ -3,8 +3,8 @@
 A detector is a callable ``detector(image) -> (boxes (K, 4), scores (K,))`` on a uint8 BGR
 image. Boxes are ``[x1, y1, x2, y2]`` in 0-based pixel coordinates of that image, already
 mapped onto the tight box of the 68 landmarks (the box the landmark model is trained on), so
-the analyzer can crop them directly; the analyzer then refines each box from the predicted
-landmarks. Scores are in [0, 1], largest first.
+the analyzer can crop them directly; for the detectors whose boxes are estimates of it (all but
+MOS) the analyzer re-crops once on the predicted landmarks' box. Scores are in [0, 1], largest first.
 
 * ``mos`` (default): the learned MOS detector (:mod:`facemtl.infer.mos_detector`), the shipped
   ``facemtl/assets/mos.onnx`` or ``model_path=`` / ``"mos:FILE.onnx"``.
@@ -167,7 +167,7 @@ DETECTORS: dict[str, Callable[..., Detector]] = {
     "opencv": CascadeDetector,
     "dlib": DlibDetector,
     "mediapipe": MediaPipeDetector,
-    "mos": _mos,  # the learned detector (facemtl.infer.mos_detector); needs a trained ONNX file
+    "mos": _mos,  # the learned detector (facemtl.infer.mos_detector), facemtl/assets/mos.onnx
 }
 _REQUIRES = {"dlib": "dlib", "mediapipe": "mediapipe"}
 

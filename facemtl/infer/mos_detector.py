@@ -23,9 +23,10 @@ from facemtl.infer.onnx_model import cpu_session
 from facemtl.io import FileError
 
 DEFAULT_MOS = Path(__file__).resolve().parents[1] / "assets" / "mos.onnx"
-# The longer side images are brought to by default. The shipped model trained on 320 px canvases
-# but scores faces under about 32 canvas pixels low: at 320 a 4x4 mosaic of 250 px LFW photos
-# gave 9 of 16 faces, at 416 all 16, for 8.0 -> 16.9 ms on a 640x480 frame (int8, 2 threads).
+# The longer side images are brought to by default. Chosen for detector d749e638 (trained on 320 px
+# canvases), which scored faces under about 32 canvas pixels low: at 320 a 4x4 mosaic of 250 px LFW
+# photos gave 9 of 16 faces, at 416 all 16, for 8.0 -> 16.9 ms on a 640x480 frame (int8, 2 threads).
+# The shipped 07fe27e9 finds dlib VOC's faces 39/43 at 320, 43/43 at 416 (docs/BENCHMARKS.md).
 DEFAULT_CANVAS = 416
 
 
@@ -53,8 +54,7 @@ class MosDetector:
         path = Path(model_path) if model_path is not None else DEFAULT_MOS
         if model_path is None and not path.is_file():
             raise FileError(path, "the shipped MOS detector is missing: reinstall facemtl, or train one "
-                                  "(facemtl train --config mos),"
-                                  " export it (facemtl export) and pass model_path=")
+                                  "(facemtl train --config mos), export it (facemtl export) and pass model_path=")
         self.session = cpu_session(path, threads)
         meta = self.session.get_modelmeta().custom_metadata_map
         if "facemtl_detector" not in meta:
