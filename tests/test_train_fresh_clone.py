@@ -67,3 +67,10 @@ def test_expression_trainer_refuses_resume_instead_of_ignoring_it(clone):
     assert r.stderr.strip().splitlines() == [
         "facemtl train: expression: the expression trainer runs in one go (it keeps no resumable checkpoint); "
         "--resume and --stop-at are not supported there"]
+
+
+def test_cpu_only_trainer_refuses_another_device_before_any_work(clone):
+    r = train(clone, "--config", "superres", "--device", "cuda", "--out", "runs/sr")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == ["facemtl train: superres: this trainer runs on the CPU only, not on 'cuda'"]
+    assert not (clone / "runs" / "sr").exists()

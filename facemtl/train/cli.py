@@ -39,56 +39,45 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
+    from facemtl.train import superres
     from facemtl.train.checkpoint import CHECKPOINT_NAME
-    from facemtl.train.config import TrainConfig
-    from facemtl.train.trainer import train
+    from facemtl.train.config import TrainConfig, UnsupportedOption
 
-    if (sr := _superres(args)) is not None:
-        return sr
-    try:
-        cfg = TrainConfig.load(args.config)
-    except ValueError as e:
-        print(f"facemtl train: {e}", file=sys.stderr)
-        return 2
-    missing = None if args.resume else first_missing_input(cfg)
-    if missing:
-        print(f"facemtl train: {missing}", file=sys.stderr)
-        return 2
+    # Super-resolution configs say ``task: superres`` and have their own schema; the others are
+    # TrainConfigs whose model picks the loop (_loop). Every loop takes the same options.
+    sr_dict = superres.read_config(args.config)
+    if sr_dict is not None:
+        cfg, loop = superres.SRConfig.from_dict(sr_dict), superres.train
+    else:
+        try:
+            cfg = TrainConfig.load(args.config)
+        except ValueError as e:
+            print(f"facemtl train: {e}", file=sys.stderr)
+            return 2
+        missing = None if args.resume else first_missing_input(cfg)
+        if missing:
+            print(f"facemtl train: {missing}", file=sys.stderr)
+            return 2
+        loop = _loop(cfg)
     if args.steps is not None:
         cfg.steps = args.steps
     out = Path(args.out or Path("runs") / cfg.name)
-    from facemtl.train.detection.trainer import is_detector, train_detector
-    from facemtl.train.expression import is_expression_config
-
-    if is_expression_config(cfg):  # the dedicated expression net has its own small loop
-        from facemtl.train.expression import train as train_expression
-
-        if args.resume or args.stop_at is not None:
-            print(f"facemtl train: {cfg.name}: the expression trainer runs in one go (it keeps no resumable "
-                  "checkpoint); --resume and --stop-at are not supported there", file=sys.stderr)
-            return 2
-        print(train_expression(cfg, out))
-        return 0
-    # A detector (mos_* model) trains on whole canvases with anchor targets: its own loop.
-    (train_detector if is_detector(cfg) else train)(cfg, out, resume=args.resume, device=args.device,
-                                                    stop_at=args.stop_at)
+    try:
+        loop(cfg, out, resume=args.resume, device=args.device, stop_at=args.stop_at)
+    except UnsupportedOption as e:
+        print(f"facemtl train: {e}", file=sys.stderr)
+        return 2
     print(out / CHECKPOINT_NAME)
     return 0
 
 
-def _superres(args: argparse.Namespace) -> int | None:
-    """Train a super-resolution config (``task: superres``, :mod:`facemtl.train.superres`); None for others."""
-    from pathlib import Path
+def _loop(cfg: "TrainConfig"):
+    """The training loop of a TrainConfig: the expression net's, the detector's (a ``mos_*``
+    model: whole canvases with anchor targets) or the multi-task trainer's."""
+    from facemtl.train import expression
+    from facemtl.train.detection.trainer import is_detector, train_detector
+    from facemtl.train.trainer import train
 
-    from facemtl.train import superres
-
-    d = superres.read_config(args.config)
-    if d is None:
-        return None
-    cfg = superres.SRConfig.from_dict(d)
-    if args.steps is not None:
-        cfg.steps = args.steps
-    out = Path(args.out or Path("runs") / cfg.name)
-    superres.train(cfg, out, resume=args.resume, stop_at=args.stop_at)
-    print(out / "last.pt")
-    return 0
+    if expression.is_expression_config(cfg):
+        return expression.train
+    return train_detector if is_detector(cfg) else train

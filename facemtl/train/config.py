@@ -11,6 +11,17 @@ from typing import Any
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
+class UnsupportedOption(ValueError):
+    """A training loop was asked for what it does not do (e.g. ``--resume`` of the expression loop);
+    raised before any work, so the command line can say it in one line."""
+
+
+def cpu_only(name: str, device: str | None) -> None:
+    """Raise :class:`UnsupportedOption` unless ``device`` is None or ``cpu`` (loop ``name`` is CPU-only)."""
+    if device not in (None, "cpu"):
+        raise UnsupportedOption(f"{name}: this trainer runs on the CPU only, not on {device!r}")
+
+
 def config_path(name_or_path: str | Path) -> Path:
     """``name_or_path`` itself when it is a file, else the shipped config of that name
     (``default`` -> ``facemtl/configs/default.yaml``); a missing file stays as given, so the

@@ -191,10 +191,19 @@ def _summary(step: int, val: dict[str, Any]) -> str:
     return f"step {step}: " + "; ".join(parts)
 
 
-def train(cfg: TrainConfig, out: str | Path) -> Path:
-    """Train ``cfg`` (an expression model) into ``out``; returns ``out/last.pt``."""
+def train(cfg: TrainConfig, out: str | Path, resume: bool = False, device: str | None = None,
+          stop_at: int | None = None) -> Path:
+    """Train ``cfg`` (an expression model) into ``out`` in one go, on the CPU; returns ``out/last.pt``.
+
+    It keeps no resumable checkpoint: ``resume`` and ``stop_at`` raise :class:`UnsupportedOption`."""
     from facemtl.models import create_model
+    from facemtl.train.config import UnsupportedOption, cpu_only
     from facemtl.train.trainer import learning_rate
+
+    if resume or stop_at is not None:
+        raise UnsupportedOption(f"{cfg.name}: the expression trainer runs in one go (it keeps no resumable "
+                                "checkpoint); --resume and --stop-at are not supported there")
+    cpu_only(cfg.name, device)
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -309,9 +309,13 @@ def train_step(nets: dict[str, torch.nn.Module], optims: dict[str, torch.optim.O
     return out
 
 
-def train(cfg: SRConfig, out: str | Path, resume: bool = False, stop_at: int | None = None) -> torch.nn.Module:
-    """Train ``cfg`` into ``out`` (``last.pt``, ``metrics.csv``, the crop cache); returns the generator."""
+def train(cfg: SRConfig, out: str | Path, resume: bool = False, device: str | None = None,
+          stop_at: int | None = None) -> torch.nn.Module:
+    """Train ``cfg`` into ``out`` (``last.pt``, ``metrics.csv``, the crop cache) on the CPU; returns the generator."""
+    from facemtl.train.config import cpu_only
     from facemtl.train.trainer import learning_rate
+
+    cpu_only(cfg.name, device)
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
