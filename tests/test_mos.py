@@ -240,6 +240,24 @@ def test_mosaic_puts_one_face_per_cell_where_its_pixels_are(monkeypatch):
             assert ("small" in f.kinds) == (max(f.box[2:] - f.box[:2]) < data.SMALL)
 
 
+def test_clutter_draws_distractors_on_face_free_canvases_only_when_asked(monkeypatch):
+    from facemtl.data.sample import Sample
+    from facemtl.train.detection import data
+
+    monkeypatch.setattr(data, "background", lambda rng, size: np.full((size, size, 3), 128, np.uint8))
+    lm = np.stack(np.meshgrid(np.linspace(35, 64, 17), np.linspace(35, 64, 4)), -1).reshape(-1, 2)[:68]
+    faces = [Sample("gen", image=np.full((100, 100, 3), 40, np.uint8), landmarks=lm)]
+    for p_clutter, drawn in ((0.0, False), (1.0, True)):
+        source = data.CompositeSource(faces, 96, p_negative=1.0, p_clutter=p_clutter)
+        image, found = source.example(np.random.default_rng(5), None)
+        assert found == []  # a distractor is never a face
+        changed = np.abs(image.astype(int) - 128).max(-1) > 30  # beyond the photometric jitter
+        assert changed.any() == drawn
+    a = data.clutter(np.zeros((96, 96, 3), np.uint8), np.random.default_rng(1), 4)
+    b = data.clutter(np.zeros((96, 96, 3), np.uint8), np.random.default_rng(1), 4)
+    assert np.array_equal(a, b) and a.any()
+
+
 def test_onnx_export_and_torch_free_runtime_match_torch(tmp_path):
     from facemtl.infer.detector import create_detector
     from facemtl.models.export import export_detector_onnx

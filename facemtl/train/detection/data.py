@@ -142,6 +142,46 @@ def background(rng: np.random.Generator, size: int, p_photo: float = 0.8) -> np.
     return np.clip(sample_background(rng, _Occluders.assets, size, p_photo) * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
+# Hard negatives that real photos have and the backgrounds lack: lettering, logos, patterned cloth.
+_GLYPHS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789&@"
+_FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_TRIPLEX,
+          cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_ITALIC | cv2.FONT_HERSHEY_SIMPLEX)
+
+
+def clutter(canvas: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Draw ``n`` face-free distractors in place: words (1-5 glyphs), logos (a filled disc or box
+    with a word on it) and flower-like clusters of dots, 8-25 % of the canvas tall."""
+    size = canvas.shape[0]
+
+    def colour():
+        return tuple(int(c) for c in rng.integers(0, 256, 3))
+
+    for _ in range(n):
+        h = rng.uniform(0.08, 0.25) * size
+        x, y = (int(v) for v in rng.uniform(0, size - h, 2))
+        kind = rng.random()
+        if kind < 0.7:
+            if kind >= 0.4:  # a logo: the word on a filled shape
+                r = int(h * rng.uniform(0.5, 0.8))
+                if rng.random() < 0.5:
+                    cv2.circle(canvas, (x + r, y + r), r, colour(), -1, cv2.LINE_AA)
+                else:
+                    cv2.rectangle(canvas, (x, y), (x + 2 * r, y + 2 * r), colour(), -1, cv2.LINE_AA)
+            word = "".join(rng.choice(list(_GLYPHS), int(rng.integers(1, 6))))
+            font = _FONTS[int(rng.integers(len(_FONTS)))]
+            scale = h / 2 / 22.0  # Hershey glyphs are about 22 px tall at scale 1
+            cv2.putText(canvas, word, (x, int(y + h * 0.75)), font, scale, colour(),
+                        max(1, int(scale * rng.uniform(1, 4))), cv2.LINE_AA)
+        else:  # petals around a centre
+            centre, k = np.array([x, y]) + h / 2, int(rng.integers(4, 8))
+            petal, c = h * rng.uniform(0.12, 0.25), colour()
+            for a in np.linspace(0, 2 * np.pi, k, endpoint=False) + rng.uniform(0, np.pi):
+                p = centre + h * 0.3 * np.array([np.cos(a), np.sin(a)])
+                cv2.circle(canvas, (int(p[0]), int(p[1])), max(1, int(petal)), c, -1, cv2.LINE_AA)
+            cv2.circle(canvas, (int(centre[0]), int(centre[1])), max(1, int(petal * 0.8)), colour(), -1, cv2.LINE_AA)
+    return canvas
+
+
 class Source(Protocol):
     def example(self, rng: np.random.Generator, focus: str | None) -> tuple[np.ndarray, list[CanvasFace]]: ...
 
@@ -215,12 +255,13 @@ class CompositeSource:
     """Real faces with 68 landmarks pasted onto backgrounds; ``p_photo``: the whole photo instead;
     ``p_mosaic``: a 2x2 to 4x4 grid of head-and-shoulders squares, unblended (4x4 to 6x6 with a
     ``small`` focus); ``p_negative``: no face at all. ``min_side`` / ``max_side``: landmark-box width
-    range on the canvas (log-uniform); a ``small`` focus draws from ``small_side`` instead."""
+    range on the canvas (log-uniform); a ``small`` focus draws from ``small_side`` instead.
+    ``p_clutter``: a pasted or face-free canvas's background gets 1-6 :func:`clutter` distractors."""
 
     def __init__(self, samples: Sequence[Sample], size: int, max_faces: int = 4, p_photo: float = 0.25,
                  p_negative: float = 0.1, min_side: float = 10.0, max_side: float | None = None,
                  small_side: tuple[float, float] = (8.0, SMALL), p_kind: float = 0.05, clean: bool = False,
-                 p_mosaic: float = 0.0):
+                 p_mosaic: float = 0.0, p_clutter: float = 0.0):
         self.samples = [s for s in samples if s.landmarks is not None and np.isfinite(s.landmarks).all()]
         if not self.samples:
             raise ValueError("no faces with 68 landmarks")
@@ -228,6 +269,7 @@ class CompositeSource:
         self.size, self.max_faces, self.p_photo, self.p_negative = size, max_faces, p_photo, p_negative
         self.sides = (min_side, max_side or 0.55 * size)
         self.small_side, self.p_kind, self.clean, self.p_mosaic = small_side, p_kind, clean, p_mosaic
+        self.p_clutter = p_clutter
 
     def _load(self, s: Sample) -> np.ndarray:
         """The sample's image; with ``clean``, thin pure-green drawings inpainted (the shared LFW
@@ -245,12 +287,12 @@ class CompositeSource:
 
     def example(self, rng: np.random.Generator, focus: str | None) -> tuple[np.ndarray, list[CanvasFace]]:
         if focus is None and rng.random() < self.p_negative:
-            return _photometric(background(rng, self.size), [], rng, None), []
+            return _photometric(self._background(rng), [], rng, None), []
         if self.p_mosaic and focus != "occluded" and rng.random() < self.p_mosaic:
             return self._mosaic(rng, focus)
         if rng.random() < self.p_photo and focus not in ("small", "occluded"):
             return self._photo(rng, focus)
-        canvas = background(rng, self.size)
+        canvas = self._background(rng)
         faces: list[CanvasFace] = []
         taken: list[np.ndarray] = []
         for _ in range(int(rng.integers(1, self.max_faces + 1))):
@@ -258,6 +300,10 @@ class CompositeSource:
             if face is not None:
                 faces.append(face)
         return _photometric(canvas, faces, rng, focus if focus == "dark" else None), faces
+
+    def _background(self, rng: np.random.Generator) -> np.ndarray:
+        canvas = background(rng, self.size)
+        return clutter(canvas, rng, int(rng.integers(1, 7))) if rng.random() < self.p_clutter else canvas
 
     def _photo(self, rng: np.random.Generator, focus: str | None) -> tuple[np.ndarray, list[CanvasFace]]:
         s = self._pick(rng, focus)
