@@ -26,7 +26,7 @@ DEFAULT_MOS = Path(__file__).resolve().parents[1] / "assets" / "mos.onnx"
 # The longer side images are brought to by default. Chosen for detector d749e638 (trained on 320 px
 # canvases), which scored faces under about 32 canvas pixels low: at 320 a 4x4 mosaic of 250 px LFW
 # photos gave 9 of 16 faces, at 416 all 16, for 8.0 -> 16.9 ms on a 640x480 frame (int8, 2 threads).
-# The shipped 07fe27e9 finds dlib VOC's faces 39/43 at 320, 43/43 at 416 (docs/BENCHMARKS.md).
+# The shipped 37eab3c3 finds dlib VOC's faces 39/43 at 320, 43/43 at 416 (docs/BENCHMARKS.md).
 DEFAULT_CANVAS = 416
 
 
