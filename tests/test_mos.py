@@ -299,13 +299,14 @@ def test_onnx_export_and_torch_free_runtime_match_torch(tmp_path):
     assert own.session.get_session_options().intra_op_num_threads == 1
 
 
-def test_detector_config_loads_with_known_sources():
+@pytest.mark.parametrize("name", ["mos", "mos_mobilenetv2"])
+def test_detector_config_loads_with_known_sources(name):
     from facemtl.data.registry import DATASETS
     from facemtl.geometry.anchors import AnchorSpec
     from facemtl.train.config import TrainConfig
     from facemtl.train.detection.trainer import is_detector
 
-    cfg = TrainConfig.load("mos")
+    cfg = TrainConfig.load(name)
     assert is_detector(cfg) and AnchorSpec.from_options(cfg.model_options).input_size == cfg.input_size
     for spec in cfg.data:
         assert spec.type in {"scenes", "faces", "lfw"}, spec
