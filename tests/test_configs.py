@@ -12,10 +12,11 @@ from facemtl.train.config import CONFIG_DIR, DataSpec, TrainConfig
 from facemtl.train.detection.trainer import is_detector
 from facemtl.train.data import SampleSource
 from facemtl.train.log import CsvLog
+from facemtl.train.superres import read_config
 
 # Super-resolution configs (task: superres) have their own schema: tests/test_superres.py; the face
 # detector's configs (is_detector) have their own sources and loop: tests/test_mos.py checks them.
-TASK_CONFIGS = sorted(p for p in CONFIG_DIR.glob("*.yaml") if "task: superres" not in p.read_text())
+TASK_CONFIGS = sorted(p for p in CONFIG_DIR.glob("*.yaml") if read_config(p) is None)
 CONFIGS = [p for p in TASK_CONFIGS if not is_detector(TrainConfig.load(p))]
 NAMED_MODELS = {"hopenet", "sixdrepnet", "mnn", "default"}
 
@@ -69,3 +70,27 @@ def test_config_init_weights_are_committed_and_fit_the_model(path):
     assert weights.is_file(), f"{cfg.init} is not committed"
     model = create_model(cfg.model, **(cfg.model_options | {"pretrained": False}))
     initialise(read_checkpoint(weights), model, MultiTaskLoss(**cfg.loss_options))
+
+
+def test_base_config_is_inherited_key_by_key_and_overridden_whole(tmp_path):
+    (tmp_path / "parent.yaml").write_text(
+        "model: mtl_mobilenetv3_small\nmodel_options: {width: 0.5}\nsteps: 7\nlr: 0.01\n"
+        "data:\n  - {type: synth}\n")
+    (tmp_path / "child.yaml").write_text("base: parent\nmodel_options: {}\nsteps: 9\n")
+    cfg = TrainConfig.load(tmp_path / "child.yaml")
+    assert (cfg.name, cfg.model, cfg.steps, cfg.lr) == ("child", "mtl_mobilenetv3_small", 9, 0.01)
+    assert cfg.model_options == {} and [d.type for d in cfg.data] == ["synth"]
+    # A shipped config built on another: the same model and validation, its own schedule.
+    stage2, stage1 = TrainConfig.load("default"), TrainConfig.load("default_stage1")
+    assert (stage2.model, stage2.val, stage2.input_size) == (stage1.model, stage1.val, stage1.input_size)
+    assert stage2.init and not stage1.init and stage2.steps != stage1.steps
+
+
+def test_base_config_errors_name_the_file(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b\n")
+    (tmp_path / "b.yaml").write_text("base: a\n")
+    with pytest.raises(ValueError, match=r"a\.yaml: circular base"):
+        TrainConfig.load(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("base: missing_one\nsteps: 3\n")
+    with pytest.raises(ValueError, match="missing_one: cannot read config"):
+        TrainConfig.load(tmp_path / "c.yaml")

@@ -33,6 +33,36 @@ def config_path(name_or_path: str | Path) -> Path:
     return path
 
 
+def read_yaml(name_or_path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The mapping of a config file (or shipped name), with its ``base:`` config laid under it.
+
+    ``base: NAME`` names another config (a file in this one's folder, with or without ``.yaml``, or a
+    shipped name) whose keys this one inherits; a key given here replaces the base's whole value (a
+    mapping is not merged key by key, so ``model_options`` never mixes two models'). ``name``
+    defaults to the file's stem, never the base's. Raises ``ValueError`` naming the file for an unreadable, non-mapping or
+    circular config."""
+    import yaml
+
+    path = config_path(name_or_path)
+    try:
+        d = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"{path}: cannot read config: {e}") from e
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: config must be a mapping")
+    if path.resolve() in _seen:
+        raise ValueError(f"{path}: circular base: {' -> '.join(p.name for p in _seen)}")
+    base = d.pop("base", None)
+    if base is not None:
+        local = [path.parent / str(base), path.parent / f"{base}.yaml"]
+        base_path = next((p for p in local if p.is_file()), config_path(str(base)))
+        inherited = read_yaml(base_path, _seen + (path.resolve(),))
+        inherited.pop("name")
+        d = {**inherited, **d}
+    d.setdefault("name", path.stem)
+    return d
+
+
 @dataclass
 class DataSpec:
     """One training source.
@@ -94,21 +124,13 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
-        """Read a YAML config: a file, or the name of a shipped one (:func:`config_path`)."""
-        import yaml
-
-        path = config_path(path)
-        try:
-            d = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as e:
-            raise ValueError(f"{path}: cannot read config: {e}") from e
-        if not isinstance(d, dict):
-            raise ValueError(f"{path}: config must be a mapping")
-        d.setdefault("name", path.stem)
+        """Read a YAML config: a file, or the name of a shipped one (:func:`config_path`), with its
+        ``base:`` (:func:`read_yaml`)."""
+        d = read_yaml(path)
         try:
             return cls.from_dict(d)
         except (TypeError, ValueError) as e:
-            raise ValueError(f"{path}: {e}") from e
+            raise ValueError(f"{config_path(path)}: {e}") from e
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

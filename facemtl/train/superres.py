@@ -87,20 +87,15 @@ class SRConfig:
 
 
 def read_config(path: str | Path) -> dict[str, Any] | None:
-    """The YAML mapping of a config (a file or a shipped name) when it is a super-resolution one, else None."""
-    import yaml
+    """The YAML mapping of a config (a file or a shipped name, with its ``base:``) when it is a
+    super-resolution one, else None."""
+    from facemtl.train.config import read_yaml
 
-    from facemtl.train.config import config_path
-
-    p = config_path(path)
     try:
-        d = yaml.safe_load(p.read_text())
-    except (OSError, yaml.YAMLError):
+        d = read_yaml(path)
+    except ValueError:
         return None  # not ours to report: the ordinary config reader says what is wrong
-    if not isinstance(d, dict) or d.get("task") != TASK:
-        return None
-    d.setdefault("name", p.stem)
-    return d
+    return d if d.get("task") == TASK else None
 
 
 # ---- data -----------------------------------------------------------------------------------------
