@@ -157,17 +157,16 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.3,
     order = np.argsort(-scores, kind="stable")
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     keep: list[int] = []
-    for i in order:
-        if keep:
-            k = np.array(keep)
-            w = np.clip(np.minimum(boxes[k, 2], boxes[i, 2]) - np.maximum(boxes[k, 0], boxes[i, 0]), 0, None)
-            h = np.clip(np.minimum(boxes[k, 3], boxes[i, 3]) - np.maximum(boxes[k, 1], boxes[i, 1]), 0, None)
-            inter = w * h
-            iou = inter / np.maximum(areas[k] + areas[i] - inter, 1e-9)
-            contained = inter / np.maximum(np.minimum(areas[k], areas[i]), 1e-9)
-            if np.any(iou > iou_threshold) or np.any(contained > containment):
-                continue
-        keep.append(int(i))
+    while len(order):
+        # Keep the best remaining box and drop every box it suppresses: one pass per kept box.
+        i, rest = int(order[0]), order[1:]
+        keep.append(i)
+        w = np.clip(np.minimum(boxes[rest, 2], boxes[i, 2]) - np.maximum(boxes[rest, 0], boxes[i, 0]), 0, None)
+        h = np.clip(np.minimum(boxes[rest, 3], boxes[i, 3]) - np.maximum(boxes[rest, 1], boxes[i, 1]), 0, None)
+        inter = w * h
+        iou = inter / np.maximum(areas[rest] + areas[i] - inter, 1e-9)
+        contained = inter / np.maximum(np.minimum(areas[rest], areas[i]), 1e-9)
+        order = rest[(iou <= iou_threshold) & (contained <= containment)]
     return np.array(keep, dtype=int)
 
 
