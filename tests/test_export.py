@@ -154,3 +154,32 @@ def test_export_keeps_half_weights_that_start_a_fine_tune(tmp_path):
     with torch.no_grad():
         want, got = model.decode(model(x))["pose"], fresh.eval().decode(fresh(x))["pose"]
     assert torch.allclose(got, want, atol=0.5), (got - want).abs().max()
+
+
+def test_export_calibrates_pose_std_on_the_runs_held_out_set(tmp_path, shared):
+    """The exported ``pose_std`` is the bin spread times per-angle factors that make it the error's
+    standard deviation on the config's held-out pose set (renders here), and the kept weights hold them."""
+    from facemtl.cli import main
+    from facemtl.evaluate.protocol import predict_samples
+    from facemtl.infer.onnx_model import OnnxModel
+    from facemtl.metrics import std_scale
+    from facemtl.train.checkpoint import load_trained, torch_predictor
+    from facemtl.train.config import DataSpec, TrainConfig
+    from facemtl.train.trainer import validation_sets
+
+    model = trained_looking(create_model("mtl_mobilenetv3_small", width=0.25))
+    options = {"render_size": 96, "shared": str(shared)}
+    cfg = TrainConfig(name="tiny", model="mtl_mobilenetv3_small", model_options={"width": 0.25}, input_size=S,
+                      data=[DataSpec(type="synth", options=options)], val={"synth_n": 12})
+    torch.save({"model": model.state_dict(), "config": cfg.to_dict(), "step": 3}, tmp_path / "run.pt")
+    assert main(["export", "--checkpoint", str(tmp_path / "run.pt"), "--onnx", str(tmp_path / "m.onnx"),
+                 "--keep-weights", str(tmp_path / "kept.pt")]) == 0
+    samples = validation_sets(cfg)["synth"]
+    labels = np.array([s.pose for s in samples])
+    onnx_out = predict_samples(OnnxModel(tmp_path / "m.onnx").predict, samples, S, cfg.crop_scale)
+    assert np.allclose(std_scale(onnx_out["pose"], onnx_out["pose_std"], labels), 1.0, atol=1e-3)
+    kept, _ = load_trained(tmp_path / "kept.pt")
+    raw = predict_samples(torch_predictor(model, torch.device("cpu")), samples, S, cfg.crop_scale)  # factor 1
+    scale = kept.pose_head.std_scale.float().numpy()
+    assert not np.allclose(scale, 1.0)
+    np.testing.assert_allclose(onnx_out["pose_std"], raw["pose_std"] * scale, rtol=2e-3, atol=1e-3)

@@ -85,3 +85,32 @@ def test_pitch_slope_reads_a_compressed_model_and_filters():
     far = np.r_[gt, [[120.0, 80.0, 0.0]]]  # |yaw| > 99 is dropped, as for the MAE
     assert pitch_slope(np.r_[pred, [[0.0, -500.0, 0.0]]], far) == pytest.approx(0.5)
     assert np.isnan(pitch_slope(gt[:1], gt[:1]))
+
+
+def test_std_scale_recovers_the_factor_between_spread_and_error():
+    from facemtl.metrics import std_scale
+
+    rng = np.random.default_rng(0)
+    spread = rng.uniform(10, 40, (20000, 3))
+    true_sd = spread * np.array([0.1, 0.2, 0.05])  # the error's SD is a fixed fraction of the spread
+    gt = rng.uniform(-60, 60, (20000, 3))
+    pred = gt + rng.normal(size=(20000, 3)) * true_sd
+    np.testing.assert_allclose(std_scale(pred, spread, gt), [0.1, 0.2, 0.05], rtol=0.03)
+    gt[0] = [120, 0, 0]  # beyond +-99: left out, as by pose_mae
+    spread[1] = np.nan  # an unusable row
+    np.testing.assert_allclose(std_scale(pred, spread, gt), [0.1, 0.2, 0.05], rtol=0.03)
+    with pytest.raises(ValueError, match="must all be"):
+        std_scale(pred, spread[:, :2], gt)
+
+
+def test_std_calibration_tells_a_calibrated_uncertainty_from_a_constant_one():
+    from facemtl.metrics import std_calibration
+
+    rng = np.random.default_rng(1)
+    sd = rng.uniform(1, 10, (5000, 3))
+    gt = rng.uniform(-60, 60, (5000, 3))
+    pred = gt + rng.normal(size=(5000, 3)) * sd
+    good = std_calibration(pred, sd, gt)
+    assert abs(good["coverage"] - 0.683) < 0.02 and abs(good["z_rms"] - 1) < 0.03 and good["rank"] > 0.3
+    flat = std_calibration(pred, np.full_like(sd, 40.0), gt)  # wide and the same for every face
+    assert flat["coverage"] > 0.99 and flat["z_rms"] < 0.3 and np.isnan(flat["rank"])  # ranks nothing

@@ -227,3 +227,19 @@ def test_efficientnet_lite0_imagenet_weights_load_with_bgr_stem(torch_one_thread
     with torch.no_grad():
         out = model.decode(model(torch.zeros(2, 3, 112, 112)))
     assert out["landmarks"].shape == (2, 68, 2)
+
+
+def test_bin_head_std_scale_multiplies_the_spread_and_old_weights_load_uncalibrated():
+    from facemtl.models.heads import BinPoseHead
+
+    head = BinPoseHead(8)
+    logits = torch.randn(4, 3, 66)
+    mean, spread = bin_expectation(logits, HOPENET_BINS.centres())
+    head.std_scale.copy_(torch.tensor([0.1, 0.2, 0.5]))
+    out = decode_outputs({"pose_logits": logits}, head)
+    torch.testing.assert_close(out["pose"], mean)
+    torch.testing.assert_close(out["pose_std"], spread * torch.tensor([0.1, 0.2, 0.5]))
+    old = {k: v for k, v in head.state_dict().items() if k != "std_scale"}  # saved before the buffer
+    fresh = BinPoseHead(8)
+    fresh.load_state_dict(old)
+    assert fresh.std_scale.tolist() == [1.0, 1.0, 1.0]

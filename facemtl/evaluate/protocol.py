@@ -20,7 +20,7 @@ from facemtl.data.sample import Sample
 from facemtl.data.transforms import face_box
 from facemtl.geometry.pnp import fuse_poses, pose_and_std_from_landmarks
 from facemtl.metrics import (accuracy, macro_f1, mean_signed_error, nme, occlusion_recall_at_precision, pitch_slope,
-                             pose_mae, precision_recall_f1)
+                             pose_mae, precision_recall_f1, std_calibration)
 
 Predict = Callable[[np.ndarray], dict[str, np.ndarray]]
 
@@ -80,6 +80,9 @@ def score(outputs: dict[str, np.ndarray], samples: Sequence[Sample]) -> dict[str
             result[f"bias_{k}"] = bias[k]
         result["pitch_slope"] = pitch_slope(pred, gt)
         result["pose_n"] = mae["n"]
+        if "pose_std" in outputs:
+            for k, v in std_calibration(pred, outputs["pose_std"][posed], gt).items():
+                result[f"std_{k}"] = v
         # The second opinion (pose from the landmarks) alone and fused, where the outputs have it.
         for key in ("pose_landmarks", "pose_fused"):
             if key in outputs:

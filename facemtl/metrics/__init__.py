@@ -7,7 +7,8 @@ from facemtl.metrics.classification import accuracy, confusion_matrix, macro_f1,
 from facemtl.metrics.detection import average_precision, iou, match_detections, recall_at_score
 from facemtl.metrics.image import psnr, ssim
 from facemtl.metrics.landmarks import auc, ced_curve, failure_rate, nme, normaliser
-from facemtl.metrics.pose import geodesic_error, mean_signed_error, pitch_slope, pose_mae, vector_errors, vector_mae
+from facemtl.metrics.pose import (geodesic_error, mean_signed_error, pitch_slope, pose_mae, std_calibration, std_scale,
+                                  vector_errors, vector_mae)
 from facemtl.metrics.visibility import occlusion_recall_at_precision, recall_at_precision
 
 __all__ = [
@@ -15,6 +16,6 @@ __all__ = [
     "average_precision", "iou", "match_detections", "recall_at_score",
     "psnr", "ssim",
     "auc", "ced_curve", "failure_rate", "nme", "normaliser",
-    "geodesic_error", "mean_signed_error", "pitch_slope", "pose_mae", "vector_errors", "vector_mae",
+    "geodesic_error", "mean_signed_error", "pitch_slope", "pose_mae", "std_calibration", "std_scale", "vector_errors", "vector_mae",
     "occlusion_recall_at_precision", "recall_at_precision",
 ]

@@ -98,6 +98,49 @@ def pitch_slope(pred: np.ndarray, gt: np.ndarray, filter_deg: float | None = 99.
     return float(np.polyfit(x, y, 1)[0])
 
 
+def std_scale(pred: np.ndarray, std: np.ndarray, gt: np.ndarray, filter_deg: float | None = 99.0) -> np.ndarray:
+    """Per-angle factor ``c`` (3,) with ``mean(((pred - gt) / (c * std))^2) = 1`` on this set: what
+    turns a model's per-face uncertainty ``std`` (N, 3) into the standard deviation of its error
+    (degrees; same filtering as :func:`pose_mae`, rows with a non-finite or non-positive ``std``
+    left out). ``NaN`` for an angle with no usable row."""
+    pred, std, gt = (np.asarray(a, dtype=np.float64) for a in (pred, std, gt))
+    if not pred.shape == std.shape == gt.shape or pred.ndim != 2 or pred.shape[1] != 3:
+        raise ValueError(f"std_scale: pred, std and gt must all be (N, 3), got {pred.shape}, {std.shape}, {gt.shape}")
+    keep = np.ones(len(gt), bool) if filter_deg is None else (np.abs(gt) <= filter_deg).all(axis=1)
+    z2 = ((pred - gt) / std)[keep] ** 2
+    ok = np.isfinite(z2) & (std[keep] > 0)
+    with np.errstate(invalid="ignore"):
+        return np.sqrt(np.where(ok, z2, 0).sum(0) / ok.sum(0))
+
+
+def std_calibration(pred: np.ndarray, std: np.ndarray, gt: np.ndarray, filter_deg: float | None = 99.0) -> dict:
+    """How well a per-angle uncertainty ``std`` (N, 3, degrees) describes the error ``pred - gt``,
+    pooled over the three angles (same filtering as :func:`pose_mae`):
+
+    * ``coverage``: share of errors within one ``std`` (0.68 for a calibrated Gaussian);
+    * ``z_rms``: root mean square of ``error / std`` (1 when calibrated; :func:`std_scale` per angle);
+    * ``rank``: Spearman correlation of ``std`` with ``|error|`` (0: the uncertainty says nothing
+      about which faces are read worse).
+    """
+    pred, std, gt = (np.asarray(a, dtype=np.float64) for a in (pred, std, gt))
+    keep = np.ones(len(gt), bool) if filter_deg is None else (np.abs(gt) <= filter_deg).all(axis=1)
+    err, sd = np.abs(pred - gt)[keep].ravel(), std[keep].ravel()
+    ok = np.isfinite(err) & np.isfinite(sd) & (sd > 0)
+    err, sd = err[ok], sd[ok]
+    if len(err) < 2:
+        return {"coverage": float("nan"), "z_rms": float("nan"), "rank": float("nan")}
+    ranks = [_average_ranks(v) for v in (sd, err)]
+    rank = float(np.corrcoef(*ranks)[0, 1]) if min(np.ptp(r) for r in ranks) > 0 else float("nan")
+    return {"coverage": float((err <= sd).mean()), "z_rms": float(np.sqrt(np.mean((err / sd) ** 2))), "rank": rank}
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """0-based ranks, tied values sharing their mean rank (Spearman's convention)."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    first = np.cumsum(counts) - counts
+    return (first + (counts - 1) / 2)[inverse]
+
+
 def geodesic_error(R_pred: np.ndarray, R_gt: np.ndarray) -> np.ndarray:
     """Per-sample angle in degrees ([0, 180]) of the rotation between ``R_pred`` and ``R_gt``, (N,)."""
     R_pred, R_gt = _check_pair(R_pred, R_gt, (3, 3), "geodesic_error")

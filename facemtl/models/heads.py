@@ -97,9 +97,23 @@ class BinPoseHead(nn.Module):
         super().__init__()
         self.bins = bins
         self.fc = nn.Linear(in_features, 3 * bins.count)
+        # Per-angle factor from the bin spread to the error's standard deviation, measured on a
+        # held-out set at export (facemtl.tools.export.calibrate_pose_std); 1 until then.
+        self.register_buffer("std_scale", torch.ones(3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(x).view(-1, 3, self.bins.count)
+
+    def read(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 3, B) logits -> angles (N, 3) and their uncertainty (N, 3), degrees: the bin
+        expectation and the bin spread times :attr:`std_scale`."""
+        mean, spread = bin_expectation(logits, self.bins.centres(logits.device, logits.dtype))
+        return mean, spread * self.std_scale.to(spread.dtype)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Weights saved before the calibration existed read as uncalibrated (factor 1).
+        state_dict.setdefault(prefix + "std_scale", torch.ones(3))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class SixDHead(nn.Module):
@@ -233,11 +247,12 @@ def global_pool(x: torch.Tensor) -> torch.Tensor:
     return x.mean((2, 3))
 
 
-def decode_outputs(outputs: dict[str, torch.Tensor], bins: PoseBins = HOPENET_BINS) -> dict[str, torch.Tensor]:
+def decode_outputs(outputs: dict[str, torch.Tensor], pose_head: BinPoseHead | None = None) -> dict[str, torch.Tensor]:
     """Raw outputs -> the ONNX contract's outputs (only those the raw outputs allow).
 
-    * ``pose``, ``pose_std``: bin expectation and spread when there are ``pose_logits``; else the
-      regressed ``pose``; else the Euler angles of the 6D rotation.
+    * ``pose``, ``pose_std``: from ``pose_logits`` by ``pose_head`` (:meth:`BinPoseHead.read`;
+      Hopenet's bins, uncalibrated, without one); else the regressed ``pose``; else the Euler
+      angles of the 6D rotation.
     * ``rotation``: from ``rot6d`` when present (so a model with both heads reports each head's
       own answer), else built from ``pose``.
     * ``visibility`` and ``expression`` become probabilities.
@@ -246,7 +261,10 @@ def decode_outputs(outputs: dict[str, torch.Tensor], bins: PoseBins = HOPENET_BI
     rotation = rt.sixd_to_matrix(outputs["rot6d"]) if "rot6d" in outputs else None
     if "pose_logits" in outputs:
         logits = outputs["pose_logits"]
-        out["pose"], out["pose_std"] = bin_expectation(logits, bins.centres(logits.device, logits.dtype))
+        if pose_head is None:
+            out["pose"], out["pose_std"] = bin_expectation(logits, HOPENET_BINS.centres(logits.device, logits.dtype))
+        else:
+            out["pose"], out["pose_std"] = pose_head.read(logits)
     elif "pose" in outputs:
         out["pose"] = outputs["pose"]
     elif rotation is not None:

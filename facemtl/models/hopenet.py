@@ -24,9 +24,8 @@ class Hopenet(nn.Module):
             raise ValueError(f"head must be 'bins' or 'regression', not {head!r}")
         self.norm = InputNorm()
         self.backbone = create_backbone(backbone, **backbone_kw)
-        self.pose_bins = HOPENET_BINS
         c = self.backbone.channels[-1]
-        self.head = BinPoseHead(c, self.pose_bins) if head == "bins" else nn.Linear(c, 3)
+        self.head = BinPoseHead(c, HOPENET_BINS) if head == "bins" else nn.Linear(c, 3)
         self.key = "pose_logits" if head == "bins" else "pose"
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -34,7 +33,7 @@ class Hopenet(nn.Module):
         return {self.key: self.head(global_pool(self.backbone(self.norm(image))[-1]))}
 
     def decode(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return decode_outputs(outputs, self.pose_bins)
+        return decode_outputs(outputs, self.head if isinstance(self.head, BinPoseHead) else None)
 
 
 @register_model

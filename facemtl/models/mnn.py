@@ -43,8 +43,7 @@ class MNN(nn.Module):
         self.laterals = nn.ModuleList(conv_bn(c, dec, 1) for c in reversed(chans[:-1]))
         self.decoder = nn.ModuleList(make_stage(BasicBlock, dec, dec, 1, 1) for _ in chans[:-1])
         g = chans[-1]
-        self.pose_bins = HOPENET_BINS
-        self.pose_head = BinPoseHead(g, self.pose_bins) if pose_bins else None
+        self.pose_head = BinPoseHead(g, HOPENET_BINS) if pose_bins else None
         self.rot_head = SixDHead(g) if rotation_6d else None
         self.heatmap = nn.Conv2d(dec, N_LANDMARKS, 1)
         self.refiner = LandmarkRefiner()
@@ -78,7 +77,7 @@ class MNN(nn.Module):
         return out
 
     def decode(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return decode_outputs(outputs, self.pose_bins)
+        return decode_outputs(outputs, self.pose_head)
 
 
 @register_model

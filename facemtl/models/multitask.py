@@ -31,10 +31,9 @@ class MultiTaskNet(nn.Module):
             raise ValueError("visibility needs a landmark head")
         self.norm = InputNorm()
         self.backbone = create_backbone(backbone, **backbone_kw)
-        self.pose_bins = HOPENET_BINS
         channels = self.backbone.channels
         g = channels[-1]
-        self.pose_head = BinPoseHead(g, self.pose_bins) if pose_bins else None
+        self.pose_head = BinPoseHead(g, HOPENET_BINS) if pose_bins else None
         self.rot_head = SixDHead(g) if rotation_6d else None
         self.landmark_mode = landmarks
         self.decoder = self.heatmap = self.refiner = self.landmark_fc = self.visibility_head = None
@@ -79,7 +78,7 @@ class MultiTaskNet(nn.Module):
         return out
 
     def decode(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return decode_outputs(outputs, self.pose_bins)
+        return decode_outputs(outputs, self.pose_head)
 
 
 @register_model

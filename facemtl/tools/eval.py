@@ -158,6 +158,10 @@ def report(result: dict[str, Any]) -> str:
                                                     for k in ("yaw", "pitch", "roll", "mean")))
         if "pitch_slope" in result:
             lines.append(f"pitch slope (predicted on true): {result['pitch_slope']:.2f}")
+        if "std_coverage" in result:
+            lines.append(f"uncertainty (pose_std): {100 * result['std_coverage']:.0f} % of errors within one std "
+                         f"(68 % if calibrated), RMS error/std {result['std_z_rms']:.2f}, "
+                         f"rank correlation with |error| {result['std_rank']:.2f}")
     if "nme_inter_ocular" in result:
         lines.append(f"landmark NME: {100 * result['nme_inter_ocular']:.2f} % inter-ocular, "
                      f"{100 * result['nme_bbox']:.2f} % box size"

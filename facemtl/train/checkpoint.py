@@ -35,11 +35,13 @@ def save_weights(path: str | Path, model: torch.nn.Module, step: int, cfg: Train
     write_state({"model": model.state_dict(), "step": step, "config": cfg.to_dict()}, path)
 
 
-def keep_weights(checkpoint: str | Path, path: str | Path) -> None:
-    """The model of ``checkpoint`` as a weights-only file with float16 tensors (half the size, small
-    enough to commit): a later run's ``init`` (:func:`initialise` casts them back), not a ``--resume``."""
+def keep_weights(checkpoint: str | Path, path: str | Path, model: torch.nn.Module | None = None) -> None:
+    """The model of ``checkpoint`` (or ``model``, e.g. as calibrated at export, with the checkpoint's
+    step and config) as a weights-only file with float16 tensors (half the size, small enough to
+    commit): a later run's ``init`` (:func:`initialise` casts them back), not a ``--resume``."""
     state = read_checkpoint(checkpoint)
-    half = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
+    weights = state["model"] if model is None else model.state_dict()
+    half = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     write_state({"model": half, "step": state.get("step", 0), "config": state["config"]}, path)
 
 
