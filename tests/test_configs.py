@@ -81,7 +81,7 @@ def test_base_config_is_inherited_key_by_key_and_overridden_whole(tmp_path):
     assert (cfg.name, cfg.model, cfg.steps, cfg.lr) == ("child", "mtl_mobilenetv3_small", 9, 0.01)
     assert cfg.model_options == {} and [d.type for d in cfg.data] == ["synth"]
     # A shipped config built on another: the same model and validation, its own schedule.
-    stage2, stage1 = TrainConfig.load("default"), TrainConfig.load("default_stage1")
+    stage2, stage1 = TrainConfig.load("default_stage2"), TrainConfig.load("default_stage1")
     assert (stage2.model, stage2.val, stage2.input_size) == (stage1.model, stage1.val, stage1.input_size)
     assert stage2.init and not stage1.init and stage2.steps != stage1.steps
 

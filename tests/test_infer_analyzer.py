@@ -148,3 +148,33 @@ def test_detects_and_analyses_real_photo(shared, toy_model):
 def test_no_torch_import():
     code = "import sys, facemtl.infer, facemtl.infer.predict; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_max_uncertainty_drops_detections_the_model_cannot_read(toy_model):
+    """The stub's mean pose_std is 2 deg: a limit under it drops detections, never boxes the caller
+    gives; another model than the shipped one has no limit unless asked."""
+    import math
+
+    image = np.full((200, 300, 3), 128, np.uint8)
+    two = lambda img: (np.array([[10.0, 10, 90, 90], [150, 50, 250, 150]]), np.array([0.9, 0.8]))  # noqa: E731
+    assert FaceAnalyzer(toy_model, detector=two).max_uncertainty == math.inf
+    assert len(FaceAnalyzer(toy_model, detector=two)(image)) == 2
+    strict = FaceAnalyzer(toy_model, detector=two, max_uncertainty=1.5)
+    assert strict(image) == []
+    assert len(strict(image, boxes=np.array([[10.0, 10, 90, 90]]))) == 1
+    assert len(FaceAnalyzer(toy_model, detector=two, max_uncertainty=2.5)(image)) == 2
+
+
+def test_shipped_model_drops_a_logo_the_detector_takes_for_a_face(shared):
+    """photos/img37.jpg: the detector also boxes a lettered logo (score 0.66); the shipped model's
+    pose uncertainty there is over the shipped limit, on the person's face far under it."""
+    import math
+
+    from facemtl.infer.analyzer import SHIPPED_MAX_UNCERTAINTY
+
+    image = shared / "data" / "photos" / "img37.jpg"
+    everything = FaceAnalyzer(max_uncertainty=math.inf)(image)
+    kept = FaceAnalyzer()(image)
+    assert len(everything) == 2 and len(kept) == 1
+    assert max(np.mean(f.pose.uncertainty) for f in everything) > SHIPPED_MAX_UNCERTAINTY
+    assert np.mean(kept[0].pose.uncertainty) < SHIPPED_MAX_UNCERTAINTY - 2

@@ -12,6 +12,7 @@ the final landmarks -> :class:`~facemtl.infer.results.Face` results.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -22,12 +23,19 @@ from facemtl.contract import crop_face, landmark_box, landmarks_to_image
 from facemtl.geometry.rotations import euler_to_matrix, matrix_to_euler
 from facemtl.infer.detector import Detector, create_detector
 from facemtl.infer.mos_detector import min_face_pixels
-from facemtl.infer.onnx_model import OnnxModel, shipped_expression_model
+from facemtl.infer.onnx_model import OnnxModel, is_shipped, shipped_expression_model
 from facemtl.infer.results import Expression, Face, Pose
 from facemtl.infer.superres import SuperResolver, sr_crop
 from facemtl.io import FileError, read_image, to_bgr8
 
 ImageLike = Union[np.ndarray, str, Path]
+
+
+# The shipped model's limit on a detection's mean pose uncertainty (degrees): kept 99.5 % or more of
+# the true faces of every held-out real set (300-W val, LFW val, their mosaics, the turned 300-W val
+# faces) for model 7be9d2d0 (`python scripts/uncertainty_filter.py`, docs/detector.md); re-choose it
+# with that script when the model changes.
+SHIPPED_MAX_UNCERTAINTY = 7.5
 
 
 class FaceAnalyzer:
@@ -55,6 +63,11 @@ class FaceAnalyzer:
     this fraction of the image's shorter side (< 1). Both apply to detections only, not to
     boxes the caller passes. ``canvas``: a MOS detector's run-time side (``None``: 416; 320 is
     faster, 512 finds smaller faces; :class:`facemtl.infer.mos_detector.MosDetector`).
+    ``max_uncertainty``: drop detections whose pose uncertainty (the model's ``pose_std`` averaged
+    over yaw, pitch and roll, degrees) is above it: the model does not read a face there (logos,
+    patterned cloth, figurines the detector takes for faces). ``None`` (default): 7.5 with the shipped
+    model (:data:`SHIPPED_MAX_UNCERTAINTY`), no limit with another (its ``pose_std`` may not be
+    calibrated); ``math.inf``: no limit. Detections only, like ``score``.
     ``super_resolve``: faces whose box is smaller than
     ``sr_threshold`` pixels (its longer side) are cropped at their own resolution and super-resolved
     to the model's input (:mod:`facemtl.infer.superres`, ``sr_model``: the generator's ONNX file,
@@ -64,7 +77,7 @@ class FaceAnalyzer:
     def __init__(self, model_path: str | Path | None = None,
                  detector: Union[str, Detector, None] = "mos", threads: int = 2,
                  refine: Optional[bool] = None, max_batch: int = 64, score: Optional[float] = None,
-                 min_face: float = 0.0,
+                 min_face: float = 0.0, max_uncertainty: Optional[float] = None,
                  expression_model: Union[str, Path, bool, None] = None, super_resolve: bool = False,
                  sr_model: str | Path | None = None, sr_threshold: float = 40.0, canvas: Optional[int] = None):
         self.model = OnnxModel(model_path, threads, max_batch)
@@ -75,6 +88,9 @@ class FaceAnalyzer:
         self.input_size, self.crop_scale, self.max_batch = m.input_size, m.crop_scale, m.max_batch
         self.expressions, self.model_name, self.model_path = m.expressions, m.name, m.path
         self.score, self.min_face = score, min_face
+        if max_uncertainty is None:
+            max_uncertainty = SHIPPED_MAX_UNCERTAINTY if is_shipped(model_path) else math.inf
+        self.max_uncertainty = max_uncertainty
         if expression_model is None:
             expression_model = shipped_expression_model(model_path) or False
         self.expression_model: Optional[OnnxModel] = None
@@ -109,12 +125,14 @@ class FaceAnalyzer:
         if boxes is not None and len(boxes) != len(images):
             raise ValueError(f"{len(images)} images but {len(boxes)} box lists")
         arrays = [self._load(im) for im in images]
-        all_boxes, all_scores, owner = [], [], []
+        all_boxes, all_scores, owner, detected = [], [], [], []
         for i, image in enumerate(arrays):
-            b, s = self._boxes(image, None if boxes is None else boxes[i])
+            given = None if boxes is None else boxes[i]
+            b, s = self._boxes(image, given)
             all_boxes.append(b)
             all_scores.append(s)
             owner.extend([i] * len(b))
+            detected.extend([given is None] * len(b))
         result: list[list[Face]] = [[] for _ in arrays]
         if not owner:
             return result
@@ -123,6 +141,13 @@ class FaceAnalyzer:
         if (self.refine if refine is None else refine) and "landmarks" in out:
             crop_boxes = self._landmark_boxes(out, matrices, crop_boxes)
             out, matrices = self._run(arrays, owner, crop_boxes)
+        if "pose_std" in out and math.isfinite(self.max_uncertainty):
+            keep = ~np.array(detected) | (out["pose_std"].mean(axis=1) <= self.max_uncertainty)
+            out = {k: v[keep] for k, v in out.items()}
+            matrices, crop_boxes, scores = matrices[keep], crop_boxes[keep], scores[keep]
+            owner = [i for i, k in zip(owner, keep) if k]
+            if not owner:
+                return result
         if self.expression_model is not None:
             out["expression"] = self._expression(arrays, owner, out, matrices, crop_boxes)
         faces = self._decode(out, matrices, crop_boxes, scores)

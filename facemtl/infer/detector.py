@@ -174,7 +174,7 @@ _REQUIRES = {"dlib": "dlib", "mediapipe": "mediapipe"}
 
 def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     """The command line's detector options (``predict``, ``video``): ``--detector``, ``--score``, ``--canvas``,
-    ``--min-face``."""
+    ``--min-face``, ``--max-uncertainty``."""
     parser.add_argument("--detector", default="mos",
                         help="face detector: mos (the shipped learned detector, default), opencv (Haar cascades), "
                              "dlib, mediapipe, or mos:FILE.onnx (facemtl export)")
@@ -186,6 +186,10 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
                              "smaller faces)")
     parser.add_argument("--min-face", type=float, default=0.0,
                         help="drop faces smaller than this: pixels (>= 1) or a fraction of the image's shorter side")
+    parser.add_argument("--max-uncertainty", type=float, default=None, metavar="DEG",
+                        help="drop detections whose mean pose uncertainty is above this many degrees: the model "
+                             "reads no face there (default: 7.5 with the shipped model, none with another; "
+                             "inf keeps all)")
 
 
 def available_detectors() -> list[str]:

@@ -20,13 +20,16 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "default.onnx"
 DEFAULT_EXPRESSION_MODEL = Path(__file__).resolve().parents[1] / "assets" / "expression.onnx"
 
 
+def is_shipped(main_model: str | Path | None) -> bool:
+    """Whether ``main_model`` is a shipped model: ``None`` (the default) or a file in ``facemtl/assets/``."""
+    return main_model is None or Path(main_model).resolve().parent == DEFAULT_MODEL.parent
+
+
 def shipped_expression_model(main_model: str | Path | None) -> Path | None:
     """The shipped expression model that goes with ``main_model``: ``expression.onnx`` when it
-    exists and the main model is a shipped one (``None`` or a file in ``facemtl/assets/``), else
-    ``None`` (another model is run with its own expression head unless told otherwise)."""
-    if not DEFAULT_EXPRESSION_MODEL.is_file():
-        return None
-    if main_model is not None and Path(main_model).resolve().parent != DEFAULT_EXPRESSION_MODEL.parent:
+    exists and the main model is a shipped one (:func:`is_shipped`), else ``None`` (another model
+    is run with its own expression head unless told otherwise)."""
+    if not DEFAULT_EXPRESSION_MODEL.is_file() or not is_shipped(main_model):
         return None
     return DEFAULT_EXPRESSION_MODEL
 

@@ -244,7 +244,8 @@ def analyzer_settings(args: argparse.Namespace) -> dict[str, Any]:
     analyzer is made here and in every worker process or Dask worker."""
     path = lambda p: None if p is None else str(p)  # noqa: E731
     return {"model_path": path(args.model), "detector": args.detector, "threads": args.threads,
-            "score": args.score, "min_face": args.min_face, "super_resolve": args.super_resolve,
+            "score": args.score, "min_face": args.min_face, "max_uncertainty": args.max_uncertainty,
+            "super_resolve": args.super_resolve,
             "sr_model": path(args.sr_model), "sr_threshold": args.sr_threshold, "canvas": args.canvas}
 
 
