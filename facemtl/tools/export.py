@@ -326,11 +326,11 @@ def export_crop_model(args: argparse.Namespace, model, cfg) -> None:
     :func:`calibrate_pose_std`), optionally float16 weights and int8."""
     from facemtl.models.export import export_onnx
 
-    calibrate_pose_std(model, cfg)
     if getattr(args, "flip_average", False):
         if not hasattr(model, "flip_average"):
             raise ValueError(f"--flip-average: {cfg.model} has no flip averaging")
         model.flip_average = True
+    calibrate_pose_std(model, cfg)  # on the model as exported (flip averaging included)
     export_onnx(model, args.onnx, cfg.input_size, cfg.crop_scale, name=cfg.model)
     if getattr(args, "fp16_weights", False):
         from facemtl.tools.weights_fp16 import halve_weights
