@@ -75,13 +75,18 @@ def invert_affine(m: np.ndarray) -> np.ndarray:
     return np.concatenate([a, -(a @ m[..., :, 2:])], axis=-1)
 
 
+# Pixel (x, y) of a 2x2-averaged image covers pixels 2x and 2x + 1 of the full one: its centre is
+# at 2x + 0.5 there.
+_HALVED_TO_FULL = np.array([[2.0, 0.0, 0.5], [0.0, 2.0, 0.5], [0.0, 0.0, 1.0]])
+
+
 def crop_face(image: np.ndarray, box: np.ndarray, crop_scale: float, size: int,
               interpolation: int = cv2.INTER_LINEAR) -> tuple[np.ndarray, np.ndarray]:
     """Cut the square face crop around ``box``; returns ``(crop (size, size, C), matrix (2, 3))``.
 
     The matrix maps image pixels to crop pixels (:func:`crop_matrix`). Pixels outside the image
-    are 0. Shrinking by more than 2x first blurs with INTER_AREA-like pre-scaling so small crops
-    do not alias. Only the part of the image the crop covers (plus a 2-pixel margin for the
+    are 0. Shrinking by more than 2x first halves the region by 2x2 averaging (as often as needed)
+    so small crops do not alias. Only the part of the image the crop covers (plus a 2-pixel margin for the
     interpolation) is read: pre-shrinking a whole 12-megapixel photo for each face would dominate
     the run time.
     """
@@ -96,15 +101,12 @@ def crop_face(image: np.ndarray, box: np.ndarray, crop_scale: float, size: int,
     region = image[y0:y1, x0:x1]
     m_region = m.copy()
     m_region[:, 2] += m[:, :2] @ np.array([x0, y0], dtype=np.float64)  # region pixels -> crop pixels
-    scale = m[0, 0]
-    if scale < 0.5:
-        # Pre-shrink the region: bilinear warping alone would alias at strong downscaling.
-        rh, rw = region.shape[:2]
-        sw, sh = max(1, round(rw * scale * 2)), max(1, round(rh * scale * 2))
-        region = cv2.resize(region, (sw, sh), interpolation=cv2.INTER_AREA)
-        fx, fy = sw / rw, sh / rh
-        pre = np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5], [0, 0, 1]])
-        m_region = m_region @ np.linalg.inv(pre)
+    # Bilinear warping alone would alias at strong downscaling: first halve the region by 2x2 box
+    # averaging (OpenCV's fast INTER_AREA path, a tenth of the time of an arbitrary factor) until
+    # the warp shrinks by at most 2x.
+    while m_region[0, 0] < 0.5 and min(region.shape[:2]) >= 2:
+        region = cv2.resize(region, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+        m_region = m_region @ _HALVED_TO_FULL
     crop = cv2.warpAffine(region, m_region, (size, size), flags=interpolation,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     return crop, m
