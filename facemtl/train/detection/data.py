@@ -150,7 +150,9 @@ _FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_CO
 
 def clutter(canvas: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
     """Draw ``n`` face-free distractors in place: words (1-5 glyphs), logos (a filled disc or box
-    with a word on it) and flower-like clusters of dots, 8-25 % of the canvas tall."""
+    with a word on it) and flower-like clusters of dots, 8-25 % of the canvas tall, and signs (2-4
+    stacked lines of words, up to 80 % of the canvas: a lettered wall has rows where a face has
+    eyes, nose and mouth)."""
     size = canvas.shape[0]
 
     def colour():
@@ -167,11 +169,15 @@ def clutter(canvas: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
                     cv2.circle(canvas, (x + r, y + r), r, colour(), -1, cv2.LINE_AA)
                 else:
                     cv2.rectangle(canvas, (x, y), (x + 2 * r, y + 2 * r), colour(), -1, cv2.LINE_AA)
-            word = "".join(rng.choice(list(_GLYPHS), int(rng.integers(1, 6))))
-            font = _FONTS[int(rng.integers(len(_FONTS)))]
-            scale = h / 2 / 22.0  # Hershey glyphs are about 22 px tall at scale 1
-            cv2.putText(canvas, word, (x, int(y + h * 0.75)), font, scale, colour(),
-                        max(1, int(scale * rng.uniform(1, 4))), cv2.LINE_AA)
+            lines = int(rng.integers(2, 5)) if kind < 0.2 else 1
+            font, ink = _FONTS[int(rng.integers(len(_FONTS)))], colour()
+            line_h = h if lines == 1 else h * rng.uniform(0.4, 0.8)  # a sign is taller than one word
+            scale = line_h / 2 / 22.0  # Hershey glyphs are about 22 px tall at scale 1
+            thickness = max(1, int(scale * rng.uniform(1, 4)))
+            for k in range(lines):
+                word = "".join(rng.choice(list(_GLYPHS), int(rng.integers(1, 6))))
+                cv2.putText(canvas, word, (x, int(y + line_h * (k + 0.75))), font, scale, ink, thickness,
+                            cv2.LINE_AA)
         else:  # petals around a centre
             centre, k = np.array([x, y]) + h / 2, int(rng.integers(4, 8))
             petal, c = h * rng.uniform(0.12, 0.25), colour()
