@@ -42,10 +42,10 @@ class FaceAnalyzer:
     """Analyse every face of an image with a facemtl ONNX model.
 
     ``model_path``: an ONNX file following ``docs/model-format.md``; ``None`` loads the shipped
-    ``facemtl/assets/default.onnx``. ``detector``: a name of :mod:`facemtl.infer.detector`
-    (``"mos"``, the shipped learned detector, default; ``"opencv"``, ``"dlib"``, ``"mediapipe"``,
-    ``"mos:FILE.onnx"``), a callable ``image -> (boxes, scores)``, or
-    ``None`` to always pass boxes. ``threads``: CPU threads of onnxruntime and OpenCV (OpenCV's
+    ``facemtl/assets/default.onnx`` (``default.int8.onnx`` beside it: about 1 ms less a face).
+    ``detector``: a name of :mod:`facemtl.infer.detector` (``"mos"``, the shipped learned detector,
+    default; ``"opencv"``, ``"dlib"``, ``"mediapipe"``, ``"mos:FILE.onnx"``), a callable
+    ``image -> (boxes, scores)``, or ``None`` to always pass boxes. ``threads``: CPU threads of onnxruntime and OpenCV (OpenCV's
     setting is process-wide). ``refine``: re-crop once on the predicted landmarks' box; ``None``
     (default): only when the detector's boxes are estimates of it (the cascades, dlib, mediapipe,
     a callable) — MOS gives the landmark box itself, and on the held-out 300-W faces a second
