@@ -38,13 +38,14 @@ def measure(analyzer: FaceAnalyzer, items) -> list[tuple[float, bool, str]]:
 
     rows = []
     for path, gts, _ in items:
+        name = "" if isinstance(path, np.ndarray) else Path(path).name
         image = path if isinstance(path, np.ndarray) else cv2.imread(str(path))
         if "lfw" in str(path):
             image = remove_overlay(image)  # the shared LFW copy has its annotation drawn in
         faces = analyzer(image)
         for f in faces:
             true = bool(len(gts) and (iou(f.box[None], gts) >= 0.3).any())
-            rows.append((float(np.mean(f.pose.uncertainty)), true, "" if isinstance(path, np.ndarray) else Path(path).name))
+            rows.append((float(np.mean(f.pose.uncertainty)), true, name))
     return rows
 
 
@@ -75,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         true = np.array([x[1] for x in r], bool)
         kept = u <= chosen
         role = "chosen on" if name in CHOSEN_ON else "reported"
+        spread = f"; true-face uncertainty median {np.median(u[true]):.2f}, max {u[true].max():.2f}" if true.any() else ""
         print(f"  {name:22s} ({role}): true faces {int((true & kept).sum())}/{int(true.sum())} kept; "
-              f"other boxes {int((~true & kept).sum())}/{int((~true).sum())} kept"
-              + (f"; true-face uncertainty median {np.median(u[true]):.2f}, max {u[true].max():.2f}" if true.any() else ""))
+              f"other boxes {int((~true & kept).sum())}/{int((~true).sum())} kept{spread}")
         if name.startswith("photos"):
             for x in sorted((x for x in r if x[0] > chosen), key=lambda x: x[2]):
                 print(f"    dropped in {x[2]}: mean pose uncertainty {x[0]:.2f}")

@@ -31,10 +31,10 @@ from facemtl.io import FileError, read_image, to_bgr8
 ImageLike = Union[np.ndarray, str, Path]
 
 
-# The shipped model's limit on a detection's mean pose uncertainty (degrees): the smallest multiple of
-# 0.5 that kept 99.5 % or more of the true faces of every held-out real set (300-W val, LFW val, their mosaics, the turned 300-W val
-# faces) for model 7be9d2d0 (`python scripts/uncertainty_filter.py`, docs/detector.md); re-choose it
-# with that script when the model changes.
+# The shipped model's limit on a detection's mean pose uncertainty (degrees): the smallest multiple
+# of 0.5 that kept 99.5 % or more of the true faces of every held-out real set (300-W val, LFW val,
+# their mosaics, the turned 300-W val faces) for model 7be9d2d0 (`python scripts/uncertainty_filter.py`,
+# docs/detector.md); re-choose it with that script when the model changes.
 SHIPPED_MAX_UNCERTAINTY = 8.0
 
 
@@ -45,8 +45,8 @@ class FaceAnalyzer:
     ``facemtl/assets/default.onnx`` (``default.int8.onnx`` beside it: about 1 ms less a face).
     ``detector``: a name of :mod:`facemtl.infer.detector` (``"mos"``, the shipped learned detector,
     default; ``"opencv"``, ``"dlib"``, ``"mediapipe"``, ``"mos:FILE.onnx"``), a callable
-    ``image -> (boxes, scores)``, or ``None`` to always pass boxes. ``threads``: CPU threads of onnxruntime and OpenCV (OpenCV's
-    setting is process-wide). ``refine``: re-crop once on the predicted landmarks' box; ``None``
+    ``image -> (boxes, scores)``, or ``None`` to always pass boxes. ``threads``: CPU threads of
+    onnxruntime and OpenCV (OpenCV's setting is process-wide). ``refine``: re-crop once on the predicted landmarks' box; ``None``
     (default): only when the detector's boxes are estimates of it (the cascades, dlib, mediapipe,
     a callable) — MOS gives the landmark box itself, and on the held-out 300-W faces a second
     pass on its boxes did not lower the landmark error (figures in issue #12's note).

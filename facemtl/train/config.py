@@ -39,8 +39,8 @@ def read_yaml(name_or_path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[st
     ``base: NAME`` names another config (a file in this one's folder, with or without ``.yaml``, or a
     shipped name) whose keys this one inherits; a key given here replaces the base's whole value (a
     mapping is not merged key by key, so ``model_options`` never mixes two models'). ``name``
-    defaults to the file's stem, never the base's. Raises ``ValueError`` naming the file for an unreadable, non-mapping or
-    circular config."""
+    defaults to the file's stem, never the base's. Raises ``ValueError`` naming the file for an
+    unreadable, non-mapping or circular config."""
     import yaml
 
     path = config_path(name_or_path)
