@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         true = np.array([x[1] for x in r], bool)
         kept = u <= chosen
         role = "chosen on" if name in CHOSEN_ON else "reported"
-        spread = f"; true-face uncertainty median {np.median(u[true]):.2f}, max {u[true].max():.2f}" if true.any() else ""
+        spread = (f"; true-face uncertainty median {np.median(u[true]):.2f}, max {u[true].max():.2f}"
+                  if true.any() else "")
         print(f"  {name:22s} ({role}): true faces {int((true & kept).sum())}/{int(true.sum())} kept; "
               f"other boxes {int((~true & kept).sum())}/{int((~true).sum())} kept{spread}")
         if name.startswith("photos"):

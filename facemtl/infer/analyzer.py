@@ -46,8 +46,8 @@ class FaceAnalyzer:
     ``detector``: a name of :mod:`facemtl.infer.detector` (``"mos"``, the shipped learned detector,
     default; ``"opencv"``, ``"dlib"``, ``"mediapipe"``, ``"mos:FILE.onnx"``), a callable
     ``image -> (boxes, scores)``, or ``None`` to always pass boxes. ``threads``: CPU threads of
-    onnxruntime and OpenCV (OpenCV's setting is process-wide). ``refine``: re-crop once on the predicted landmarks' box; ``None``
-    (default): only when the detector's boxes are estimates of it (the cascades, dlib, mediapipe,
+    onnxruntime and OpenCV (OpenCV's setting is process-wide). ``refine``: re-crop once on the
+    predicted landmarks' box; ``None`` (default): only when the detector's boxes are estimates of it (the cascades, dlib, mediapipe,
     a callable) — MOS gives the landmark box itself, and on the held-out 300-W faces a second
     pass on its boxes did not lower the landmark error (figures in issue #12's note).
     ``max_batch``: most crops per model call. ``expression_model``: the ONNX file of a dedicated
