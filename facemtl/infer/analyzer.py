@@ -47,9 +47,10 @@ class FaceAnalyzer:
     default; ``"opencv"``, ``"dlib"``, ``"mediapipe"``, ``"mos:FILE.onnx"``), a callable
     ``image -> (boxes, scores)``, or ``None`` to always pass boxes. ``threads``: CPU threads of
     onnxruntime and OpenCV (OpenCV's setting is process-wide). ``refine``: re-crop once on the
-    predicted landmarks' box; ``None`` (default): only when the detector's boxes are estimates of it (the cascades, dlib, mediapipe,
-    a callable) — MOS gives the landmark box itself, and on the held-out 300-W faces a second
-    pass on its boxes did not lower the landmark error (figures in issue #12's note).
+    predicted landmarks' box; ``None`` (default): only when the detector's boxes are estimates of
+    it (the cascades, dlib, mediapipe, a callable) — MOS gives the landmark box itself, and on the
+    held-out 300-W faces a second pass on its boxes did not lower the landmark error (figures in
+    issue #12's note).
     ``max_batch``: most crops per model call. ``expression_model``: the ONNX file of a dedicated
     expression network (docs/model-format.md, "The expression model") run as a second call on
     its own crop around the final landmarks' box; ``face.expression`` then comes from it.
