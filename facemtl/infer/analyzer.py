@@ -33,9 +33,9 @@ ImageLike = Union[np.ndarray, str, Path]
 
 # The shipped model's limit on a detection's mean pose uncertainty (degrees): the smallest multiple
 # of 0.5 that kept 99.5 % or more of the true faces of every held-out real set (300-W val, LFW val,
-# their mosaics, the turned 300-W val faces) for model 7be9d2d0 (`python scripts/uncertainty_filter.py`,
+# their mosaics, the turned 300-W val faces) for model 92ff8fc1 (`python scripts/uncertainty_filter.py`,
 # docs/detector.md); re-choose it with that script when the model changes.
-SHIPPED_MAX_UNCERTAINTY = 8.0
+SHIPPED_MAX_UNCERTAINTY = 9.5
 
 
 class FaceAnalyzer:
@@ -66,7 +66,7 @@ class FaceAnalyzer:
     faster, 512 finds smaller faces; :class:`facemtl.infer.mos_detector.MosDetector`).
     ``max_uncertainty``: drop detections whose pose uncertainty (the model's ``pose_std`` averaged
     over yaw, pitch and roll, degrees) is above it: the model does not read a face there (logos,
-    patterned cloth, figurines the detector takes for faces). ``None`` (default): 8.0 with the shipped
+    patterned cloth, figurines the detector takes for faces). ``None`` (default): 9.5 with the shipped
     model (:data:`SHIPPED_MAX_UNCERTAINTY`), no limit with another (its ``pose_std`` may not be
     calibrated); ``math.inf``: no limit. Detections only, like ``score``.
     ``super_resolve``: faces whose box is smaller than

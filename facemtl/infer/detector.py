@@ -188,7 +188,7 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
                         help="drop faces smaller than this: pixels (>= 1) or a fraction of the image's shorter side")
     parser.add_argument("--max-uncertainty", type=float, default=None, metavar="DEG",
                         help="drop detections whose mean pose uncertainty is above this many degrees: the model "
-                             "reads no face there (default: 8.0 with the shipped model, none with another; "
+                             "reads no face there (default: 9.5 with the shipped model, none with another; "
                              "inf keeps all)")
 
 
