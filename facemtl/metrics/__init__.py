@@ -16,6 +16,7 @@ __all__ = [
     "average_precision", "iou", "match_detections", "recall_at_score",
     "psnr", "ssim",
     "auc", "ced_curve", "failure_rate", "nme", "normaliser",
-    "geodesic_error", "mean_signed_error", "pitch_slope", "pose_mae", "std_calibration", "std_scale", "vector_errors", "vector_mae",
+    "geodesic_error", "mean_signed_error", "pitch_slope", "pose_mae", "std_calibration", "std_scale",
+    "vector_errors", "vector_mae",
     "occlusion_recall_at_precision", "recall_at_precision",
 ]

@@ -34,11 +34,26 @@ def _check_pair(pred: np.ndarray, gt: np.ndarray, shape: tuple[int, ...], what: 
     return pred, gt
 
 
+def _kept(gt: np.ndarray, filter_deg: float | None) -> np.ndarray:
+    """The AFLW2000 filter: rows of ``gt`` (N, 3) whose three angles are all within ``filter_deg``."""
+    return np.ones(len(gt), dtype=bool) if filter_deg is None else (np.abs(gt) <= filter_deg).all(axis=1)
+
+
+def _pose_and_std(pred: np.ndarray, std: np.ndarray, gt: np.ndarray, filter_deg: float | None,
+                  what: str) -> tuple[np.ndarray, np.ndarray]:
+    """``|pred - gt|`` and ``std`` (M, 3) of the kept rows; all three inputs must be (N, 3)."""
+    pred, std, gt = (np.asarray(a, dtype=np.float64) for a in (pred, std, gt))
+    if not pred.shape == std.shape == gt.shape or pred.ndim != 2 or pred.shape[1] != 3:
+        raise ValueError(f"{what}: pred, std and gt must all be (N, 3), got {pred.shape}, {std.shape}, {gt.shape}")
+    keep = _kept(gt, filter_deg)
+    return np.abs(pred - gt)[keep], std[keep]
+
+
 def _angle_errors(pred: np.ndarray, gt: np.ndarray, filter_deg: float | None, wrapped: bool,
                   what: str) -> tuple[np.ndarray, int]:
     """Signed per-angle errors ``pred - gt`` (M, 3) of the kept samples, and how many were dropped."""
     pred, gt = _check_pair(pred, gt, (3,), what)
-    keep = np.ones(len(gt), dtype=bool) if filter_deg is None else (np.abs(gt) <= filter_deg).all(axis=1)
+    keep = _kept(gt, filter_deg)
     d = pred[keep] - gt[keep]
     if wrapped:
         # 179 vs -179 is 2 degrees apart, not 358.
@@ -91,7 +106,7 @@ def pitch_slope(pred: np.ndarray, gt: np.ndarray, filter_deg: float | None = 99.
     level than it is. ``NaN`` for fewer than two samples or no spread in the true pitch.
     """
     pred, gt = np.asarray(pred, dtype=np.float64), np.asarray(gt, dtype=np.float64)
-    keep = np.ones(len(gt), bool) if filter_deg is None else (np.abs(gt) <= filter_deg).all(axis=1)
+    keep = _kept(gt, filter_deg)
     x, y = gt[keep, 1], pred[keep, 1]
     if len(x) < 2 or np.ptp(x) == 0:
         return float("nan")
@@ -103,12 +118,9 @@ def std_scale(pred: np.ndarray, std: np.ndarray, gt: np.ndarray, filter_deg: flo
     turns a model's per-face uncertainty ``std`` (N, 3) into the standard deviation of its error
     (degrees; same filtering as :func:`pose_mae`, rows with a non-finite or non-positive ``std``
     left out). ``NaN`` for an angle with no usable row."""
-    pred, std, gt = (np.asarray(a, dtype=np.float64) for a in (pred, std, gt))
-    if not pred.shape == std.shape == gt.shape or pred.ndim != 2 or pred.shape[1] != 3:
-        raise ValueError(f"std_scale: pred, std and gt must all be (N, 3), got {pred.shape}, {std.shape}, {gt.shape}")
-    keep = np.ones(len(gt), bool) if filter_deg is None else (np.abs(gt) <= filter_deg).all(axis=1)
-    z2 = ((pred - gt) / std)[keep] ** 2
-    ok = np.isfinite(z2) & (std[keep] > 0)
+    err, std = _pose_and_std(pred, std, gt, filter_deg, "std_scale")
+    z2 = (err / std) ** 2
+    ok = np.isfinite(z2) & (std > 0)
     with np.errstate(invalid="ignore"):
         return np.sqrt(np.where(ok, z2, 0).sum(0) / ok.sum(0))
 
@@ -122,9 +134,7 @@ def std_calibration(pred: np.ndarray, std: np.ndarray, gt: np.ndarray, filter_de
     * ``rank``: Spearman correlation of ``std`` with ``|error|`` (0: the uncertainty says nothing
       about which faces are read worse).
     """
-    pred, std, gt = (np.asarray(a, dtype=np.float64) for a in (pred, std, gt))
-    keep = np.ones(len(gt), bool) if filter_deg is None else (np.abs(gt) <= filter_deg).all(axis=1)
-    err, sd = np.abs(pred - gt)[keep].ravel(), std[keep].ravel()
+    err, sd = (a.ravel() for a in _pose_and_std(pred, std, gt, filter_deg, "std_calibration"))
     ok = np.isfinite(err) & np.isfinite(sd) & (sd > 0)
     err, sd = err[ok], sd[ok]
     if len(err) < 2:
