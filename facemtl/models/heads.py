@@ -250,9 +250,9 @@ def global_pool(x: torch.Tensor) -> torch.Tensor:
 def decode_outputs(outputs: dict[str, torch.Tensor], pose_head: BinPoseHead | None = None) -> dict[str, torch.Tensor]:
     """Raw outputs -> the ONNX contract's outputs (only those the raw outputs allow).
 
-    * ``pose``, ``pose_std``: from ``pose_logits`` by ``pose_head`` (:meth:`BinPoseHead.read`;
-      Hopenet's bins, uncalibrated, without one); else the regressed ``pose``; else the Euler
-      angles of the 6D rotation.
+    * ``pose``, ``pose_std``: from ``pose_logits`` by the model's ``pose_head``
+      (:meth:`BinPoseHead.read`: its bins and calibration); else the regressed ``pose``; else the
+      Euler angles of the 6D rotation.
     * ``rotation``: from ``rot6d`` when present (so a model with both heads reports each head's
       own answer), else built from ``pose``.
     * ``visibility`` and ``expression`` become probabilities.
@@ -260,11 +260,9 @@ def decode_outputs(outputs: dict[str, torch.Tensor], pose_head: BinPoseHead | No
     out: dict[str, torch.Tensor] = {}
     rotation = rt.sixd_to_matrix(outputs["rot6d"]) if "rot6d" in outputs else None
     if "pose_logits" in outputs:
-        logits = outputs["pose_logits"]
         if pose_head is None:
-            out["pose"], out["pose_std"] = bin_expectation(logits, HOPENET_BINS.centres(logits.device, logits.dtype))
-        else:
-            out["pose"], out["pose_std"] = pose_head.read(logits)
+            raise ValueError("decode_outputs: pose_logits need the BinPoseHead that made them")
+        out["pose"], out["pose_std"] = pose_head.read(outputs["pose_logits"])
     elif "pose" in outputs:
         out["pose"] = outputs["pose"]
     elif rotation is not None:
