@@ -84,15 +84,19 @@ def mosaics(lfw: Path, n: int = 60, size: int = 416) -> list[tuple[np.ndarray, n
     return out
 
 
-def run_set(detector, items, clean: bool = False) -> tuple[list, list]:
-    """Every detector's boxes and scores; ``clean``: inpaint burned-in green drawings first (LFW).
-    An item's image is a path or an array."""
+def load_item(path, clean: bool = False) -> np.ndarray:
+    """An item's image (a path or an array); ``clean``: inpaint burned-in green drawings first (LFW)."""
     from facemtl.synth.texture import remove_overlay
 
+    image = path if isinstance(path, np.ndarray) else cv2.imread(str(path))
+    return remove_overlay(image) if clean else image
+
+
+def run_set(detector, items, clean: bool = False) -> tuple[list, list]:
+    """Every detector's boxes and scores on ``items`` (images by :func:`load_item`)."""
     boxes, scores = [], []
     for path, _, _ in items:
-        image = path if isinstance(path, np.ndarray) else cv2.imread(str(path))
-        b, s = detector(remove_overlay(image) if clean else image)
+        b, s = detector(load_item(path, clean))
         boxes.append(np.asarray(b).reshape(-1, 4))
         scores.append(np.asarray(s).reshape(-1))
     return boxes, scores

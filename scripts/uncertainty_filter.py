@@ -18,11 +18,10 @@ import math
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_detector import _lm_box, eval_sets  # noqa: E402
+from bench_detector import _lm_box, eval_sets, load_item  # noqa: E402
 
 from facemtl.data.registry import load_dataset  # noqa: E402
 from facemtl.infer.analyzer import FaceAnalyzer  # noqa: E402
@@ -32,17 +31,13 @@ from facemtl.metrics.detection import iou  # noqa: E402
 CHOSEN_ON = ("300-W held-out", "LFW held-out", "mosaics", "turned 300-W val")
 
 
-def measure(analyzer: FaceAnalyzer, items) -> list[tuple[float, bool, str]]:
-    """``(mean pose_std, is a true face, image)`` of every detection in ``items``."""
-    from facemtl.synth.texture import remove_overlay
-
+def measure(analyzer: FaceAnalyzer, items, clean: bool) -> list[tuple[float, bool, str]]:
+    """``(mean pose_std, is a true face, image)`` of every detection in ``items`` (images by
+    ``bench_detector.load_item``: ``clean`` for the LFW sets, whose annotation is drawn in)."""
     rows = []
     for path, gts, _ in items:
         name = "" if isinstance(path, np.ndarray) else Path(path).name
-        image = path if isinstance(path, np.ndarray) else cv2.imread(str(path))
-        if "lfw" in str(path):
-            image = remove_overlay(image)  # the shared LFW copy has its annotation drawn in
-        faces = analyzer(image)
+        faces = analyzer(load_item(path, clean))
         for f in faces:
             true = bool(len(gts) and (iou(f.box[None], gts) >= 0.3).any())
             rows.append((float(np.mean(f.pose.uncertainty)), true, name))
@@ -65,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                                     for s in load_dataset("synth", args.turned)]
     sets["photos/ (no labels)"] = [(p, np.zeros((0, 4)), np.zeros(0, bool))
                                    for p in sorted((shared / "data" / "photos").glob("*.jpg"))]
-    rows = {name: measure(analyzer, items) for name, items in sets.items()}
+    rows = {name: measure(analyzer, items, clean=name.startswith("LFW")) for name, items in sets.items()}
     grid = np.arange(4.0, 15.01, 0.5)
     chosen = next(t for t in grid if all(
         np.mean([u <= t for u, true, _ in rows[name] if true]) >= args.keep for name in CHOSEN_ON if name in rows))
