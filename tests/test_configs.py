@@ -2,6 +2,7 @@
 (model, model options and loss options together) on its own synthetic source, made small."""
 
 import math
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -60,14 +61,20 @@ def test_config_trains_a_step(path, shared, tmp_path):
 @pytest.mark.parametrize("path", [p for p in CONFIGS if "\ninit:" in p.read_text()], ids=lambda p: p.stem)
 def test_config_init_weights_are_committed_and_fit_the_model(path):
     """A shipped config that fine-tunes starts from weights in the repository (not a run folder a
-    fresh clone lacks), and they load into the config's model as written."""
+    fresh clone lacks), and they load into the config's model as written. The 50 MB for weights
+    hold the latest stages' only: an earlier stage's init may be missing when the config's
+    ``prepare:`` names the shipped config that makes it (``facemtl train`` prints that command)."""
     from facemtl.losses import MultiTaskLoss
     from facemtl.models import create_model
     from facemtl.train.checkpoint import initialise, read_checkpoint
 
     cfg = TrainConfig.load(path)
     weights = Path(__file__).resolve().parents[1] / cfg.init
-    assert weights.is_file(), f"{cfg.init} is not committed"
+    if not weights.is_file():
+        made_by = re.match(r"facemtl train --config (\w+)", cfg.prepare.get(cfg.init, ""))
+        assert made_by and made_by[1] in {p.stem for p in CONFIGS}, f"{cfg.init}: not committed, no prepare command"
+        assert cfg.name != "default", "the shipped default's init must be committed"
+        return
     model = create_model(cfg.model, **(cfg.model_options | {"pretrained": False}))
     initialise(read_checkpoint(weights), model, MultiTaskLoss(**cfg.loss_options))
 

@@ -23,19 +23,12 @@ from facemtl.contract import crop_face, landmark_box, landmarks_to_image
 from facemtl.geometry.rotations import euler_to_matrix, matrix_to_euler
 from facemtl.infer.detector import Detector, create_detector
 from facemtl.infer.mos_detector import min_face_pixels
-from facemtl.infer.onnx_model import OnnxModel, is_shipped, shipped_expression_model
+from facemtl.infer.onnx_model import SHIPPED_MAX_UNCERTAINTY, OnnxModel, is_shipped, shipped_expression_model
 from facemtl.infer.results import Expression, Face, Pose
 from facemtl.infer.superres import SuperResolver, sr_crop
 from facemtl.io import FileError, read_image, to_bgr8
 
 ImageLike = Union[np.ndarray, str, Path]
-
-
-# The shipped model's limit on a detection's mean pose uncertainty (degrees): the smallest multiple
-# of 0.5 that kept 99.5 % or more of the true faces of every held-out real set (300-W val, LFW val,
-# their mosaics, the turned 300-W val faces) for model 92ff8fc1 (`python scripts/uncertainty_filter.py`,
-# docs/detector.md); re-choose it with that script when the model changes.
-SHIPPED_MAX_UNCERTAINTY = 9.5
 
 
 class FaceAnalyzer:
@@ -66,9 +59,9 @@ class FaceAnalyzer:
     faster, 512 finds smaller faces; :class:`facemtl.infer.mos_detector.MosDetector`).
     ``max_uncertainty``: drop detections whose pose uncertainty (the model's ``pose_std`` averaged
     over yaw, pitch and roll, degrees) is above it: the model does not read a face there (logos,
-    patterned cloth, figurines the detector takes for faces). ``None`` (default): 9.5 with the shipped
-    model (:data:`SHIPPED_MAX_UNCERTAINTY`), no limit with another (its ``pose_std`` may not be
-    calibrated); ``math.inf``: no limit. Detections only, like ``score``.
+    patterned cloth, figurines the detector takes for faces). ``None`` (default): with the shipped
+    model its :data:`~facemtl.infer.onnx_model.SHIPPED_MAX_UNCERTAINTY`, with another no limit (its
+    ``pose_std`` may not be calibrated); ``math.inf``: no limit. Detections only, like ``score``.
     ``super_resolve``: faces whose box is smaller than
     ``sr_threshold`` pixels (its longer side) are cropped at their own resolution and super-resolved
     to the model's input (:mod:`facemtl.infer.superres`, ``sr_model``: the generator's ONNX file,
