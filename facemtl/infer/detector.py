@@ -189,8 +189,8 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
                         help="drop faces smaller than this: pixels (>= 1) or a fraction of the image's shorter side")
     parser.add_argument("--max-uncertainty", type=float, default=None, metavar="DEG",
                         help="drop detections whose mean pose uncertainty is above this many degrees: the model "
-                             f"reads no face there (default: {SHIPPED_MAX_UNCERTAINTY:g} with the shipped model, none with "
-                             "another; inf keeps all)")
+                             f"reads no face there (default: {SHIPPED_MAX_UNCERTAINTY:g} with the shipped model, "
+                             "none with another; inf keeps all)")
 
 
 def available_detectors() -> list[str]:
