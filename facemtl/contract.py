@@ -13,13 +13,31 @@ crop coordinates, which put the crop's edges at 0 and 1: ``(p_crop + 0.5) / size
 
 from __future__ import annotations
 
+from typing import Callable
+
 import cv2
 import numpy as np
+
+from facemtl.geometry.rotations import mirror_rotation, nearest_rotation
 
 N_LANDMARKS = 68  # iBUG-68 points
 # AffectNet's order of the seven basic expressions; readers map their own orders onto it.
 EXPRESSIONS: tuple[str, ...] = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "angry")
 N_EXPRESSIONS = len(EXPRESSIONS)
+
+# iBUG-68 index of each point's mirror image under a horizontal flip.
+FLIP_68 = np.array(
+    list(range(16, -1, -1))  # jaw
+    + list(range(26, 16, -1))  # eyebrows
+    + [27, 28, 29, 30]  # nose bridge
+    + [35, 34, 33, 32, 31]  # nostrils
+    + [45, 44, 43, 42, 47, 46]  # right eye <- left eye
+    + [39, 38, 37, 36, 41, 40]  # left eye <- right eye
+    + [54, 53, 52, 51, 50, 49, 48]  # outer lips, top
+    + [59, 58, 57, 56, 55]  # outer lips, bottom
+    + [64, 63, 62, 61, 60]  # inner lips, top
+    + [67, 66, 65]  # inner lips, bottom
+)
 
 # The model's input: float32 (N, 3, S, S) BGR crops, 0..255.
 INPUT_NAME = "image"
@@ -135,3 +153,42 @@ def landmarks_to_image(normalised: np.ndarray, matrix: np.ndarray, size: int) ->
     Computed in the dtype of ``normalised`` up to the matrix product (float64)."""
     crop_pixels = np.asarray(normalised) * size - 0.5
     return apply_affine(crop_pixels, invert_affine(matrix))
+
+
+def mirror_outputs(out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Outputs of the horizontally mirrored crops -> the same faces in the unmirrored crops.
+
+    Landmarks are re-indexed by :data:`FLIP_68` with ``x -> 1 - x`` (normalised coordinates),
+    visibility re-indexed, the rotation mirrored (:func:`facemtl.geometry.rotations.mirror_rotation`),
+    yaw and roll negated; ``pose_std`` and ``expression`` do not change."""
+    out = dict(out)
+    if "landmarks" in out:
+        lm = out["landmarks"][:, FLIP_68].copy()
+        lm[..., 0] = 1 - lm[..., 0]
+        out["landmarks"] = lm
+    if "visibility" in out:
+        out["visibility"] = out["visibility"][:, FLIP_68]
+    if "rotation" in out:
+        out["rotation"] = mirror_rotation(out["rotation"]).astype(out["rotation"].dtype)
+    if "pose" in out:
+        out["pose"] = out["pose"] * np.array([-1, 1, -1], dtype=out["pose"].dtype)
+    return out
+
+
+Predict = Callable[[np.ndarray], dict[str, np.ndarray]]
+
+
+def flip_averaged(predict: Predict) -> Predict:
+    """Test-time flip averaging: ``predict`` on the crops and on their mirror images in one call,
+    the mirrored outputs mapped back (:func:`mirror_outputs`) and averaged (rotations: the rotation
+    nearest to the mean matrix). Twice the model's work a face, for lower error (figures in
+    docs/MODEL_CARD.md, "Flip averaging")."""
+    def run(crops: np.ndarray) -> dict[str, np.ndarray]:
+        n = len(crops)
+        both = predict(np.concatenate([crops, crops[:, :, ::-1]]))
+        mirrored = mirror_outputs({k: v[n:] for k, v in both.items()})
+        out = {k: (v[:n] + mirrored[k]) / 2 for k, v in both.items()}
+        if "rotation" in out:
+            out["rotation"] = nearest_rotation(out["rotation"]).astype(both["rotation"].dtype)
+        return out
+    return run

@@ -7,7 +7,9 @@ crop's brightness centroid from the crop centre: a bright shape on a dark backgr
 followed like a face (the landmark box moves onto the shape). With ``follow=False`` they are the
 layout itself, whatever the crop. Pose is ``mean(B, G, R) of the crop - 128`` degrees,
 ``pose_std = [1, 2, 3]``, visibility a ramp 0 .. 1, expression a softmax of the mean colour.
-Every output is a simple function of the crop, so every result can be computed by hand.
+Every output is a simple function of the crop, so every result can be computed by hand (tests
+that check such values run ``FaceAnalyzer(..., flip=False)``: flip averaging would mix in the
+mirrored crop's answer).
 
 ``squares_frame`` draws such a scene (white squares on a dark frame) and ``BlobDetector`` is a
 detector for it (bright blobs as faces).

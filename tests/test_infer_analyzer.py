@@ -38,7 +38,7 @@ def _expected(layout01: np.ndarray, box: np.ndarray, crop_scale: float = 1.5) ->
 def test_landmarks_fill_the_given_box(toy_model):
     image = np.full((200, 300, 3), (148, 118, 138), np.uint8)
     box = np.array([100.0, 50.0, 180.0, 130.0])
-    faces = FaceAnalyzer(toy_model, detector=None)(image, boxes=box[None])
+    faces = FaceAnalyzer(toy_model, detector=None, flip=False)(image, boxes=box[None])
     assert len(faces) == 1
     face = faces[0]
     # The toy layout spans 1/6..5/6 of the crop, i.e. exactly the box: it maps back onto it.
@@ -64,9 +64,9 @@ def test_refinement_recrops_on_the_landmark_box(tmp_path):
     box = np.array([120.0, 100.0, 220.0, 240.0])  # not square: the crop side follows the height
     once = _expected(layout, box)
     twice = _expected(layout, np.r_[once.min(0), once.max(0)])
-    plain = FaceAnalyzer(model, detector=None, refine=False)(image, boxes=box[None])[0]
+    plain = FaceAnalyzer(model, detector=None, refine=False, flip=False)(image, boxes=box[None])[0]
     np.testing.assert_allclose(plain.landmarks, once, atol=1e-3)
-    refined = FaceAnalyzer(model, detector=None)(image, boxes=box[None])[0]
+    refined = FaceAnalyzer(model, detector=None, flip=False)(image, boxes=box[None])[0]
     np.testing.assert_allclose(refined.landmarks, twice, atol=1e-3)
     np.testing.assert_allclose(refined.box, np.r_[twice.min(0), twice.max(0)], atol=1e-3)
 
@@ -81,14 +81,34 @@ def test_refinement_recrops_on_the_landmark_box(tmp_path):
     def estimates(image):
         return box[None], np.ones(1)
 
-    one_pass = FaceAnalyzer(model, detector=LandmarkBoxes())(image)[0]
+    one_pass = FaceAnalyzer(model, detector=LandmarkBoxes(), flip=False)(image)[0]
     np.testing.assert_allclose(one_pass.landmarks, once, atol=1e-3)
-    np.testing.assert_allclose(FaceAnalyzer(model, detector=estimates)(image)[0].landmarks, twice, atol=1e-3)
+    np.testing.assert_allclose(FaceAnalyzer(model, detector=estimates, flip=False)(image)[0].landmarks, twice, atol=1e-3)
+
+
+def test_flip_averages_the_crop_and_its_mirror_image(tmp_path):
+    """Default ``flip``: the stub also runs on the mirrored crop (same mean colour: same pose
+    numbers), whose answer is mapped back -- yaw and roll negated, landmarks re-indexed and
+    mirrored -- and averaged with the crop's own."""
+    layout = face_layout()
+    layout[30, 0] = 0.6  # the nose tip (its own mirror point) off the midline; the rest is symmetric
+    model = build_model(tmp_path / "m.onnx", follow=False, layout=layout)
+    image = np.full((200, 300, 3), (148, 118, 138), np.uint8)
+    box = np.array([100.0, 50.0, 180.0, 130.0])
+    face = FaceAnalyzer(model, detector=None, refine=False)(image, boxes=box[None])[0]
+    assert (face.pose.yaw, face.pose.pitch, face.pose.roll) == pytest.approx((0, -10, 0), abs=1e-3)
+    np.testing.assert_allclose(face.pose.matrix, euler_to_matrix([0, -10, 0]), atol=1e-6)
+    expected = layout.copy()
+    expected[30, 0] = 0.5  # (0.6 + (1 - 0.6)) / 2
+    np.testing.assert_allclose(face.landmarks, box[:2] + (expected * 1.5 - 0.25) * 80, atol=1e-3)
+    one_pass = FaceAnalyzer(model, detector=None, refine=False, flip=False)(image, boxes=box[None])[0]
+    assert one_pass.pose.yaw == pytest.approx(20, abs=1e-3)
+    assert one_pass.landmarks[30, 0] == pytest.approx(box[0] + (0.6 * 1.5 - 0.25) * 80, abs=1e-3)
 
 
 def test_batch_many_faces_and_fixed_batch_model(tmp_path):
     model = build_model(tmp_path / "fixed.onnx", follow=False, batch=1)  # exported with batch size 1
-    analyzer = FaceAnalyzer(model, detector=None, max_batch=64)
+    analyzer = FaceAnalyzer(model, detector=None, max_batch=64, flip=False)
     assert analyzer.max_batch == 1
     images = [np.full((120, 160), v, np.uint8) for v in (60, 200)]  # grey images
     boxes = [np.array([[10, 10, 40, 40, 0.9], [50, 20, 90, 60, 0.5], [100, 30, 130, 60, 0.7]]),
@@ -102,7 +122,7 @@ def test_batch_many_faces_and_fixed_batch_model(tmp_path):
 
 def test_optional_outputs_and_json(tmp_path):
     model = build_model(tmp_path / "pose_only.onnx", follow=False, outputs=("pose",))
-    face = FaceAnalyzer(model, detector=None)(np.full((100, 100, 3), 128, np.uint8), boxes=[[30, 30, 70, 70]])[0]
+    face = FaceAnalyzer(model, detector=None, flip=False)(np.full((100, 100, 3), 128, np.uint8), boxes=[[30, 30, 70, 70]])[0]
     assert face.landmarks is None and face.visibility is None and face.expression is None
     assert face.pose.uncertainty is None
     np.testing.assert_allclose(face.box, [30, 30, 70, 70])

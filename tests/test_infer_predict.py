@@ -46,7 +46,7 @@ def test_json_schema_and_boxes(tmp_path, folder, model, capsys):
     boxes.write_text(json.dumps({"a.png": [[40, 20, 100, 80], [0, 0, 30, 30]], "b.jpg": []}))
     out = tmp_path / "out.json"
     rc = main(["predict", str(folder / "a.png"), str(folder / "b.jpg"), "--model", str(model),
-               "--boxes", str(boxes), "--json", str(out)])
+               "--boxes", str(boxes), "--json", str(out), "--no-flip"])
     assert rc == 0
     records = json.loads(out.read_text())
     assert [r["image"] for r in records] == [str(folder / "a.png"), str(folder / "b.jpg")]

@@ -13,6 +13,8 @@ from facemtl.geometry.rotations import (
     matrix_to_axis_angle,
     matrix_to_euler,
     matrix_to_quaternion,
+    mirror_rotation,
+    nearest_rotation,
     pose_para_to_ypr,
     quaternion_to_matrix,
     rot_x,
@@ -107,6 +109,28 @@ def test_6d_round_trip_and_gram_schmidt():
     np.testing.assert_allclose(M @ np.swapaxes(M, -1, -2), np.broadcast_to(np.eye(3), M.shape), atol=1e-14)
     np.testing.assert_allclose(np.linalg.det(M), 1.0, atol=1e-14)
     np.testing.assert_allclose(M[..., :, 0], a[:, :3] / np.linalg.norm(a[:, :3], axis=-1, keepdims=True))
+
+
+def test_mirror_rotation_is_the_pose_of_the_mirrored_head():
+    R = random_rotations(20, seed=3)
+    points = np.random.default_rng(4).normal(size=(20, 3, 10))  # head-frame points (columns)
+    flip = np.diag([-1.0, 1.0, 1.0])
+    # The mirror image of the posed head is the mirrored head posed by mirror_rotation(R).
+    np.testing.assert_allclose(flip @ (R @ points), mirror_rotation(R) @ (flip @ points), atol=1e-12)
+    np.testing.assert_allclose(mirror_rotation(mirror_rotation(R)), R, atol=1e-12)
+    ypr = random_ypr(20, seed=5)
+    np.testing.assert_allclose(matrix_to_euler(mirror_rotation(euler_to_matrix(ypr))), ypr * [-1, 1, -1], atol=1e-9)
+
+
+def test_nearest_rotation_removes_scale_and_noise():
+    R = random_rotations(30, seed=6)
+    noisy = 2.5 * R + np.random.default_rng(7).normal(scale=1e-3, size=R.shape)
+    Q = nearest_rotation(noisy)
+    np.testing.assert_allclose(Q @ np.swapaxes(Q, -1, -2), np.broadcast_to(np.eye(3), Q.shape), atol=1e-12)
+    assert np.all(np.linalg.det(Q) > 0) and geodesic_distance(Q, R).max() < 0.1
+    # The mean of a rotation and a nearby one goes back to the rotation halfway between them.
+    half = nearest_rotation((R + R @ rot_z(np.deg2rad(10.0))) / 2)
+    np.testing.assert_allclose(geodesic_distance(half, R), 5.0, atol=1e-6)
 
 
 def test_quaternion_matches_scipy_and_round_trips():

@@ -2,8 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
-from facemtl.contract import apply_affine, crop_face, crop_matrix, invert_affine, landmark_box
-from facemtl.data.transforms import FLIP_68, Augment, flip_landmarks, flip_pose
+from facemtl.contract import FLIP_68, apply_affine, crop_face, crop_matrix, invert_affine, landmark_box
+from facemtl.data.transforms import Augment, flip_landmarks, flip_pose
 
 
 def test_crop_maps_box_to_centre_and_edges():

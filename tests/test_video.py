@@ -53,7 +53,7 @@ def stub(tmp_path_factory) -> Path:
 
 def test_clip_to_csv_and_video(tmp_path, stub):
     clip = write_clip(tmp_path / "clip.mp4")
-    analyzer = FaceAnalyzer(stub, detector=BlobDetector())
+    analyzer = FaceAnalyzer(stub, detector=BlobDetector(), flip=False)
     summary = process_video(clip, analyzer, out=tmp_path / "out.mp4", csv_path=tmp_path / "out.csv",
                             detect_every=4, progress=False)
     assert (summary.frames, summary.skipped, summary.expected, summary.rows, summary.ids) == (30, 0, 30, 60, 2)

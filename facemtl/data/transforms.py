@@ -10,23 +10,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facemtl.contract import landmark_box
+from facemtl.contract import FLIP_68, landmark_box
 from facemtl.data.sample import Sample
-
-# iBUG-68 index of each point's mirror image under a horizontal flip.
-FLIP_68 = np.array(
-    list(range(16, -1, -1))  # jaw
-    + list(range(26, 16, -1))  # eyebrows
-    + [27, 28, 29, 30]  # nose bridge
-    + [35, 34, 33, 32, 31]  # nostrils
-    + [45, 44, 43, 42, 47, 46]  # right eye <- left eye
-    + [39, 38, 37, 36, 41, 40]  # left eye <- right eye
-    + [54, 53, 52, 51, 50, 49, 48]  # outer lips, top
-    + [59, 58, 57, 56, 55]  # outer lips, bottom
-    + [64, 63, 62, 61, 60]  # inner lips, top
-    + [67, 66, 65]  # inner lips, bottom
-)
-
 
 # Landmark-box side / image side of the tight face crops of expression datasets (FER2013, CK+48:
 # brows to chin, nearly cheek to cheek), estimated by eye on the shared images.

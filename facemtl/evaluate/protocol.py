@@ -11,18 +11,16 @@ model's own ``crop_scale``), so the numbers are comparable across models and wit
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from facemtl.contract import EXPRESSIONS, crop_face, landmarks_to_image
+from facemtl.contract import EXPRESSIONS, Predict, crop_face, landmarks_to_image
 from facemtl.data.sample import Sample
 from facemtl.data.transforms import face_box
 from facemtl.geometry.pnp import fuse_poses, pose_and_std_from_landmarks
 from facemtl.metrics import (accuracy, macro_f1, mean_signed_error, nme, occlusion_recall_at_precision, pitch_slope,
                              pose_mae, precision_recall_f1, std_calibration)
-
-Predict = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 
 def predict_samples(predict: Predict, samples: Sequence[Sample], size: int, crop_scale: float,

@@ -29,6 +29,7 @@ from facemtl.geometry.rotations import (
     axis_angle_to_matrix,
     matrix_to_axis_angle,
     matrix_to_euler,
+    nearest_rotation,
     rot_x,
     rot_y,
     rot_z,
@@ -110,15 +111,6 @@ def to_openface(R: np.ndarray) -> np.ndarray:
 # ---- MediaPipe face geometry -----------------------------------------------------------------------
 
 
-def _nearest_rotation(M: np.ndarray) -> np.ndarray:
-    """Closest rotation to ``M`` (polar decomposition): strips a uniform scale and float noise."""
-    U, _, Vt = np.linalg.svd(M)
-    d = np.sign(np.linalg.det(U @ Vt))
-    U = U.copy()
-    U[..., :, 2] *= d[..., None]
-    return U @ Vt
-
-
 def from_mediapipe(matrix: np.ndarray) -> np.ndarray:
     """``R`` from MediaPipe's facial transformation matrix, (..., 4, 4) or (..., 3, 3) -> (..., 3, 3).
 
@@ -129,7 +121,7 @@ def from_mediapipe(matrix: np.ndarray) -> np.ndarray:
     in the 3x3 block is removed first. (Translation, cm in MediaPipe's space, maps as ``F @ t``.)
     """
     M = np.asarray(matrix, dtype=np.float64)[..., :3, :3]
-    return _FLIP_YZ @ _nearest_rotation(M) @ _FLIP_YZ
+    return _FLIP_YZ @ nearest_rotation(M) @ _FLIP_YZ
 
 
 def to_mediapipe(R: np.ndarray) -> np.ndarray:

@@ -137,6 +137,29 @@ def sixd_to_matrix(x: np.ndarray) -> np.ndarray:
     return np.stack([b1, b2, b3], axis=-1)
 
 
+def nearest_rotation(M: np.ndarray) -> np.ndarray:
+    """The rotation closest to ``M`` in the Frobenius norm (polar decomposition by SVD), (..., 3, 3) -> (..., 3, 3).
+
+    Strips a uniform scale and float noise; the mean of nearby rotations goes back to a rotation."""
+    U, _, Vt = np.linalg.svd(np.asarray(M, dtype=np.float64))
+    d = np.sign(np.linalg.det(U @ Vt))
+    U = U.copy()
+    U[..., :, 2] *= d[..., None]
+    return U @ Vt
+
+
+_MIRROR_X = np.diag([-1.0, 1.0, 1.0])
+
+
+def mirror_rotation(R: np.ndarray) -> np.ndarray:
+    """The head rotation seen in the horizontally mirrored image, (..., 3, 3) -> (..., 3, 3).
+
+    Mirroring negates x in the camera frame and, the face being left-right symmetric, in the head
+    frame: ``M R M`` with ``M = diag(-1, 1, 1)``. Yaw and roll change sign, pitch is kept. Its own inverse.
+    """
+    return _MIRROR_X @ np.asarray(R, dtype=np.float64) @ _MIRROR_X
+
+
 def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
     """Rotation from a quaternion **(w, x, y, z)**, (..., 4) -> (..., 3, 3). ``q`` is normalized first."""
     w, x, y, z = np.moveaxis(_normalize(np.asarray(q, dtype=np.float64)), -1, 0)

@@ -19,7 +19,7 @@ from typing import Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from facemtl.contract import crop_face, landmark_box, landmarks_to_image
+from facemtl.contract import crop_face, flip_averaged, landmark_box, landmarks_to_image
 from facemtl.geometry.rotations import euler_to_matrix, matrix_to_euler
 from facemtl.infer.detector import Detector, create_detector
 from facemtl.infer.mos_detector import min_face_pixels
@@ -44,6 +44,9 @@ class FaceAnalyzer:
     it (the cascades, dlib, mediapipe, a callable) — MOS gives the landmark box itself, and on the
     held-out 300-W faces a second pass on its boxes did not lower the landmark error (figures in
     issue #12's note).
+    ``flip``: test-time flip averaging (:func:`facemtl.contract.flip_averaged`): the main model also
+    runs on the mirrored crop and the two answers are averaged; twice its work a face for lower
+    error on every held-out set (docs/MODEL_CARD.md, "Flip averaging"); ``False`` for speed.
     ``max_batch``: most crops per model call. ``expression_model``: the ONNX file of a dedicated
     expression network (docs/model-format.md, "The expression model") run as a second call on
     its own crop around the final landmarks' box; ``face.expression`` then comes from it.
@@ -73,8 +76,11 @@ class FaceAnalyzer:
                  refine: Optional[bool] = None, max_batch: int = 64, score: Optional[float] = None,
                  min_face: float = 0.0, max_uncertainty: Optional[float] = None,
                  expression_model: Union[str, Path, bool, None] = None, super_resolve: bool = False,
-                 sr_model: str | Path | None = None, sr_threshold: float = 40.0, canvas: Optional[int] = None):
+                 sr_model: str | Path | None = None, sr_threshold: float = 40.0, canvas: Optional[int] = None,
+                 flip: bool = True):
         self.model = OnnxModel(model_path, threads, max_batch)
+        self.flip = flip
+        self._predict = flip_averaged(self.model.predict) if flip else self.model.predict
         self.resolver = SuperResolver(sr_model, threads) if super_resolve else None
         self.sr_threshold = sr_threshold
         # The model's metadata, read by the CLI commands and scripts.
@@ -187,7 +193,7 @@ class FaceAnalyzer:
                 crops[k], matrices[k] = sr_crop(images[i], box, self.crop_scale, size, self.resolver)
             else:
                 crops[k], matrices[k] = crop_face(images[i], box, self.crop_scale, size)
-        return self.model.predict(crops), matrices
+        return self._predict(crops), matrices
 
     def _expression(self, images: list[np.ndarray], owner: list[int], out: dict[str, np.ndarray],
                     matrices: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """``OnnxModel``: one facemtl ONNX file (``docs/model-format.md``) as a crop-batch predictor, no torch.
 
 ``OnnxModel(path)(crops)`` maps uint8 BGR crops (N, S, S, 3) to the contract outputs as numpy
-arrays, so it is a :data:`facemtl.evaluate.protocol.Predict` and the model behind
+arrays, so it is a :data:`facemtl.contract.Predict` and the model behind
 :class:`facemtl.infer.FaceAnalyzer`.
 """
 
@@ -21,8 +21,9 @@ DEFAULT_EXPRESSION_MODEL = Path(__file__).resolve().parents[1] / "assets" / "exp
 
 # The shipped model's limit on a detection's mean pose uncertainty (degrees): the smallest multiple
 # of 0.5 that kept 99.5 % or more of the true faces of every held-out real set (300-W val, LFW val,
-# their mosaics, the turned 300-W val faces) for model 9b0b6a15 (`python scripts/uncertainty_filter.py`,
-# docs/detector.md); re-choose it with that script when the model changes.
+# their mosaics, the turned 300-W val faces) for model 9b0b6a15 with flip averaging, the analyzer's
+# default (14.0 without; `python scripts/uncertainty_filter.py`, docs/detector.md); re-choose it
+# with that script when the model changes.
 SHIPPED_MAX_UNCERTAINTY = 14.5
 
 

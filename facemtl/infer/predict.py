@@ -246,7 +246,7 @@ def analyzer_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {"model_path": path(args.model), "detector": args.detector, "threads": args.threads,
             "score": args.score, "min_face": args.min_face, "max_uncertainty": args.max_uncertainty,
             "super_resolve": args.super_resolve,
-            "sr_model": path(args.sr_model), "sr_threshold": args.sr_threshold, "canvas": args.canvas}
+            "sr_model": path(args.sr_model), "sr_threshold": args.sr_threshold, "canvas": args.canvas, "flip": args.flip}
 
 
 def _records(tasks: list, analyzer: Any, settings: dict[str, Any], args: argparse.Namespace):

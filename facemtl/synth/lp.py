@@ -142,8 +142,10 @@ def run(args) -> int:
     (out / "profile.json").write_text(json.dumps({k: v for k, v in vars(args).items() if not k.startswith("_")},
                                                  indent=1))
     # A photo is done when its view 0 exists (written last): a re-run goes on where one stopped.
-    task = [(str(out), str(bfm_dir), args.seed, args.views, args.size, i, part, s) for i, (part, s) in enumerate(jobs)
-            if not (out / part / f"{i:05d}_00.mat").is_file()]
+    # val/ first: a run stopped early can already be evaluated on it.
+    task = sorted(((str(out), str(bfm_dir), args.seed, args.views, args.size, i, part, s)
+                   for i, (part, s) in enumerate(jobs) if not (out / part / f"{i:05d}_00.mat").is_file()),
+                  key=lambda t: t[6] != "val")
     start, written, failed = time.perf_counter(), 0, 0
     workers = args.workers or os.cpu_count() or 1
     # One worker runs in this process: forking a process that already runs threads (a caller's

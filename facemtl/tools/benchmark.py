@@ -133,8 +133,10 @@ def _time(fn, repeats: int) -> list[float]:
     return out
 
 
-def speed(shared: Path, detector: str, model: str | None, threads: int, repeats: int, **kwargs) -> None:
-    """Print ms per 640x480 frame: detection, and the whole analyzer when a model is given."""
+def speed(shared: Path, detector: str, model: str | None, threads: int, repeats: int, flip: bool = True,
+          **kwargs) -> None:
+    """Print ms per 640x480 frame: detection, and the whole analyzer (``flip``: its flip averaging)
+    when a model is given."""
     cv2.setNumThreads(threads)
     frame = _frame(shared)
     det = create_detector(detector, threads=threads, **kwargs)
@@ -144,9 +146,9 @@ def speed(shared: Path, detector: str, model: str | None, threads: int, repeats:
     if model:
         from facemtl.infer.analyzer import FaceAnalyzer
 
-        analyzer = FaceAnalyzer(model, detector=det, threads=threads)
+        analyzer = FaceAnalyzer(model, detector=det, threads=threads, flip=flip)
         ms = _time(lambda: analyzer(frame), repeats)
-        print(f"full analyzer: min {min(ms):.1f} / median {statistics.median(ms):.1f} / max {max(ms):.1f} ms")
+        print(f"full analyzer (flip averaging {'on' if flip else 'off'}): min {min(ms):.1f} / median {statistics.median(ms):.1f} / max {max(ms):.1f} ms")
         boxes = det(frame)[0]
         for refine in (True, False):
             ms = _time(lambda: analyzer(frame, boxes=boxes, refine=refine), repeats)
@@ -170,6 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", help="ONNX model for the full-pipeline timing")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
+                        help="the analyzer's flip averaging (default on, as FaceAnalyzer)")
     args = parser.parse_args(argv)
     shared = args.shared or shared_dir()
     kwargs = {k: v for k, v in (("min_face", args.min_face), ("scale_factor", args.scale_factor),
@@ -179,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.what == "recall":
         recall(shared, args.detector, **kwargs)
     else:
-        speed(shared, args.detector, args.model, args.threads, args.repeats, **kwargs)
+        speed(shared, args.detector, args.model, args.threads, args.repeats, args.flip, **kwargs)
 
 
 if __name__ == "__main__":

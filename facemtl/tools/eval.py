@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="reader option, e.g. split=test (repeatable; values parsed as JSON when they can be)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of the model")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
+                        help="average the main model over each crop and its mirror image, as FaceAnalyzer does "
+                             "by default (--no-flip: one pass)")
     parser.add_argument("--expression-model", default="auto",
                         help="expression model (ONNX or .pt): auto (default: the shipped expression.onnx with the "
                              "shipped main model), none (the main model's head) or a path")
@@ -143,7 +146,8 @@ def plot_confusion(matrix: Any, names: tuple[str, ...], title: str, path: Path) 
 def report(result: dict[str, Any]) -> str:
     """The human-readable summary of :func:`run`'s result."""
     lines = [f"{result['dataset']} ({result['root']}): {int(result['n'])} samples; model {result['model']} "
-             f"({result['name']}, {result['input_size']} px, crop {result['crop_scale']:g}, {result['backend']})"]
+             f"({result['name']}, {result['input_size']} px, crop {result['crop_scale']:g}, {result['backend']}"
+             f"{', flip-averaged' if result.get('flip') else ''})"]
     if "expression_model" in result:
         lines.append(f"expression from {result['expression_model']} ({result['expression_name']}, "
                      f"{result['expression_input_size']} px, crop {result['expression_crop_scale']:g})")
@@ -184,6 +188,7 @@ def _finite_or_none(value: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from facemtl.contract import flip_averaged
     from facemtl.data.registry import load_dataset
     from facemtl.evaluate.protocol import predict_samples, score
     from facemtl.io import FileError, write_atomic
@@ -191,6 +196,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = parse_options(args.option)
         predict, info = load_predictor(args.model, args.threads)
+        if args.flip:
+            predict = flip_averaged(predict)
+        info["flip"] = args.flip
         try:
             samples = load_dataset(args.dataset, args.root, **options)
         except TypeError as e:  # an option the reader does not take

@@ -293,9 +293,12 @@ def photo_canvases(root: Path, size: int, n: int, seed: int = 0) -> np.ndarray:
 def calibrate_pose_std(model, cfg) -> None:
     """Set the bin pose head's ``std_scale`` so that ``pose_std`` is the standard deviation of the
     pose error (:func:`facemtl.metrics.std_scale`) on the run's own held-out pose sets (its config's
-    ``val``, aflw2000 never: it is reported only). Without a bin head or such a set, nothing."""
+    ``val``, aflw2000 never: it is reported only). Without a bin head or such a set, nothing.
+    The error is the flip-averaged prediction's (:func:`facemtl.contract.flip_averaged`), as
+    ``FaceAnalyzer`` and ``facemtl eval`` run a model by default: one pass errs about 10 % more."""
     import torch
 
+    from facemtl.contract import flip_averaged
     from facemtl.evaluate.protocol import predict_samples
     from facemtl.metrics import std_scale
     from facemtl.models.heads import BinPoseHead
@@ -312,7 +315,8 @@ def calibrate_pose_std(model, cfg) -> None:
         print("pose_std: the bin spread, uncalibrated (no held-out pose set in the run's config)")
         return
     head.std_scale.fill_(1.0)
-    out = predict_samples(torch_predictor(model, torch.device("cpu")), samples, cfg.input_size, cfg.crop_scale)
+    out = predict_samples(flip_averaged(torch_predictor(model, torch.device("cpu"))), samples, cfg.input_size,
+                          cfg.crop_scale)
     scale = std_scale(out["pose"], out["pose_std"], np.array([s.pose for s in samples]))
     if not np.all(np.isfinite(scale)):
         raise ValueError(f"pose_std calibration failed on {', '.join(sets)}: factors {scale}")

@@ -107,7 +107,7 @@ def load_trained(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module
 
 
 def torch_predictor(model: torch.nn.Module, device: torch.device) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-    """A :data:`facemtl.evaluate.protocol.Predict` for a torch model (uint8 BGR crops in)."""
+    """A :data:`facemtl.contract.Predict` for a torch model (uint8 BGR crops in)."""
 
     def predict(crops: np.ndarray) -> dict[str, np.ndarray]:
         x = torch.from_numpy(np.ascontiguousarray(crops.transpose(0, 3, 1, 2))).float().to(device)

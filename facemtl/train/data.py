@@ -25,9 +25,9 @@ from typing import Protocol, Sequence
 import cv2
 import numpy as np
 
-from facemtl.contract import N_LANDMARKS, apply_affine, crop_face, crop_pixels_to_normalised
+from facemtl.contract import FLIP_68, N_LANDMARKS, apply_affine, crop_face, crop_pixels_to_normalised
 from facemtl.data.sample import Sample
-from facemtl.data.transforms import (FLIP_68, Augment, face_box, flip_landmarks, flip_pose, rotate_in_plane,
+from facemtl.data.transforms import (Augment, face_box, flip_landmarks, flip_pose, rotate_in_plane,
                                      tight_crop_box)
 
 

@@ -32,9 +32,9 @@ from typing import Protocol, Sequence
 import cv2
 import numpy as np
 
-from facemtl.contract import apply_affine, crop_face, landmark_box
+from facemtl.contract import FLIP_68, apply_affine, crop_face, landmark_box
 from facemtl.data.sample import Sample
-from facemtl.data.transforms import FLIP_68, Augment, flip_pose
+from facemtl.data.transforms import Augment, flip_pose
 from facemtl.geometry.anchors import FLIP_5, AnchorSpec, five_points, priors
 from facemtl.train.detection.targets import build_targets
 
