@@ -178,16 +178,26 @@ def mirror_outputs(out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 Predict = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 
+# Not a model output: added by flip_averaged where the model has landmarks.
+FLIP_GAP = "flip_gap"
+
+
 def flip_averaged(predict: Predict) -> Predict:
     """Test-time flip averaging: ``predict`` on the crops and on their mirror images in one call,
     the mirrored outputs mapped back (:func:`mirror_outputs`) and averaged (rotations: the rotation
     nearest to the mean matrix). Twice the model's work a face, for lower error (figures in
-    docs/MODEL_CARD.md, "Flip averaging")."""
+    docs/MODEL_CARD.md, "Flip averaging").
+
+    With landmarks the result also holds :data:`FLIP_GAP` (N,): the mean distance between the two
+    readings' landmarks in crop sides. A face and its mirror image are read alike; a logo or a
+    sleeve is not (docs/detector.md, "The plausibility filter")."""
     def run(crops: np.ndarray) -> dict[str, np.ndarray]:
         n = len(crops)
         both = predict(np.concatenate([crops, crops[:, :, ::-1]]))
         mirrored = mirror_outputs({k: v[n:] for k, v in both.items()})
         out = {k: (v[:n] + mirrored[k]) / 2 for k, v in both.items()}
+        if "landmarks" in out:
+            out[FLIP_GAP] = np.linalg.norm(both["landmarks"][:n] - mirrored["landmarks"], axis=-1).mean(axis=-1)
         if "rotation" in out:
             out["rotation"] = nearest_rotation(out["rotation"]).astype(both["rotation"].dtype)
         return out

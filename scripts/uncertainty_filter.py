@@ -1,12 +1,14 @@
-"""Choose and check ``FaceAnalyzer``'s ``max_uncertainty``: drop a detection when the main model's mean
-pose uncertainty on it is above a limit (the model reads no face there).
+"""Choose and check ``FaceAnalyzer``'s ``max_uncertainty`` and ``max_flip_gap``: drop a detection when
+the main model's mean pose uncertainty on it, or the gap between its landmarks read on the crop and
+on the mirrored crop (flip averaging), is above a limit (the model reads no face there).
 
-For every detection of the shipped MOS detector (its own threshold) the main model's mean
-``pose_std`` (degrees) is measured; a detection is a true face when its box overlaps an annotated
-one with IoU >= 0.3. The limit is chosen on the held-out real sets only: the smallest multiple of
-0.5 deg that keeps at least ``--keep`` of the true faces of each (300-W val, LFW val, their
-mosaics, the turned 300-W val faces). dlib's VOC photos, aflw2000-dev, the renders and
-``photos/`` are reported at that limit, never chosen on::
+For every detection of the shipped MOS detector (its own threshold) both are measured with the
+analyzer's defaults (flip averaging on); a detection is a true face when its box overlaps an
+annotated one with IoU >= 0.3. The limits are chosen on the held-out real sets only (300-W val, LFW
+val, their mosaics, the turned 300-W val faces): first the smallest multiple of 0.5 deg that keeps at
+least ``--keep`` of the true faces of each, then, with it, the smallest multiple of 0.005 crop sides
+for the flip gap that still does. dlib's VOC photos, aflw2000-dev, the renders and ``photos/`` are
+reported at those limits, never chosen on::
 
     python scripts/uncertainty_filter.py --turned runs/300wlp18/val --scenes runs/mos-scenes/val
 """
@@ -31,8 +33,8 @@ from facemtl.metrics.detection import iou  # noqa: E402
 CHOSEN_ON = ("300-W held-out", "LFW held-out", "mosaics", "turned 300-W val")
 
 
-def measure(analyzer: FaceAnalyzer, items, clean: bool) -> list[tuple[float, bool, str]]:
-    """``(mean pose_std, is a true face, image)`` of every detection in ``items`` (images by
+def measure(analyzer: FaceAnalyzer, items, clean: bool) -> list[tuple[float, float, bool, str]]:
+    """``(mean pose_std, flip gap, is a true face, image)`` of every detection in ``items`` (images by
     ``bench_detector.load_item``: ``clean`` for the LFW sets, whose annotation is drawn in)."""
     rows = []
     for path, gts, _ in items:
@@ -40,8 +42,15 @@ def measure(analyzer: FaceAnalyzer, items, clean: bool) -> list[tuple[float, boo
         faces = analyzer(load_item(path, clean))
         for f in faces:
             true = bool(len(gts) and (iou(f.box[None], gts) >= 0.3).any())
-            rows.append((float(np.mean(f.pose.uncertainty)), true, name))
+            rows.append((float(np.mean(f.pose.uncertainty)), float(f.flip_gap), true, name))
     return rows
+
+
+def smallest(grid: np.ndarray, rows: dict[str, list], kept, keep: float) -> float:
+    """The first limit of ``grid`` for which ``kept(row, limit)`` holds for at least ``keep`` of the
+    true faces of every chosen set (the grid ends where every true face is kept)."""
+    return next(t for t in grid if all(np.mean([kept(r, t) for r in rows[name] if r[2]]) >= keep
+                                       for name in CHOSEN_ON if name in rows))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     shared = args.shared or shared_dir()
-    analyzer = FaceAnalyzer(threads=args.threads, max_uncertainty=math.inf)
+    analyzer = FaceAnalyzer(threads=args.threads, max_uncertainty=math.inf, max_flip_gap=math.inf)
     sets = eval_sets(shared, args.scenes)
     if args.turned:
         sets["turned 300-W val"] = [(s.image_path, _lm_box(s.landmarks)[None], np.zeros(1, bool))
@@ -61,26 +70,29 @@ def main(argv: list[str] | None = None) -> int:
     sets["photos/ (no labels)"] = [(p, np.zeros((0, 4)), np.zeros(0, bool))
                                    for p in sorted((shared / "data" / "photos").glob("*.jpg"))]
     rows = {name: measure(analyzer, items, clean=name.startswith("LFW")) for name, items in sets.items()}
-    # Up to the largest true-face uncertainty of the chosen sets, where every true face is kept, so
-    # the search always ends (a fixed 15 deg ceiling was one step above model 9b0b6a15's limit).
-    top = max(u for name in CHOSEN_ON if name in rows for u, true, _ in rows[name] if true)
-    grid = np.arange(4.0, max(4.0, top) + 0.5, 0.5)
-    chosen = next(t for t in grid if all(
-        np.mean([u <= t for u, true, _ in rows[name] if true]) >= args.keep for name in CHOSEN_ON if name in rows))
-    print(f"limit: {chosen:.1f} deg (the smallest keeping >= {100 * args.keep:.1f} % of the true faces of "
-          f"{', '.join(n for n in CHOSEN_ON if n in rows)})")
+    # Each grid runs up to the largest true-face value of the chosen sets, where every true face is
+    # kept, so the search always ends.
+    true = [r for name in CHOSEN_ON if name in rows for r in rows[name] if r[2]]
+    u_max = smallest(np.arange(4.0, max(4.0, max(r[0] for r in true)) + 0.5, 0.5), rows,
+                     lambda r, t: r[0] <= t, args.keep)
+    g_max = smallest(np.arange(0.01, max(0.01, max(r[1] for r in true)) + 0.005, 0.005), rows,
+                     lambda r, t: r[0] <= u_max and r[1] <= t, args.keep)
+    print(f"limits: uncertainty {u_max:.1f} deg, flip gap {g_max:.3f} (the smallest keeping >= {100 * args.keep:.1f} % "
+          f"of the true faces of {', '.join(n for n in CHOSEN_ON if n in rows)})")
     for name, r in rows.items():
-        u = np.array([x[0] for x in r])
-        true = np.array([x[1] for x in r], bool)
-        kept = u <= chosen
+        u, gap = np.array([x[0] for x in r]), np.array([x[1] for x in r])
+        is_true = np.array([x[2] for x in r], bool)
+        by_u = u <= u_max
+        kept = by_u & (gap <= g_max)
         role = "chosen on" if name in CHOSEN_ON else "reported"
-        spread = (f"; true-face uncertainty median {np.median(u[true]):.2f}, max {u[true].max():.2f}"
-                  if true.any() else "")
-        print(f"  {name:22s} ({role}): true faces {int((true & kept).sum())}/{int(true.sum())} kept; "
-              f"other boxes {int((~true & kept).sum())}/{int((~true).sum())} kept{spread}")
+        spread = (f"; true faces' uncertainty median {np.median(u[is_true]):.2f}, max {u[is_true].max():.2f}, "
+                  f"flip gap median {np.median(gap[is_true]):.4f}, max {gap[is_true].max():.4f}" if is_true.any() else "")
+        print(f"  {name:22s} ({role}): true faces {int((is_true & kept).sum())}/{int(is_true.sum())} kept "
+              f"({int((is_true & by_u).sum())} by the uncertainty alone); other boxes {int((~is_true & kept).sum())}/"
+              f"{int((~is_true).sum())} ({int((~is_true & by_u).sum())}){spread}")
         if name.startswith("photos"):
-            for x in sorted((x for x in r if x[0] > chosen), key=lambda x: x[2]):
-                print(f"    dropped in {x[2]}: mean pose uncertainty {x[0]:.2f}")
+            for x in sorted((x for x in r if x[0] > u_max or x[1] > g_max), key=lambda x: x[3]):
+                print(f"    dropped in {x[3]}: mean pose uncertainty {x[0]:.2f}, flip gap {x[1]:.4f}")
     return 0
 
 

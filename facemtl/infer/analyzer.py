@@ -19,11 +19,12 @@ from typing import Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from facemtl.contract import crop_face, flip_averaged, landmark_box, landmarks_to_image
+from facemtl.contract import FLIP_GAP, crop_face, flip_averaged, landmark_box, landmarks_to_image
 from facemtl.geometry.rotations import euler_to_matrix, matrix_to_euler
 from facemtl.infer.detector import Detector, create_detector
 from facemtl.infer.mos_detector import min_face_pixels
-from facemtl.infer.onnx_model import SHIPPED_MAX_UNCERTAINTY, OnnxModel, is_shipped, shipped_expression_model
+from facemtl.infer.onnx_model import (SHIPPED_MAX_FLIP_GAP, SHIPPED_MAX_UNCERTAINTY, OnnxModel, is_shipped,
+                                      shipped_expression_model)
 from facemtl.infer.results import Expression, Face, Pose
 from facemtl.infer.superres import SuperResolver, sr_crop
 from facemtl.io import FileError, read_image, to_bgr8
@@ -65,6 +66,11 @@ class FaceAnalyzer:
     patterned cloth, figurines the detector takes for faces). ``None`` (default): with the shipped
     model its :data:`~facemtl.infer.onnx_model.SHIPPED_MAX_UNCERTAINTY`, with another no limit (its
     ``pose_std`` may not be calibrated); ``math.inf``: no limit. Detections only, like ``score``.
+    ``max_flip_gap``: with ``flip``, also drop detections whose landmarks read on the crop and on its
+    mirror image lie further apart than this (mean distance in crop sides,
+    :data:`facemtl.contract.FLIP_GAP`): a face's two readings agree, a logo's or a sleeve's do not.
+    ``None`` (default): :data:`~facemtl.infer.onnx_model.SHIPPED_MAX_FLIP_GAP` with the shipped
+    model, no limit with another; ``math.inf``: no limit.
     ``super_resolve``: faces whose box is smaller than
     ``sr_threshold`` pixels (its longer side) are cropped at their own resolution and super-resolved
     to the model's input (:mod:`facemtl.infer.superres`, ``sr_model``: the generator's ONNX file,
@@ -77,7 +83,7 @@ class FaceAnalyzer:
                  min_face: float = 0.0, max_uncertainty: Optional[float] = None,
                  expression_model: Union[str, Path, bool, None] = None, super_resolve: bool = False,
                  sr_model: str | Path | None = None, sr_threshold: float = 40.0, canvas: Optional[int] = None,
-                 flip: bool = True):
+                 flip: bool = True, max_flip_gap: Optional[float] = None):
         self.model = OnnxModel(model_path, threads, max_batch)
         self.flip = flip
         self._predict = flip_averaged(self.model.predict) if flip else self.model.predict
@@ -91,6 +97,9 @@ class FaceAnalyzer:
         if max_uncertainty is None:
             max_uncertainty = SHIPPED_MAX_UNCERTAINTY if is_shipped(model_path) else math.inf
         self.max_uncertainty = max_uncertainty
+        if max_flip_gap is None:
+            max_flip_gap = SHIPPED_MAX_FLIP_GAP if is_shipped(model_path) else math.inf
+        self.max_flip_gap = max_flip_gap
         if expression_model is None:
             expression_model = shipped_expression_model(model_path) or False
         self.expression_model: Optional[OnnxModel] = None
@@ -141,8 +150,8 @@ class FaceAnalyzer:
         if (self.refine if refine is None else refine) and "landmarks" in out:
             crop_boxes = self._landmark_boxes(out, matrices, crop_boxes)
             out, matrices = self._run(arrays, owner, crop_boxes)
-        if "pose_std" in out and math.isfinite(self.max_uncertainty):
-            keep = ~np.array(detected) | (out["pose_std"].mean(axis=1) <= self.max_uncertainty)
+        keep = ~np.array(detected) | self._readable(out)
+        if not keep.all():
             out = {k: v[keep] for k, v in out.items()}
             matrices, crop_boxes, scores = matrices[keep], crop_boxes[keep], scores[keep]
             owner = [i for i, k in zip(owner, keep) if k]
@@ -156,6 +165,16 @@ class FaceAnalyzer:
         return result
 
     # -- steps -----------------------------------------------------------------------------------
+
+    def _readable(self, out: dict[str, np.ndarray]) -> np.ndarray:
+        """Which crops the model reads as faces: mean ``pose_std`` within ``max_uncertainty`` and the
+        flip gap within ``max_flip_gap`` (each where the outputs have it)."""
+        ok = np.ones(len(next(iter(out.values()))), bool)
+        if "pose_std" in out:
+            ok &= out["pose_std"].mean(axis=1) <= self.max_uncertainty
+        if FLIP_GAP in out:
+            ok &= out[FLIP_GAP] <= self.max_flip_gap
+        return ok
 
     @staticmethod
     def _load(image: ImageLike) -> np.ndarray:
@@ -245,5 +264,6 @@ class FaceAnalyzer:
                 score=float(scores[k]),
                 landmarks=None if landmarks is None else landmarks[k],
                 visibility=out["visibility"][k].astype(np.float64) if "visibility" in out else None,
-                pose=pose, expression=expression))
+                pose=pose, expression=expression,
+                flip_gap=float(out[FLIP_GAP][k]) if FLIP_GAP in out else None))
         return faces

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from facemtl.geometry.anchors import nms
-from facemtl.infer.onnx_model import SHIPPED_MAX_UNCERTAINTY
+from facemtl.infer.onnx_model import SHIPPED_MAX_FLIP_GAP, SHIPPED_MAX_UNCERTAINTY
 
 Detector = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -175,7 +175,7 @@ _REQUIRES = {"dlib": "dlib", "mediapipe": "mediapipe"}
 
 def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     """The command line's detector options (``predict``, ``video``): ``--detector``, ``--score``, ``--canvas``,
-    ``--min-face``, ``--max-uncertainty``; and ``--flip``, the main model's flip averaging."""
+    ``--min-face``, ``--max-uncertainty``, ``--max-flip-gap``; and ``--flip``, the main model's flip averaging."""
     parser.add_argument("--detector", default="mos",
                         help="face detector: mos (the shipped learned detector, default), opencv (Haar cascades), "
                              "dlib, mediapipe, or mos:FILE.onnx (facemtl export)")
@@ -191,6 +191,11 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
                         help="drop detections whose mean pose uncertainty is above this many degrees: the model "
                              f"reads no face there (default: {SHIPPED_MAX_UNCERTAINTY:g} with the shipped model, "
                              "none with another; inf keeps all)")
+    parser.add_argument("--max-flip-gap", type=float, default=None, metavar="F",
+                        help="with --flip, drop detections whose landmarks read on the face crop and on its mirror "
+                             "image lie further apart than this (mean distance, fraction of the crop side): a face's "
+                             f"two readings agree, a logo's do not (default: {SHIPPED_MAX_FLIP_GAP:g} with the shipped "
+                             "model, none with another; inf keeps all)")
     parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
                         help="average the landmark/pose model over each face crop and its mirror image (default; "
                              "lower error, about 1.5 ms more a face); --no-flip runs it once")

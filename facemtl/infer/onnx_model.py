@@ -25,6 +25,10 @@ DEFAULT_EXPRESSION_MODEL = Path(__file__).resolve().parents[1] / "assets" / "exp
 # default (14.0 without; `python scripts/uncertainty_filter.py`, docs/detector.md); re-choose it
 # with that script when the model changes.
 SHIPPED_MAX_UNCERTAINTY = 14.5
+# The shipped model's limit on a detection's flip gap (facemtl.contract.FLIP_GAP: how far apart, in
+# crop sides, the landmarks read on the crop and on its mirror image are), chosen by the same rule
+# on the same sets with SHIPPED_MAX_UNCERTAINTY applied too: the smallest multiple of 0.005.
+SHIPPED_MAX_FLIP_GAP = 0.06
 
 
 def is_shipped(main_model: str | Path | None) -> bool:

@@ -245,6 +245,7 @@ def analyzer_settings(args: argparse.Namespace) -> dict[str, Any]:
     path = lambda p: None if p is None else str(p)  # noqa: E731
     return {"model_path": path(args.model), "detector": args.detector, "threads": args.threads,
             "score": args.score, "min_face": args.min_face, "max_uncertainty": args.max_uncertainty,
+            "max_flip_gap": args.max_flip_gap,
             "super_resolve": args.super_resolve,
             "sr_model": path(args.sr_model), "sr_threshold": args.sr_threshold, "canvas": args.canvas, "flip": args.flip}
 

@@ -78,6 +78,9 @@ class Face:
     visibility: Optional[np.ndarray] = None  # (68,) probability that each landmark is visible
     pose: Optional[Pose] = None
     expression: Optional[Expression] = None
+    # With flip averaging: how far apart the landmarks read on the crop and on its mirror image are
+    # (mean distance in crop sides). Small on a face; large where the model reads none.
+    flip_gap: Optional[float] = None
 
     def label(self) -> str:
         """The text drawn beside the box: the expression with its own probability, then the
@@ -94,4 +97,5 @@ class Face:
             "visibility": _floats(self.visibility),
             "pose": None if self.pose is None else self.pose.to_dict(),
             "expression": None if self.expression is None else self.expression.to_dict(),
+            "flip_gap": None if self.flip_gap is None else round(float(self.flip_gap), 5),
         }
