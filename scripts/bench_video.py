@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--detect-every", type=int, default=5)
     parser.add_argument("--detector", default="mos")
     parser.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
+                        help="the analyzer's flip averaging (default on, as FaceAnalyzer)")
     parser.add_argument("--annotate", action="store_true", help="also draw and encode an mp4 (temporary file)")
     args = parser.parse_args(argv)
 
@@ -102,9 +104,9 @@ def main(argv: list[str] | None = None) -> None:
     videos = sorted((args.shared / "data" / "videos").glob("*.mp4"))
     if not videos:
         sys.exit(f"error: no videos in {args.shared / 'data' / 'videos'}")
-    analyzer = FaceAnalyzer(args.model, detector=args.detector, threads=args.threads)
-    print(f"model {analyzer.model_path.name} ({analyzer.model_name}, input {analyzer.input_size}), "
-          f"detector {args.detector}, {args.threads} threads, {size[0]}x{size[1]}, detect every "
+    analyzer = FaceAnalyzer(args.model, detector=args.detector, threads=args.threads, flip=args.flip)
+    print(f"model {analyzer.model_path.name} ({analyzer.model_name}, input {analyzer.input_size}, flip "
+          f"averaging {'on' if args.flip else 'off'}), detector {args.detector}, {args.threads} threads, {size[0]}x{size[1]}, detect every "
           f"{args.detect_every}, smooth {args.smooth}, annotate {args.annotate}, {args.runs} runs")
     totals = [0.0] * args.runs  # seconds per run over all videos
     n_total = 0
