@@ -85,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         by_u = u <= u_max
         kept = by_u & (gap <= g_max)
         role = "chosen on" if name in CHOSEN_ON else "reported"
-        spread = (f"; true faces' uncertainty median {np.median(u[is_true]):.2f}, max {u[is_true].max():.2f}, "
-                  f"flip gap median {np.median(gap[is_true]):.4f}, max {gap[is_true].max():.4f}" if is_true.any() else "")
+        spread = "" if not is_true.any() else (
+            f"; true faces' uncertainty median {np.median(u[is_true]):.2f}, max {u[is_true].max():.2f}, "
+            f"flip gap median {np.median(gap[is_true]):.4f}, max {gap[is_true].max():.4f}")
         print(f"  {name:22s} ({role}): true faces {int((is_true & kept).sum())}/{int(is_true.sum())} kept "
               f"({int((is_true & by_u).sum())} by the uncertainty alone); other boxes {int((~is_true & kept).sum())}/"
               f"{int((~is_true).sum())} ({int((~is_true & by_u).sum())}){spread}")

@@ -158,6 +158,18 @@ def test_face_tracker_detects_every_n_frames_and_follows(stub):
     assert detector.calls == 4  # frames 0, 5, 10, 15
 
 
+def test_face_tracker_keeps_only_the_detections_the_analyzer_keeps(stub):
+    """New detections pass the analyzer's score and plausibility limits, as in ``FaceAnalyzer(image)``
+    (the stub's mean pose uncertainty is 2 deg, BlobDetector's score 0.9)."""
+    from facemtl.infer import FaceAnalyzer
+
+    frame = squares_frame([(10, 20, 30), (120, 70, 26)])
+    for settings, n in (({}, 2), ({"max_uncertainty": 1.5}, 0), ({"max_uncertainty": 2.5}, 2), ({"score": 0.95}, 0)):
+        analyzer = FaceAnalyzer(stub, detector=BlobDetector(), **settings)
+        assert len(analyzer(frame)) == n
+        assert len(FaceTracker(analyzer, detect_every=5, smooth=False)(frame, 0.0)) == n, settings
+
+
 def test_face_tracker_lost_face_and_return(stub):
     from facemtl.infer import FaceAnalyzer
 

@@ -167,14 +167,10 @@ class FaceAnalyzer:
     # -- steps -----------------------------------------------------------------------------------
 
     def _readable(self, out: dict[str, np.ndarray]) -> np.ndarray:
-        """Which crops the model reads as faces: mean ``pose_std`` within ``max_uncertainty`` and the
-        flip gap within ``max_flip_gap`` (each where the outputs have it)."""
-        ok = np.ones(len(next(iter(out.values()))), bool)
-        if "pose_std" in out:
-            ok &= out["pose_std"].mean(axis=1) <= self.max_uncertainty
-        if FLIP_GAP in out:
-            ok &= out[FLIP_GAP] <= self.max_flip_gap
-        return ok
+        """Which crops the model reads as faces (:meth:`_plausible` on the raw outputs)."""
+        n = len(next(iter(out.values())))
+        std = out["pose_std"].mean(axis=1) if "pose_std" in out else np.full(n, np.nan)
+        return self._plausible(std, out.get(FLIP_GAP, np.full(n, np.nan)))
 
     @staticmethod
     def _load(image: ImageLike) -> np.ndarray:
@@ -182,15 +178,34 @@ class FaceAnalyzer:
             return read_image(image)
         return to_bgr8(np.asarray(image))
 
+    def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The detector's boxes (K, 4) and scores (K,) on a BGR image, with ``score`` and ``min_face``
+        applied (the model's plausibility limits apply later, to the analysed faces)."""
+        if self.detector is None:
+            raise ValueError("this FaceAnalyzer has no detector: pass boxes")
+        b, s = self.detector(image)
+        b, s = np.asarray(b, dtype=np.float64).reshape(-1, 4), np.asarray(s, dtype=np.float64).reshape(-1)
+        side = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+        keep = (s >= (self.score or 0.0)) & (side >= min_face_pixels(self.min_face, image.shape))
+        return b[keep], s[keep]
+
+    def reads_as_face(self, faces: Sequence[Face]) -> np.ndarray:
+        """Which of ``faces`` pass the model's plausibility limits (``max_uncertainty``,
+        ``max_flip_gap``): what the analyzer checks on its own detections, for callers that pass a
+        detector's boxes themselves (the video tracker)."""
+        nan = float("nan")
+        std = np.array([nan if f.pose is None or f.pose.uncertainty is None else np.mean(f.pose.uncertainty)
+                        for f in faces])
+        gap = np.array([nan if f.flip_gap is None else f.flip_gap for f in faces])
+        return self._plausible(std, gap)
+
+    def _plausible(self, mean_std: np.ndarray, flip_gap: np.ndarray) -> np.ndarray:
+        """Mean ``pose_std`` and flip gap per face -> within both limits (NaN: not measured, passes)."""
+        return ~(mean_std > self.max_uncertainty) & ~(flip_gap > self.max_flip_gap)
+
     def _boxes(self, image: np.ndarray, boxes: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         if boxes is None:
-            if self.detector is None:
-                raise ValueError("this FaceAnalyzer has no detector: pass boxes")
-            b, s = self.detector(image)
-            b, s = np.asarray(b, dtype=np.float64).reshape(-1, 4), np.asarray(s, dtype=np.float64).reshape(-1)
-            side = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
-            keep = (s >= (self.score or 0.0)) & (side >= min_face_pixels(self.min_face, image.shape))
-            return b[keep], s[keep]
+            return self.detect(image)
         b = np.asarray(boxes, dtype=np.float64)
         if b.size == 0:
             return np.zeros((0, 4)), np.zeros(0)

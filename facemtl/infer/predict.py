@@ -101,19 +101,20 @@ def dumps(records: list[dict[str, Any]]) -> str:
     return "[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]\n"
 
 
-def draw_faces(image, faces) -> Any:
-    """Draw each face's box (with expression, its probability and the detector score), landmarks (red where the model thinks
-    they are hidden) and pose axes on a copy of ``image``."""
+def draw_faces(image, faces, prefixes: Optional[list[str]] = None) -> Any:
+    """Draw each face's box (with expression, its probability, the detector score and the pose angles,
+    after its ``prefixes`` entry: the video's track id), landmarks (red where the model thinks they
+    are hidden) and pose axes on a copy of ``image``, all sized by the face."""
     import numpy as np
 
     from facemtl.geometry.draw import draw_axes, draw_box, draw_landmarks
 
     canvas = image.copy()
     labels: list = []  # label rectangles drawn so far: neighbours' labels must not cover each other
-    for face in faces:
+    for k, face in enumerate(faces):
         side = float(max(face.box[2] - face.box[0], face.box[3] - face.box[1]))
         thickness = max(1, round(side / 150))  # sized by the face, not the image
-        label = face.label()
+        label = ("" if prefixes is None else prefixes[k]) + face.label()
         if face.pose is not None:
             label += f" y{face.pose.yaw:+.0f} p{face.pose.pitch:+.0f} r{face.pose.roll:+.0f}"
         draw_box(canvas, face.box, label=label, thickness=thickness, taken=labels)
@@ -245,9 +246,8 @@ def analyzer_settings(args: argparse.Namespace) -> dict[str, Any]:
     path = lambda p: None if p is None else str(p)  # noqa: E731
     return {"model_path": path(args.model), "detector": args.detector, "threads": args.threads,
             "score": args.score, "min_face": args.min_face, "max_uncertainty": args.max_uncertainty,
-            "max_flip_gap": args.max_flip_gap,
-            "super_resolve": args.super_resolve,
-            "sr_model": path(args.sr_model), "sr_threshold": args.sr_threshold, "canvas": args.canvas, "flip": args.flip}
+            "max_flip_gap": args.max_flip_gap, "flip": args.flip, "canvas": args.canvas,
+            "super_resolve": args.super_resolve, "sr_model": path(args.sr_model), "sr_threshold": args.sr_threshold}
 
 
 def _records(tasks: list, analyzer: Any, settings: dict[str, Any], args: argparse.Namespace):

@@ -363,7 +363,10 @@ class FaceTracker:
         # A followed box is already a landmark box: one model run is enough unless asked for.
         refine = None if self.refine_followed or any(c.id is None for c in candidates) else False
         faces = self.analyzer(frame, boxes=boxes, refine=refine) if len(boxes) else []
-        keep = self._keep(faces, frame.shape[:2])
+        # New detections must pass the analyzer's plausibility limits, as its own detections do.
+        followed_k = np.array([c.id is not None for c in candidates[:len(faces)]], bool)
+        allowed = self.analyzer.reads_as_face(faces) | followed_k
+        keep = self._keep(faces, frame.shape[:2], allowed)
         # A followed face that did not make it is lost: detect in the next frame to find it again
         # (a face the detector itself dropped above is not looked for again before the schedule).
         self.lost = bool(followed - {candidates[k].id for k in keep})
@@ -394,9 +397,7 @@ class FaceTracker:
 
     def _detect(self, frame: np.ndarray, candidates: list[_Candidate]) -> list[_Candidate]:
         """The followed faces the detector has not missed too often, plus the new detections."""
-        det_boxes, det_scores = self.analyzer.detector(frame)
-        det_boxes = np.asarray(det_boxes, dtype=np.float64).reshape(-1, 4)
-        det_scores = np.asarray(det_scores, dtype=np.float64).reshape(-1)
+        det_boxes, det_scores = self.analyzer.detect(frame)
         boxes = np.array([c.box for c in candidates]).reshape(-1, 4)
         ov = iou(boxes, det_boxes)
         if ov.size:
@@ -413,13 +414,13 @@ class FaceTracker:
         order = np.flatnonzero(new)[np.argsort(-det_scores[new], kind="stable")]
         return kept + [_Candidate(None, det_boxes[j], float(det_scores[j]), True) for j in order]
 
-    def _keep(self, faces: list[Face], shape: tuple[int, int]) -> list[int]:
-        """Indices of the faces to keep, in order: valid boxes, no two on one face (the first wins)."""
+    def _keep(self, faces: list[Face], shape: tuple[int, int], allowed: np.ndarray) -> list[int]:
+        """Indices of the faces to keep, in order: ``allowed``, valid boxes, no two on one face (the first wins)."""
         h, w = shape
         kept: list[int] = []
         for k, face in enumerate(faces):
             b = face.box
-            if not np.all(np.isfinite(b)) or min(b[2] - b[0], b[3] - b[1]) < self.min_size:
+            if not allowed[k] or not np.all(np.isfinite(b)) or min(b[2] - b[0], b[3] - b[1]) < self.min_size:
                 continue
             inside = max(min(b[2], w) - max(b[0], 0), 0) * max(min(b[3], h) - max(b[1], 0), 0)
             if inside < 0.5 * (b[2] - b[0]) * (b[3] - b[1]):

@@ -186,20 +186,10 @@ def csv_row(frame: int, t: float, tracked: TrackedFace, n_expressions: int) -> l
 
 
 def annotate(image: np.ndarray, faces: list[TrackedFace]) -> np.ndarray:
-    """Draw each face's box with its id (and expression), landmarks (red: visibility < 0.5) and pose axes."""
-    from facemtl.geometry.draw import draw_axes, draw_box, draw_landmarks
+    """A copy of the frame with each face drawn as ``facemtl predict`` draws it, its track id first."""
+    from facemtl.infer.predict import draw_faces
 
-    for tracked in faces:
-        f = tracked.face
-        label = f"#{tracked.id} {f.label()}"
-        draw_box(image, f.box, label=label)
-        if f.landmarks is not None:
-            vis = None if f.visibility is None else (f.visibility >= 0.5).astype(np.float64)
-            draw_landmarks(image, f.landmarks, vis, radius=max(1.0, float(f.box[2] - f.box[0]) / 60))  # face-sized dots
-        if f.pose is not None:
-            centre = f.landmarks[30] if f.landmarks is not None else (f.box[:2] + f.box[2:]) / 2  # nose tip
-            draw_axes(image, f.pose.matrix, centre, 0.5 * float(f.box[2] - f.box[0]))
-    return image
+    return draw_faces(image, [t.face for t in faces], [f"#{t.id} " for t in faces])
 
 
 def process_video(source: Union[str, Path, int], analyzer: FaceAnalyzer, out: Optional[Union[str, Path]] = None,
