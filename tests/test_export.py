@@ -158,7 +158,8 @@ def test_export_keeps_half_weights_that_start_a_fine_tune(tmp_path):
 
 def test_export_calibrates_pose_std_on_the_runs_held_out_set(tmp_path, shared):
     """The exported ``pose_std`` is the bin spread times per-angle factors that make it the error's
-    standard deviation on the config's held-out pose set (renders here) with flip averaging, and the kept weights hold them."""
+    standard deviation on the config's held-out pose set (renders here) with flip averaging, and the kept
+    weights hold them."""
     from facemtl.cli import main
     from facemtl.contract import flip_averaged
     from facemtl.evaluate.protocol import predict_samples

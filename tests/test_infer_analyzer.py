@@ -83,7 +83,8 @@ def test_refinement_recrops_on_the_landmark_box(tmp_path):
 
     one_pass = FaceAnalyzer(model, detector=LandmarkBoxes(), flip=False)(image)[0]
     np.testing.assert_allclose(one_pass.landmarks, once, atol=1e-3)
-    np.testing.assert_allclose(FaceAnalyzer(model, detector=estimates, flip=False)(image)[0].landmarks, twice, atol=1e-3)
+    refined = FaceAnalyzer(model, detector=estimates, flip=False)(image)[0]
+    np.testing.assert_allclose(refined.landmarks, twice, atol=1e-3)
 
 
 def test_flip_averages_the_crop_and_its_mirror_image(tmp_path):
@@ -122,7 +123,8 @@ def test_batch_many_faces_and_fixed_batch_model(tmp_path):
 
 def test_optional_outputs_and_json(tmp_path):
     model = build_model(tmp_path / "pose_only.onnx", follow=False, outputs=("pose",))
-    face = FaceAnalyzer(model, detector=None, flip=False)(np.full((100, 100, 3), 128, np.uint8), boxes=[[30, 30, 70, 70]])[0]
+    image = np.full((100, 100, 3), 128, np.uint8)
+    face = FaceAnalyzer(model, detector=None, flip=False)(image, boxes=[[30, 30, 70, 70]])[0]
     assert face.landmarks is None and face.visibility is None and face.expression is None
     assert face.pose.uncertainty is None
     np.testing.assert_allclose(face.box, [30, 30, 70, 70])

@@ -22,7 +22,8 @@ BGR = (148, 118, 138)
 
 @pytest.fixture(scope="module")
 def analyzer(tmp_path_factory) -> FaceAnalyzer:
-    return FaceAnalyzer(build_model(tmp_path_factory.mktemp("model") / "toy.onnx", follow=False), max_batch=16, flip=False)
+    model = build_model(tmp_path_factory.mktemp("model") / "toy.onnx", follow=False)
+    return FaceAnalyzer(model, max_batch=16, flip=False)
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

@@ -150,12 +150,14 @@ def test_analyzer_super_resolves_only_small_faces(tmp_path):
     image = np.full((240, 320, 3), (120, 110, 100), np.uint8)
     boxes = np.array([[40.0, 40, 60, 60], [150.0, 60, 250, 160]])  # 20 px and 100 px faces
     plain = FaceAnalyzer(toy, detector=None, refine=False, flip=False)(image, boxes=boxes)
-    faces = FaceAnalyzer(toy, detector=None, refine=False, flip=False, super_resolve=True, sr_model=model)(image, boxes=boxes)
+    faces = FaceAnalyzer(toy, detector=None, refine=False, flip=False, super_resolve=True,
+                         sr_model=model)(image, boxes=boxes)
     for a, b in zip(plain, faces):  # the crop matrices are the contract's either way
         np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-4)
     assert faces[1].pose.yaw == pytest.approx(plain[1].pose.yaw, abs=1e-4)  # large face: same crop
     assert faces[0].pose.yaw - plain[0].pose.yaw == pytest.approx(12.75, abs=0.5)  # small face: SR crop
-    big = FaceAnalyzer(toy, detector=None, refine=False, flip=False, super_resolve=True, sr_model=model, sr_threshold=10)
+    big = FaceAnalyzer(toy, detector=None, refine=False, flip=False, super_resolve=True, sr_model=model,
+                       sr_threshold=10)
     assert big(image, boxes=boxes)[0].pose.yaw == pytest.approx(plain[0].pose.yaw, abs=1e-4)
 
 

@@ -150,7 +150,9 @@ class FaceAnalyzer:
         if (self.refine if refine is None else refine) and "landmarks" in out:
             crop_boxes = self._landmark_boxes(out, matrices, crop_boxes)
             out, matrices = self._run(arrays, owner, crop_boxes)
-        keep = ~np.array(detected) | self._readable(out)
+        n = len(owner)
+        std = out["pose_std"].mean(axis=1) if "pose_std" in out else np.full(n, np.nan)
+        keep = ~np.array(detected) | self._plausible(std, out.get(FLIP_GAP, np.full(n, np.nan)))
         if not keep.all():
             out = {k: v[keep] for k, v in out.items()}
             matrices, crop_boxes, scores = matrices[keep], crop_boxes[keep], scores[keep]
@@ -165,12 +167,6 @@ class FaceAnalyzer:
         return result
 
     # -- steps -----------------------------------------------------------------------------------
-
-    def _readable(self, out: dict[str, np.ndarray]) -> np.ndarray:
-        """Which crops the model reads as faces (:meth:`_plausible` on the raw outputs)."""
-        n = len(next(iter(out.values())))
-        std = out["pose_std"].mean(axis=1) if "pose_std" in out else np.full(n, np.nan)
-        return self._plausible(std, out.get(FLIP_GAP, np.full(n, np.nan)))
 
     @staticmethod
     def _load(image: ImageLike) -> np.ndarray:

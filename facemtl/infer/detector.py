@@ -198,7 +198,7 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
                              "model, none with another; inf keeps all)")
     parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
                         help="average the landmark/pose model over each face crop and its mirror image (default; "
-                             "lower error, about 1.5 ms more a face); --no-flip runs it once")
+                             "lower error for one more model pass a face); --no-flip runs it once")
 
 
 def available_detectors() -> list[str]:

@@ -364,8 +364,8 @@ class FaceTracker:
         refine = None if self.refine_followed or any(c.id is None for c in candidates) else False
         faces = self.analyzer(frame, boxes=boxes, refine=refine) if len(boxes) else []
         # New detections must pass the analyzer's plausibility limits, as its own detections do.
-        followed_k = np.array([c.id is not None for c in candidates[:len(faces)]], bool)
-        allowed = self.analyzer.reads_as_face(faces) | followed_k
+        was_followed = np.array([c.id is not None for c in candidates[:len(faces)]], bool)
+        allowed = self.analyzer.reads_as_face(faces) | was_followed
         keep = self._keep(faces, frame.shape[:2], allowed)
         # A followed face that did not make it is lost: detect in the next frame to find it again
         # (a face the detector itself dropped above is not looked for again before the schedule).

@@ -334,8 +334,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         analyzer = FaceAnalyzer(args.model, detector=args.detector, threads=args.threads,
                                 score=args.score, min_face=args.min_face, max_uncertainty=args.max_uncertainty,
-                                max_flip_gap=args.max_flip_gap,
-                                canvas=args.canvas, flip=args.flip)
+                                max_flip_gap=args.max_flip_gap, canvas=args.canvas, flip=args.flip)
         summary = process_video(args.camera if args.input is None else args.input, analyzer, out=args.out,
                                 csv_path=args.csv, smooth=args.smooth, detect_every=args.detect_every,
                                 max_frames=args.max_frames)

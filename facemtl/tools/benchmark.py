@@ -148,7 +148,8 @@ def speed(shared: Path, detector: str, model: str | None, threads: int, repeats:
 
         analyzer = FaceAnalyzer(model, detector=det, threads=threads, flip=flip)
         ms = _time(lambda: analyzer(frame), repeats)
-        print(f"full analyzer (flip averaging {'on' if flip else 'off'}): min {min(ms):.1f} / median {statistics.median(ms):.1f} / max {max(ms):.1f} ms")
+        print(f"full analyzer (flip averaging {'on' if flip else 'off'}): min {min(ms):.1f} / "
+              f"median {statistics.median(ms):.1f} / max {max(ms):.1f} ms")
         boxes = det(frame)[0]
         for refine in (True, False):
             ms = _time(lambda: analyzer(frame, boxes=boxes, refine=refine), repeats)
