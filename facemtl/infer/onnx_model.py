@@ -22,7 +22,7 @@ DEFAULT_EXPRESSION_MODEL = Path(__file__).resolve().parents[1] / "assets" / "exp
 # The shipped model's limit on a detection's mean pose uncertainty (degrees): the smallest multiple
 # of 0.5 that kept 99.5 % or more of the true faces of every held-out real set (300-W val, LFW val,
 # their mosaics, the turned 300-W val faces) for model 9b0b6a15 with flip averaging, the analyzer's
-# default (14.0 without; `python scripts/uncertainty_filter.py`, docs/detector.md); re-choose it
+# default (14.0 without; `python scripts/plausibility_filter.py`, docs/detector.md); re-choose it
 # with that script when the model changes.
 SHIPPED_MAX_UNCERTAINTY = 14.5
 # The shipped model's limit on a detection's flip gap (facemtl.contract.FLIP_GAP: how far apart, in

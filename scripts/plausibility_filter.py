@@ -10,7 +10,7 @@ least ``--keep`` of the true faces of each, then, with it, the smallest multiple
 for the flip gap that still does. dlib's VOC photos, aflw2000-dev, the renders and ``photos/`` are
 reported at those limits, never chosen on::
 
-    python scripts/uncertainty_filter.py --turned runs/300wlp18/val --scenes runs/mos-scenes/val
+    python scripts/plausibility_filter.py --turned runs/300wlp18/val --scenes runs/mos-scenes/val
 """
 
 from __future__ import annotations
