@@ -23,8 +23,8 @@ from facemtl.contract import FLIP_GAP, crop_face, flip_averaged, landmark_box, l
 from facemtl.geometry.rotations import euler_to_matrix, matrix_to_euler
 from facemtl.infer.detector import Detector, create_detector
 from facemtl.infer.mos_detector import min_face_pixels
-from facemtl.infer.onnx_model import (SHIPPED_MAX_FLIP_GAP, SHIPPED_MAX_UNCERTAINTY, OnnxModel, is_shipped,
-                                      shipped_expression_model)
+from facemtl.infer.onnx_model import (SHIPPED_MAX_FLIP_GAP, SHIPPED_MAX_UNCERTAINTY, OnnxModel, combine_expressions,
+                                      is_shipped, shipped_expression_model)
 from facemtl.infer.results import Expression, Face, Pose
 from facemtl.infer.superres import SuperResolver, sr_crop
 from facemtl.io import FileError, read_image, to_bgr8
@@ -50,7 +50,8 @@ class FaceAnalyzer:
     error on every held-out set (docs/MODEL_CARD.md, "Flip averaging"); ``False`` for speed.
     ``max_batch``: most crops per model call. ``expression_model``: the ONNX file of a dedicated
     expression network (docs/model-format.md, "The expression model") run as a second call on
-    its own crop around the final landmarks' box; ``face.expression`` then comes from it.
+    its own crop around the final landmarks' box; ``face.expression`` is then the mean of its
+    probabilities and the main model's head's (:func:`~facemtl.infer.onnx_model.combine_expressions`).
     ``None`` (default): with a shipped main model (``model_path`` ``None`` or a file in
     ``facemtl/assets/``), the shipped ``facemtl/assets/expression.onnx`` when it exists; otherwise
     the main model's expression head. ``False``: always the main model's head.
@@ -107,6 +108,9 @@ class FaceAnalyzer:
             self.expression_model = OnnxModel(expression_model, threads, max_batch)
             if "expression" not in self.expression_model.outputs:
                 raise FileError(expression_model, "expression model without an 'expression' output")
+            if "expression" in m.outputs and m.expressions != self.expression_model.expressions:
+                raise FileError(expression_model, f"expression classes {self.expression_model.expressions} differ "
+                                                  f"from the main model's {m.expressions}")
             self.expressions = self.expression_model.expressions
         cv2.setNumThreads(threads)
         self.detector: Optional[Detector] = detector
@@ -160,7 +164,8 @@ class FaceAnalyzer:
             if not owner:
                 return result
         if self.expression_model is not None:
-            out["expression"] = self._expression(arrays, owner, out, matrices, crop_boxes)
+            out["expression"] = combine_expressions(out.get("expression"),
+                                                    self._expression(arrays, owner, out, matrices, crop_boxes))
         faces = self._decode(out, matrices, crop_boxes, scores)
         for i, face in zip(owner, faces):
             result[i].append(face)

@@ -55,8 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="average the main model over each crop and its mirror image, as FaceAnalyzer does "
                              "by default (--no-flip: one pass)")
     parser.add_argument("--expression-model", default="auto",
-                        help="expression model (ONNX or .pt): auto (default: the shipped expression.onnx with the "
-                             "shipped main model), none (the main model's head) or a path")
+                        help="expression model (ONNX or .pt), averaged with the main model's head as FaceAnalyzer "
+                             "does: auto (default: the shipped expression.onnx with the shipped main model), none "
+                             "(the main model's head alone) or a path")
     parser.add_argument("--confusion", type=Path, help="write the expression confusion-matrix plot (PNG) here")
 
 
@@ -150,7 +151,8 @@ def report(result: dict[str, Any]) -> str:
              f"{', flip-averaged' if result.get('flip') else ''})"]
     if "expression_model" in result:
         lines.append(f"expression from {result['expression_model']} ({result['expression_name']}, "
-                     f"{result['expression_input_size']} px, crop {result['expression_crop_scale']:g})")
+                     f"{result['expression_input_size']} px, crop {result['expression_crop_scale']:g})"
+                     + (", averaged with the main model's head" if result.get("expression_with_head") else ""))
     if "mae_mean" in result:
         lines += [f"pose, ground truth within ±99°: {result['pose_n']} used, {result['pose_filtered']} filtered",
                   f"{'':14}{'yaw':>8}{'pitch':>8}{'roll':>8}{'mean':>8}",
@@ -190,6 +192,7 @@ def _finite_or_none(value: Any) -> Any:
 def run(args: argparse.Namespace) -> int:
     from facemtl.contract import flip_averaged
     from facemtl.data.registry import load_dataset
+    from facemtl.infer.onnx_model import combine_expressions
     from facemtl.evaluate.protocol import predict_samples, score
     from facemtl.io import FileError, write_atomic
 
@@ -209,8 +212,9 @@ def run(args: argparse.Namespace) -> int:
         outputs = predict_samples(predict, samples, info["input_size"], info["crop_scale"])
         if expression is not None:
             expr_predict, expr_info = expression
-            outputs["expression"] = predict_samples(expr_predict, samples, expr_info["input_size"],
-                                                    expr_info["crop_scale"])["expression"]
+            own = predict_samples(expr_predict, samples, expr_info["input_size"], expr_info["crop_scale"])
+            info["expression_with_head"] = "expression" in outputs
+            outputs["expression"] = combine_expressions(outputs.get("expression"), own["expression"])
             info.update({f"expression_{k}" if k != "model" else "expression_model": v
                          for k, v in expr_info.items()})
         result = score(outputs, samples)
