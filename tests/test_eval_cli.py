@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from facemtl.cli import main
-from facemtl.contract import EXPRESSIONS, flip_averaged
+from facemtl.contract import EXPRESSIONS, model_reading
 from facemtl.data.registry import load_dataset
 from facemtl.evaluate.protocol import evaluate, predict_samples
 from facemtl.infer.onnx_model import OnnxModel
@@ -63,7 +63,7 @@ def torch_predict(model: torch.nn.Module):
 def test_onnx_and_checkpoint_match_the_protocol(tiny, aflw2000_dev, tmp_path, capsys):
     model, onnx_path, ckpt = tiny
     samples = load_dataset("aflw2000", aflw2000_dev)
-    want = evaluate(flip_averaged(torch_predict(model)), samples, S, 1.5)  # eval's default
+    want = evaluate(model_reading(torch_predict(model)), samples, S, 1.5)  # eval's default
     posed = sum(s.pose is not None for s in samples)
     for path, backend in ((onnx_path, "onnxruntime"), (ckpt, "torch")):
         args = ["eval", "--dataset", "aflw2000", "--root", str(aflw2000_dev), "--model", str(path),
@@ -94,7 +94,7 @@ def test_crop_margin_is_the_models_crop_scale(tiny, aflw2000_dev, tmp_path, caps
     assert rc == 0
     got = json.loads((tmp_path / "r.json").read_text())
     samples = load_dataset("aflw2000", aflw2000_dev)
-    predict = flip_averaged(OnnxModel(path, threads=1))  # the same network as the torch model (first test)
+    predict = model_reading(OnnxModel(path, threads=1))  # the same network as the torch model (first test)
     want = evaluate(predict, samples, S, 2.0)
     other = evaluate(predict, samples, S, 1.5)
     assert got["crop_scale"] == 2.0
@@ -126,7 +126,7 @@ def test_expression_accuracy_on_ckplus(tiny, shared, capsys, tmp_path):
     assert rc == 0
     got = json.loads((tmp_path / "r.json").read_text())
     samples = load_dataset("ckplus", root)
-    outputs = predict_samples(flip_averaged(OnnxModel(onnx_path, threads=1)), samples, S, 1.5)  # eval's default
+    outputs = predict_samples(model_reading(OnnxModel(onnx_path, threads=1)), samples, S, 1.5)  # eval's default
     labels = np.array([s.expression for s in samples])
     pred = outputs["expression"].argmax(1)
     assert got["expression_accuracy"] == pytest.approx(np.mean(pred == labels))

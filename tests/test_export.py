@@ -161,7 +161,7 @@ def test_export_calibrates_pose_std_on_the_runs_held_out_set(tmp_path, shared):
     standard deviation on the config's held-out pose set (renders here) with flip averaging, and the kept
     weights hold them."""
     from facemtl.cli import main
-    from facemtl.contract import flip_averaged
+    from facemtl.contract import model_reading
     from facemtl.evaluate.protocol import predict_samples
     from facemtl.infer.onnx_model import OnnxModel
     from facemtl.metrics import std_scale
@@ -179,7 +179,7 @@ def test_export_calibrates_pose_std_on_the_runs_held_out_set(tmp_path, shared):
     samples = validation_sets(cfg)["synth"]
     labels = np.array([s.pose for s in samples])
     onnx = OnnxModel(tmp_path / "m.onnx").predict
-    averaged = predict_samples(flip_averaged(onnx), samples, S, cfg.crop_scale)  # as calibrated
+    averaged = predict_samples(model_reading(onnx), samples, S, cfg.crop_scale)  # as calibrated
     assert np.allclose(std_scale(averaged["pose"], averaged["pose_std"], labels), 1.0, atol=1e-3)
     onnx_out = predict_samples(onnx, samples, S, cfg.crop_scale)
     kept, _ = load_trained(tmp_path / "kept.pt")

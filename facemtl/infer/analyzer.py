@@ -19,7 +19,7 @@ from typing import Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from facemtl.contract import FLIP_GAP, crop_face, flip_averaged, landmark_box, landmarks_to_image
+from facemtl.contract import FLIP_GAP, crop_face, landmark_box, landmarks_to_image, model_reading
 from facemtl.geometry.rotations import euler_to_matrix, matrix_to_euler
 from facemtl.infer.detector import Detector, create_detector
 from facemtl.infer.mos_detector import min_face_pixels
@@ -48,6 +48,7 @@ class FaceAnalyzer:
     ``flip``: test-time flip averaging (:func:`facemtl.contract.flip_averaged`): the main model also
     runs on the mirrored crop and the two answers are averaged; twice its work a face for lower
     error on every held-out set (docs/MODEL_CARD.md, "Flip averaging"); ``False`` for speed.
+    A model with two pose heads reports one pose, their fusion (:func:`facemtl.contract.fuse_pose_heads`).
     ``max_batch``: most crops per model call. ``expression_model``: the ONNX file of a dedicated
     expression network (docs/model-format.md, "The expression model") run as a second call on
     its own crop around the final landmarks' box; ``face.expression`` is then the mean of its
@@ -87,7 +88,7 @@ class FaceAnalyzer:
                  flip: bool = True, max_flip_gap: Optional[float] = None):
         self.model = OnnxModel(model_path, threads, max_batch)
         self.flip = flip
-        self._predict = flip_averaged(self.model.predict) if flip else self.model.predict
+        self._predict = model_reading(self.model.predict, flip)
         self.resolver = SuperResolver(sr_model, threads) if super_resolve else None
         self.sr_threshold = sr_threshold
         # The model's metadata, read by the CLI commands and scripts.

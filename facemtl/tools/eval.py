@@ -190,7 +190,7 @@ def _finite_or_none(value: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from facemtl.contract import flip_averaged
+    from facemtl.contract import model_reading
     from facemtl.data.registry import load_dataset
     from facemtl.infer.onnx_model import combine_expressions
     from facemtl.evaluate.protocol import predict_samples, score
@@ -199,8 +199,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = parse_options(args.option)
         predict, info = load_predictor(args.model, args.threads)
-        if args.flip:
-            predict = flip_averaged(predict)
+        predict = model_reading(predict, args.flip)
         info["flip"] = args.flip
         try:
             samples = load_dataset(args.dataset, args.root, **options)

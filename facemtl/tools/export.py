@@ -294,11 +294,11 @@ def calibrate_pose_std(model, cfg) -> None:
     """Set the bin pose head's ``std_scale`` so that ``pose_std`` is the standard deviation of the
     pose error (:func:`facemtl.metrics.std_scale`) on the run's own held-out pose sets (its config's
     ``val``, aflw2000 never: it is reported only). Without a bin head or such a set, nothing.
-    The error is the flip-averaged prediction's (:func:`facemtl.contract.flip_averaged`), as
-    ``FaceAnalyzer`` and ``facemtl eval`` run a model by default: one pass errs about 10 % more."""
+    The error is that of the model as ``FaceAnalyzer`` and ``facemtl eval`` run it by default
+    (:func:`facemtl.contract.model_reading`: flip-averaged, pose heads fused); one pass errs about 10 % more."""
     import torch
 
-    from facemtl.contract import flip_averaged
+    from facemtl.contract import model_reading
     from facemtl.evaluate.protocol import predict_samples
     from facemtl.metrics import std_scale
     from facemtl.models.heads import BinPoseHead
@@ -315,7 +315,7 @@ def calibrate_pose_std(model, cfg) -> None:
         print("pose_std: the bin spread, uncalibrated (no held-out pose set in the run's config)")
         return
     head.std_scale.fill_(1.0)
-    out = predict_samples(flip_averaged(torch_predictor(model, torch.device("cpu"))), samples, cfg.input_size,
+    out = predict_samples(model_reading(torch_predictor(model, torch.device("cpu"))), samples, cfg.input_size,
                           cfg.crop_scale)
     scale = std_scale(out["pose"], out["pose_std"], np.array([s.pose for s in samples]))
     if not np.all(np.isfinite(scale)):
