@@ -187,3 +187,25 @@ def test_export_calibrates_pose_std_on_the_runs_held_out_set(tmp_path, shared):
     scale = kept.pose_head.std_scale.float().numpy()
     assert not np.allclose(scale, 1.0)
     np.testing.assert_allclose(onnx_out["pose_std"], raw["pose_std"] * scale, rtol=2e-3, atol=1e-3)
+
+
+def test_unfold_onnx_gives_back_a_trainable_model(tmp_path):
+    """facemtl.tools.unfold_onnx: a fresh model of the same architecture takes an exported file's
+    folded weights back; eval mode reproduces the file and a train-mode batch of the same crops
+    normalises nearly as eval mode does (the batch norms carry those crops' statistics)."""
+    from facemtl.tools.unfold_onnx import unfold
+
+    model = trained_looking(create_model("mtl_mobilenetv3_small", width=0.25))
+    export_onnx(model, tmp_path / "m.onnx", S, 1.5)
+    fresh = create_model("mtl_mobilenetv3_small", width=0.25)
+    crops = np.random.default_rng(5).integers(0, 256, (64, S, S, 3), dtype=np.uint8)
+    worst = unfold(tmp_path / "m.onnx", fresh, S, crops)
+    assert set(worst) == set(contract_outputs(model, torch.zeros(1, 3, S, S)))
+    assert max(worst.values()) < 1e-3, worst  # float32 rounding (pose in degrees)
+    x = torch.from_numpy(crops.transpose(0, 3, 1, 2).astype(np.float32))
+    with torch.no_grad():
+        want = model.decode(model(x))["landmarks"]
+        evaluated = fresh.eval().decode(fresh(x))["landmarks"]
+        trained = fresh.train().decode(fresh(x))["landmarks"]
+    assert torch.allclose(evaluated, want, atol=1e-4)
+    assert (trained - evaluated).abs().mean() < 0.02 * (want - want.mean(0)).abs().mean() + 1e-3

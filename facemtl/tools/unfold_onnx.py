@@ -1,0 +1,185 @@
+"""A trainable checkpoint back from an exported landmark/pose ONNX file, when its run's checkpoint is lost.
+
+The exporter folds every batch norm into the convolution before it (``y = W'x + b'``). Given a
+checkpoint of the same architecture (any weights: it supplies the config and the module layout),
+each convolution and linear layer takes the file's weights, matched in execution order and checked
+by shape, and each batch norm is re-parametrised to reproduce ``W'x + b'`` exactly in eval mode
+with the running statistics of real face crops: ``mean = E[W'x]``, ``var = Var[W'x]``,
+``weight = sqrt(var + eps)``, ``bias = b' + mean``. So a train-mode batch of such crops normalises
+nearly as eval mode does, and fine-tuning starts where the file is. Other tensors (a pose head's
+``std_scale``, a visibility head's own weights) are read by name. The outputs are checked against
+onnxruntime on the crops::
+
+    python -m facemtl.tools.unfold_onnx --onnx facemtl/assets/default.onnx \\
+        --like checkpoints/default-e71b4259.pt --config default --crops ../shared/data/300w/helen-train \\
+        --out checkpoints/default-9b0b6a15.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def _onnx_tensors(model) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Initializers and Constant outputs by name, and Cast outputs -> their input (float16 storage)."""
+    from onnx import numpy_helper
+
+    values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Constant":
+            values.update({n.output[0]: numpy_helper.to_array(a.t) for a in n.attribute if a.name == "value"})
+    return values, {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "Cast"}
+
+
+def _execution_order(net: nn.Module, size: int) -> list[tuple[str, nn.Module]]:
+    """The convolution and linear layers of ``net`` in the order its forward pass runs them."""
+    order: list[tuple[str, nn.Module]] = []
+    hooks = [m.register_forward_hook(lambda m, i, o, name=name: order.append((name, m)))
+             for name, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        net(torch.zeros(1, 3, size, size))
+    for h in hooks:
+        h.remove()
+    return order
+
+
+def _following_norms(net: nn.Module) -> dict[int, nn.BatchNorm2d]:
+    """``id(conv) -> the BatchNorm2d registered right after it`` (the exporter folds those pairs)."""
+    pairs = {}
+    for parent in net.modules():
+        kids = list(parent.children())
+        for a, b in zip(kids, kids[1:]):
+            if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d):
+                pairs[id(a)] = b
+    return pairs
+
+
+def unfold(onnx_path: Path, net: nn.Module, size: int, crops: np.ndarray) -> dict[str, float]:
+    """Load ``onnx_path`` into ``net`` (in place, eval mode after), batch norms re-parametrised on
+    ``crops`` (N, S, S, 3 uint8 BGR). Returns the largest difference from onnxruntime per output."""
+    import onnx
+    import onnxruntime as ort
+
+    graph = onnx.load(str(onnx_path))
+    values, cast = _onnx_tensors(graph)
+    tensor = lambda name: torch.from_numpy(np.asarray(values[cast.get(name, name)], np.float32).copy())  # noqa: E731
+    layers = [n for n in graph.graph.node if n.op_type in ("Conv", "Gemm")]
+    order, norms = _execution_order(net.eval(), size), _following_norms(net)
+    if len(order) != len(layers):
+        raise ValueError(f"{onnx_path}: {len(layers)} conv/linear layers, the model has {len(order)}")
+    folded = []  # (conv, bn, b') to re-parametrise
+    with torch.no_grad():
+        for (name, layer), node in zip(order, layers):
+            w = tensor(node.input[1])
+            if tuple(w.shape) != tuple(layer.weight.shape):
+                raise ValueError(f"{name}: the file's {node.input[1]} is {tuple(w.shape)}, not {tuple(layer.weight.shape)}")
+            layer.weight.copy_(w)
+            b = tensor(node.input[2]) if len(node.input) > 2 else torch.zeros(w.shape[0])
+            bn = norms.get(id(layer))
+            if bn is None:
+                layer.bias.copy_(b)
+                continue
+            if layer.bias is not None:
+                layer.bias.zero_()
+            folded.append((layer, bn, b))
+        for key, value in net.state_dict().items():  # the rest by name (exported as model.<key>)
+            stored = next((k for k in (f"model.{key}__fp16", f"model.{key}") if k in values), None)
+            if stored is not None and not any(key.startswith(p) for p in _layer_prefixes(net)):
+                value.copy_(tensor(stored))
+        _set_pose_scale(net, values)
+        x = torch.from_numpy(crops.transpose(0, 3, 1, 2).astype(np.float32))
+        _reparametrise(net, folded, x)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    want = dict(zip(names, session.run(None, {"image": x[:32].numpy()})))
+    with torch.no_grad():
+        got = net.decode(net(x[:32]))
+    return {k: float(np.abs(got[k].numpy() - want[k]).max()) for k in names}
+
+
+def _layer_prefixes(net: nn.Module) -> list[str]:
+    return [f"{n}." for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d))]
+
+
+def _set_pose_scale(net: nn.Module, values: dict[str, np.ndarray]) -> None:
+    """A bins pose head's ``std_scale`` is exported as an anonymous constant: the only 3-vector
+    multiplier in the file."""
+    head = getattr(net, "pose_head", None)
+    if head is None or not hasattr(head, "std_scale"):
+        return
+    found = [v for k, v in values.items() if k.startswith("onnx::Mul") and np.shape(v) == (3,)]
+    if len(found) != 1:
+        raise ValueError(f"expected one pose std_scale constant, found {len(found)}")
+    head.std_scale.copy_(torch.from_numpy(np.array(found[0], np.float32)))
+
+
+def _reparametrise(net: nn.Module, folded: list, x: torch.Tensor) -> None:
+    """Each folded pair's batch norm: identity first (so eval mode equals the file), then the
+    statistics of its convolution's output on ``x``, with weight and bias keeping eval mode exact."""
+    for _, bn, b in folded:
+        bn.running_mean.zero_()
+        bn.running_var.fill_(1 - bn.eps)
+        bn.weight.fill_(1.0)
+        bn.bias.copy_(b)
+    sums: dict[int, list] = {id(conv): [] for conv, _, _ in folded}
+    hooks = [conv.register_forward_hook(lambda m, i, o: sums[id(m)].append((o.mean((0, 2, 3)), o.var((0, 2, 3)))))
+             for conv, _, _ in folded]
+    for i in range(0, len(x), 64):
+        net(x[i:i + 64])
+    for h in hooks:
+        h.remove()
+    for conv, bn, b in folded:
+        mean = torch.stack([s[0] for s in sums[id(conv)]]).mean(0)
+        var = torch.stack([s[1] for s in sums[id(conv)]]).mean(0)
+        bn.running_mean.copy_(mean)
+        bn.running_var.copy_(var)
+        bn.weight.copy_(torch.sqrt(var + bn.eps))
+        bn.bias.copy_(b + mean)
+
+
+def face_crops(root: Path, size: int, crop_scale: float, n: int = 256) -> np.ndarray:
+    """``n`` protocol crops of the training faces of a 300-W folder (never its held-out part)."""
+    from facemtl.contract import crop_face
+    from facemtl.data.registry import load_dataset
+    from facemtl.data.transforms import face_box
+
+    crops = []
+    for s in load_dataset("300w", root, holdout="train")[:n]:
+        image = s.load_image()
+        crops.append(crop_face(image, face_box(s, image), crop_scale, size)[0])
+    return np.stack(crops)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from facemtl.train.checkpoint import load_trained
+    from facemtl.train.config import TrainConfig, read_yaml
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--onnx", required=True, type=Path, help="the exported fp32 file")
+    parser.add_argument("--like", required=True, type=Path, help="a checkpoint of the same architecture")
+    parser.add_argument("--config", required=True, help="the config the file's run was trained with (stored)")
+    parser.add_argument("--crops", required=True, type=Path, help="a 300-W folder: its training faces set the statistics")
+    parser.add_argument("--step", type=int, default=0, help="the run's step, stored")
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    net, like = load_trained(args.like)
+    cfg = TrainConfig.from_dict(read_yaml(args.config))
+    if (cfg.model, cfg.input_size) != (like.model, like.input_size):
+        raise SystemExit(f"--config {args.config} is {cfg.model} at {cfg.input_size} px, --like {like.model} at {like.input_size}")
+    worst = unfold(args.onnx, net, cfg.input_size, face_crops(args.crops, cfg.input_size, cfg.crop_scale))
+    print("largest difference from the file:", {k: f"{v:.2e}" for k, v in worst.items()})
+    state: dict[str, Any] = {"model": {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()},
+                             "step": args.step, "config": cfg.to_dict()}
+    torch.save(state, args.out)
+    print(f"{args.out}: {args.out.stat().st_size / 1e6:.2f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
