@@ -211,6 +211,7 @@ def test_sigterm_finishes_outputs(tmp_path, stub):
     deadline = time.monotonic() + 30
     while not partial.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    time.sleep(0.5)  # some frames in: the file appears as the first one is written
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
@@ -218,3 +219,17 @@ def test_sigterm_finishes_outputs(tmp_path, stub):
     n, size = count_frames(out)
     assert 0 < n < 1500 and size == (160, 120)
     assert not partial.exists()
+
+
+def test_video_output_without_a_frame_leaves_no_file(tmp_path):
+    """Interrupted before its first frame, the writer leaves neither the video nor its partial file
+    (an mp4 without frames does not open)."""
+    from facemtl.infer.video import _VideoOutput
+
+    empty = _VideoOutput(tmp_path / "e.mp4", 64, 48, 25.0)
+    empty.close()
+    assert not (tmp_path / "e.mp4").exists() and not (tmp_path / "e.partial.mp4").exists()
+    one = _VideoOutput(tmp_path / "o.mp4", 64, 48, 25.0)
+    one.write(np.zeros((48, 64, 3), np.uint8))
+    one.close()
+    assert count_frames(tmp_path / "o.mp4") == (1, (64, 48))

@@ -225,9 +225,10 @@ def process_video(source: Union[str, Path, int], analyzer: FaceAnalyzer, out: Op
                 rows.writerows(csv_row(index, t, f, len(analyzer.expressions)) for f in faces)
                 table.flush()
             if out is not None:
+                drawn = annotate(frame, faces)
                 if writer is None:
                     writer = _VideoOutput(Path(out), frame.shape[1], frame.shape[0], _fps(cap))
-                writer.write(annotate(frame, faces))
+                writer.write(drawn)
             summary.frames += 1
             summary.rows += len(faces)
             ids.update(f.id for f in faces)
@@ -259,7 +260,7 @@ class _VideoOutput:
     """An mp4v video written to ``<stem>.partial<suffix>`` and renamed to its name by :meth:`close`."""
 
     def __init__(self, path: Path, width: int, height: int, fps: float):
-        self.path, self.size = path, (width, height)
+        self.path, self.size, self.frames = path, (width, height), 0
         self.partial = path.with_name(f"{path.stem}.partial{path.suffix or '.mp4'}")
         self.writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*"mp4v"), fps, self.size)
         if not self.writer.isOpened():
@@ -269,10 +270,15 @@ class _VideoOutput:
         if (frame.shape[1], frame.shape[0]) != self.size:  # a stream whose size changes mid-way
             frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
         self.writer.write(frame)
+        self.frames += 1
 
     def close(self) -> None:
+        """Finish the file; with no frame written (interrupted at once) there is no video: no file."""
         self.writer.release()
-        os.replace(self.partial, self.path)
+        if self.frames:
+            os.replace(self.partial, self.path)
+        else:
+            self.partial.unlink(missing_ok=True)
 
 
 def _fps(cap: cv2.VideoCapture) -> float:
