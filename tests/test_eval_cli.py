@@ -187,3 +187,27 @@ def test_report_lists_every_metric_present():
                    "mae_yaw_landmarks": 4.0, "mae_pitch_landmarks": 5.0, "mae_roll_landmarks": 6.0,
                    "mae_mean_landmarks": 5.0})
     assert "MAE, PnP          4.00    5.00    6.00    5.00" in text and "pitch slope (predicted on true): 0.80" in text
+
+
+def test_scores_per_yaw_bin_by_hand():
+    """Pose MAE and box NME per |yaw| bin of the AFLW2000-3D protocol, on hand-made outputs: each
+    face's error is known, and the bins split the faces by the annotated yaw."""
+    from facemtl.data.sample import Sample
+    from facemtl.evaluate.protocol import score
+    from facemtl.tools.eval import report
+
+    square = np.stack(np.meshgrid(np.linspace(0, 100, 17), np.linspace(0, 100, 4)), -1).reshape(-1, 2)[:68]
+    yaws = [10.0, -25.0, 45.0, 70.0, -99.0]
+    samples = [Sample("synth", pose=np.array([y, 0.0, 0.0]), landmarks=square) for y in yaws]
+    errors = [1.0, 3.0, 6.0, 9.0, 12.0]  # degrees of yaw; and pixels of landmark shift, per face
+    outputs = {"pose": np.array([[y + e, 0.0, 0.0] for y, e in zip(yaws, errors)]),
+               "landmarks": np.stack([square + [e, 0.0] for e in errors])}
+    got = score(outputs, samples)
+    assert (got["n_yaw0_30"], got["n_yaw30_60"], got["n_yaw60_99"]) == (2, 1, 2)
+    # Mean over yaw, pitch and roll of the absolute errors: a third of the yaw error.
+    assert got["mae_mean_yaw0_30"] == pytest.approx((1 + 3) / 2 / 3)
+    assert got["mae_mean_yaw60_99"] == pytest.approx((9 + 12) / 2 / 3)
+    assert got["nme_bbox_yaw30_60"] == pytest.approx(6.0 / 100)  # box side 100 px
+    text = report({"dataset": "synth", "root": "r", "model": "m", "name": "n", "input_size": 64,
+                   "crop_scale": 1.5, "backend": "onnxruntime", "pose_filtered": 0, **got})
+    assert "by |yaw| 0-30 / 30-60 / 60-99: n 2 / 1 / 2; MAE 0.67 / 2.00 / 3.50°; box NME 2.00 / 6.00 / 10.50 %" in text

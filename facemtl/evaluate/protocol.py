@@ -62,9 +62,14 @@ def _second_opinion(decoded: dict[str, np.ndarray], samples: Sequence[Sample],
     return {"pose_landmarks": lm_pose, "pose_fused": fused}
 
 
+# |yaw| bins of the AFLW2000-3D protocol (3DDFA, Zhu et al. 2016): large poses are where methods differ.
+YAW_BINS: tuple[tuple[int, int], ...] = ((0, 30), (30, 60), (60, 99))
+
+
 def score(outputs: dict[str, np.ndarray], samples: Sequence[Sample]) -> dict[str, float]:
     """Every metric the labels allow: pose MAE and bias (±99° filter), NME, visibility, expression
-    (accuracy, macro F1, recall per class)."""
+    (accuracy, macro F1, recall per class); pose MAE and box-normalised NME per |yaw| bin
+    (:data:`YAW_BINS`, keys ``n_yaw0_30``, ``mae_mean_yaw0_30``, ``nme_bbox_yaw0_30``, ...)."""
     result: dict[str, float] = {"n": float(len(samples))}
     posed = [i for i, s in enumerate(samples) if s.pose is not None]
     if "pose" in outputs and posed:
@@ -78,6 +83,7 @@ def score(outputs: dict[str, np.ndarray], samples: Sequence[Sample]) -> dict[str
             result[f"bias_{k}"] = bias[k]
         result["pitch_slope"] = pitch_slope(pred, gt)
         result["pose_n"] = mae["n"]
+        result.update(_by_yaw(outputs, samples, posed))
         if "pose_std" in outputs:
             for k, v in std_calibration(pred, outputs["pose_std"][posed], gt).items():
                 result[f"std_{k}"] = v
@@ -117,6 +123,24 @@ def score(outputs: dict[str, np.ndarray], samples: Sequence[Sample]) -> dict[str
             if support:
                 result[f"expression_recall_{name}"] = float(recall)
     return result
+
+
+def _by_yaw(outputs: dict[str, np.ndarray], samples: Sequence[Sample], posed: list[int]) -> dict[str, float]:
+    """Pose MAE (and box NME where there are landmarks) of the posed samples per |yaw| bin."""
+    out: dict[str, float] = {}
+    yaw = np.abs([samples[i].pose[0] for i in posed])
+    for lo, hi in YAW_BINS:
+        idx = [i for i, y in zip(posed, yaw) if lo <= y < hi or (hi == YAW_BINS[-1][1] and y == hi)]
+        key = f"yaw{lo}_{hi}"
+        out[f"n_{key}"] = float(len(idx))
+        if not idx:
+            continue
+        out[f"mae_mean_{key}"] = pose_mae(outputs["pose"][idx], np.stack([samples[i].pose for i in idx]))["mean"]
+        marked = [i for i in idx if samples[i].landmarks is not None]
+        if "landmarks" in outputs and marked:
+            gt = np.stack([samples[i].landmarks for i in marked])
+            out[f"nme_bbox_{key}"] = float(np.nanmean(nme(outputs["landmarks"][marked], gt, norm="bbox")))
+    return out
 
 
 def evaluate(predict: Predict, samples: Sequence[Sample], size: int, crop_scale: float) -> dict[str, float]:

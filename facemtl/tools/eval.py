@@ -164,6 +164,8 @@ def report(result: dict[str, Any]) -> str:
                                                     for k in ("yaw", "pitch", "roll", "mean")))
         if "pitch_slope" in result:
             lines.append(f"pitch slope (predicted on true): {result['pitch_slope']:.2f}")
+        if "n_yaw0_30" in result:
+            lines.append(_by_yaw_line(result))
         if "std_coverage" in result:
             lines.append(f"uncertainty (pose_std): {100 * result['std_coverage']:.0f} % of errors within one std "
                          f"(68 % if calibrated), RMS error/std {result['std_z_rms']:.2f}, "
@@ -182,6 +184,20 @@ def report(result: dict[str, Any]) -> str:
                    if k.startswith("expression_recall_")]
         lines.append("recall per class: " + ", ".join(f"{name} {100 * v:.0f} %" for name, v in recalls))
     return "\n".join(lines)
+
+
+def _by_yaw_line(result: dict[str, Any]) -> str:
+    """``by |yaw| 0-30 / 30-60 / 60-99: n ...; MAE ...; box NME ...`` (a dash for an empty bin)."""
+    from facemtl.evaluate.protocol import YAW_BINS
+
+    keys = [f"yaw{lo}_{hi}" for lo, hi in YAW_BINS]
+    fmt = lambda name, scale, unit: " / ".join(  # noqa: E731
+        f"{scale * result[f'{name}_{k}']:.2f}" if f"{name}_{k}" in result else "-" for k in keys) + unit
+    line = (f"by |yaw| {' / '.join(f'{lo}-{hi}' for lo, hi in YAW_BINS)}: n "
+            + " / ".join(f"{int(result[f'n_{k}'])}" for k in keys) + "; MAE " + fmt("mae_mean", 1, "°"))
+    if any(f"nme_bbox_{k}" in result for k in keys):
+        line += "; box NME " + fmt("nme_bbox", 100, " %")
+    return line
 
 
 def _finite_or_none(value: Any) -> Any:
