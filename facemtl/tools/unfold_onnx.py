@@ -78,7 +78,8 @@ def unfold(onnx_path: Path, net: nn.Module, size: int, crops: np.ndarray) -> dic
         for (name, layer), node in zip(order, layers):
             w = tensor(node.input[1])
             if tuple(w.shape) != tuple(layer.weight.shape):
-                raise ValueError(f"{name}: the file's {node.input[1]} is {tuple(w.shape)}, not {tuple(layer.weight.shape)}")
+                raise ValueError(f"{name}: the file's {node.input[1]} is {tuple(w.shape)}, "
+                                 f"not {tuple(layer.weight.shape)}")
             layer.weight.copy_(w)
             b = tensor(node.input[2]) if len(node.input) > 2 else torch.zeros(w.shape[0])
             bn = norms.get(id(layer))
@@ -88,9 +89,11 @@ def unfold(onnx_path: Path, net: nn.Module, size: int, crops: np.ndarray) -> dic
             if layer.bias is not None:
                 layer.bias.zero_()
             folded.append((layer, bn, b))
+        kinds = (nn.Conv2d, nn.Linear, nn.BatchNorm2d)
+        layered = tuple(f"{n}." for n, m in net.named_modules() if isinstance(m, kinds))
         for key, value in net.state_dict().items():  # the rest by name (exported as model.<key>)
             stored = next((k for k in (f"model.{key}__fp16", f"model.{key}") if k in values), None)
-            if stored is not None and not any(key.startswith(p) for p in _layer_prefixes(net)):
+            if stored is not None and not key.startswith(layered):
                 value.copy_(tensor(stored))
         _set_pose_scale(net, values)
         x = torch.from_numpy(crops.transpose(0, 3, 1, 2).astype(np.float32))
@@ -101,10 +104,6 @@ def unfold(onnx_path: Path, net: nn.Module, size: int, crops: np.ndarray) -> dic
     with torch.no_grad():
         got = net.decode(net(x[:32]))
     return {k: float(np.abs(got[k].numpy() - want[k]).max()) for k in names}
-
-
-def _layer_prefixes(net: nn.Module) -> list[str]:
-    return [f"{n}." for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d))]
 
 
 def _set_pose_scale(net: nn.Module, values: dict[str, np.ndarray]) -> None:
@@ -164,18 +163,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--onnx", required=True, type=Path, help="the exported fp32 file")
     parser.add_argument("--like", required=True, type=Path, help="a checkpoint of the same architecture")
     parser.add_argument("--config", required=True, help="the config the file's run was trained with (stored)")
-    parser.add_argument("--crops", required=True, type=Path, help="a 300-W folder: its training faces set the statistics")
+    parser.add_argument("--crops", required=True, type=Path,
+                        help="a 300-W folder: its training faces set the batch-norm statistics")
     parser.add_argument("--step", type=int, default=0, help="the run's step, stored")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
     net, like = load_trained(args.like)
     cfg = TrainConfig.from_dict(read_yaml(args.config))
     if (cfg.model, cfg.input_size) != (like.model, like.input_size):
-        raise SystemExit(f"--config {args.config} is {cfg.model} at {cfg.input_size} px, --like {like.model} at {like.input_size}")
+        raise SystemExit(f"--config {args.config} is {cfg.model} at {cfg.input_size} px, "
+                         f"--like {like.model} at {like.input_size}")
     worst = unfold(args.onnx, net, cfg.input_size, face_crops(args.crops, cfg.input_size, cfg.crop_scale))
     print("largest difference from the file:", {k: f"{v:.2e}" for k, v in worst.items()})
-    state: dict[str, Any] = {"model": {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()},
-                             "step": args.step, "config": cfg.to_dict()}
+    weights = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}  # as committed
+    state: dict[str, Any] = {"model": weights, "step": args.step, "config": cfg.to_dict()}
     torch.save(state, args.out)
     print(f"{args.out}: {args.out.stat().st_size / 1e6:.2f} MB")
     return 0
