@@ -106,8 +106,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: no videos in {args.shared / 'data' / 'videos'}")
     analyzer = FaceAnalyzer(args.model, detector=args.detector, threads=args.threads, flip=args.flip)
     print(f"model {analyzer.model_path.name} ({analyzer.model_name}, input {analyzer.input_size}, flip "
-          f"averaging {'on' if args.flip else 'off'}), detector {args.detector}, {args.threads} threads,"
-          f" {size[0]}x{size[1]}, detect every {args.detect_every}, smooth {args.smooth}, annotate {args.annotate}, {args.runs} runs")
+          f"averaging {'on' if args.flip else 'off'}), detector {args.detector}, {args.threads} threads, "
+          f"{size[0]}x{size[1]}, detect every {args.detect_every}, smooth {args.smooth}, "
+          f"annotate {args.annotate}, {args.runs} runs")
     totals = [0.0] * args.runs  # seconds per run over all videos
     n_total = 0
     for video in videos:

@@ -87,7 +87,6 @@ class FaceAnalyzer:
                  sr_model: str | Path | None = None, sr_threshold: float = 40.0, canvas: Optional[int] = None,
                  flip: bool = True, max_flip_gap: Optional[float] = None):
         self.model = OnnxModel(model_path, threads, max_batch)
-        self.flip = flip
         self._predict = model_reading(self.model.predict, flip)
         self.resolver = SuperResolver(sr_model, threads) if super_resolve else None
         self.sr_threshold = sr_threshold
