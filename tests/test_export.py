@@ -199,7 +199,7 @@ def test_unfold_onnx_gives_back_a_trainable_model(tmp_path):
     export_onnx(model, tmp_path / "m.onnx", S, 1.5)
     fresh = create_model("mtl_mobilenetv3_small", width=0.25)
     crops = np.random.default_rng(5).integers(0, 256, (64, S, S, 3), dtype=np.uint8)
-    worst = unfold(tmp_path / "m.onnx", fresh, S, crops)
+    worst = unfold(tmp_path / "m.onnx", fresh, crops)
     assert set(worst) == set(contract_outputs(model, torch.zeros(1, 3, S, S)))
     assert max(worst.values()) < 1e-3, worst  # float32 rounding (pose in degrees)
     x = torch.from_numpy(crops.transpose(0, 3, 1, 2).astype(np.float32))
@@ -209,3 +209,33 @@ def test_unfold_onnx_gives_back_a_trainable_model(tmp_path):
         trained = fresh.train().decode(fresh(x))["landmarks"]
     assert torch.allclose(evaluated, want, atol=1e-4)
     assert (trained - evaluated).abs().mean() < 0.02 * (want - want.mean(0)).abs().mean() + 1e-3
+
+
+def test_unfold_onnx_reads_an_int8_detector(tmp_path):
+    """An int8 (QDQ) detector file, whose nodes need not run in the forward pass's order, unfolds
+    by scope names into a fresh detector: every convolution, with its batch norm folded in, is the
+    float model's the file was quantised from, up to the weights' int8 rounding."""
+    from facemtl.models.export import export_detector_onnx
+    from facemtl.tools.export import quantize_int8
+    from facemtl.tools.unfold_onnx import _following_norms, unfold
+
+    def folded(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+        norms = _following_norms(net)
+        out = {}
+        for name, conv in net.named_modules():
+            if isinstance(conv, torch.nn.Conv2d):
+                bn = norms.get(id(conv))
+                gain = 1 if bn is None else (bn.weight / torch.sqrt(bn.running_var + bn.eps)).view(-1, 1, 1, 1)
+                out[name] = (conv.weight * gain).detach()
+        return out
+
+    model = trained_looking(create_model("mos_mobilenetv2", input_size=S, width=0.25, dim=16))
+    export_detector_onnx(model, tmp_path / "d.onnx", name="tiny")
+    canvases = np.random.default_rng(3).integers(0, 256, (24, S, S, 3), dtype=np.uint8)
+    quantize_int8(tmp_path / "d.onnx", tmp_path / "d.int8.onnx", canvases[:16])
+    fresh = create_model("mos_mobilenetv2", input_size=S, width=0.25, dim=16)
+    unfold(tmp_path / "d.int8.onnx", fresh, canvases)
+    want, got = folded(model), folded(fresh)
+    assert len(want) == len(got) > 40
+    for name, w in want.items():  # per output channel int8: at most half a step of 1/127 of the largest
+        assert (got[name] - w).abs().max() <= 0.005 * w.abs().max(), name

@@ -243,3 +243,28 @@ def test_bin_head_std_scale_multiplies_the_spread_and_old_weights_load_uncalibra
     fresh = BinPoseHead(8)
     fresh.load_state_dict(old)
     assert fresh.std_scale.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_efficientnet_lite0_repeats_keep_the_full_networks_blocks(torch_one_thread):
+    """A shallower Lite0 (``repeats``) takes the full network's weights for the blocks it keeps:
+    with only the stages past stride 8 cut, its stride-4 and -8 features are the full network's,
+    and a shallower MOS detector starts from a full one's checkpoint (``init``)."""
+    from facemtl.train.checkpoint import initialise
+
+    full = create_backbone("efficientnet_lite0").eval()
+    slim = create_backbone("efficientnet_lite0", repeats=[1, 2, 2, 1, 1, 1, 1]).eval()
+    assert slim.full_index == [0, 1, 2, 3, 4, 5, 8, 11, 15] and slim.channels == full.channels
+    slim.load_state_dict(slim.from_full(full.state_dict()))  # strict: every kept key has a weight
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        a, b = full(x), slim(x)
+    assert [t.shape for t in a] == [t.shape for t in b]
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and not torch.allclose(a[2], b[2])
+    with pytest.raises(ValueError, match="repeats"):
+        create_backbone("efficientnet_lite0", repeats=[1, 3, 2, 1, 1, 1, 1])
+
+    detector = create_model("mos_efficientnet_lite0", input_size=64)
+    shallow = create_model("mos_efficientnet_lite0", input_size=64, repeats=[1, 2, 2, 1, 1, 1, 1])
+    initialise({"model": detector.state_dict()}, shallow, torch.nn.Module())
+    assert torch.equal(shallow.backbone._blocks[6]._project_conv.weight, detector.backbone._blocks[8]._project_conv.weight)
+    assert torch.equal(shallow.heads[0].score.weight, detector.heads[0].score.weight)

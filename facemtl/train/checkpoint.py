@@ -88,7 +88,9 @@ def restore(state: dict[str, Any], model: torch.nn.Module, criterion: torch.nn.M
 def initialise(state: dict[str, Any], model: torch.nn.Module, criterion: torch.nn.Module) -> None:
     """Start a new run from another run's weights (config ``init``); a weights-only file
     (:func:`save_weights`, or float16 weights) works too: its task weights start at 0."""
-    model.load_state_dict(state["model"])  # float16 weights are cast to the model's dtype
+    # A shallower backbone (EfficientNetLite's repeats) starts from the full one's kept blocks.
+    slim = getattr(getattr(model, "backbone", None), "from_full", None)
+    model.load_state_dict(slim(state["model"], prefix="backbone.") if slim else state["model"])  # fp16 is cast
     # Task weights the config still uses keep their learned values; new ones start at 0.
     criterion.load_state_dict(state.get("criterion", {}), strict=False)
 
