@@ -28,3 +28,20 @@ def test_shrink_warp_does_not_alias_and_keeps_positions():
         ys, xs = np.mgrid[:size[1], :size[0]]
         centre = np.array([(got * xs).sum(), (got * ys).sum()]) / got.sum()
         np.testing.assert_allclose(centre, _scale(s) @ [419.5, 219.5, 1.0], atol=0.05)
+
+
+def test_area_resize_reads_as_inter_area_on_a_photo():
+    from pathlib import Path
+
+    from facemtl.geometry.resample import area_resize
+
+    photo = cv2.imread(str(Path(__file__).parents[1] / "facemtl" / "assets" / "demo.jpg"))
+    for side in (416, 250, 150):  # shrinking by 1.5x, 2.6x and more than 4x
+        s = side / max(photo.shape[:2])
+        size = (round(photo.shape[1] * s), round(photo.shape[0] * s))
+        want = cv2.resize(photo, size, interpolation=cv2.INTER_AREA).astype(float)
+        got = area_resize(photo, size)
+        assert got.shape == want.shape
+        bilinear = cv2.resize(photo, size, interpolation=cv2.INTER_LINEAR).astype(float)
+        assert np.abs(got - want).mean() < min(0.6, np.abs(bilinear - want).mean())
+    assert area_resize(photo, (800, 600)).shape == (600, 800, 3)  # enlarging: bilinear
