@@ -94,7 +94,6 @@ def invert_affine(m: np.ndarray) -> np.ndarray:
     return np.concatenate([a, -(a @ m[..., :, 2:])], axis=-1)
 
 
-
 def crop_face(image: np.ndarray, box: np.ndarray, crop_scale: float, size: int,
               interpolation: int = cv2.INTER_LINEAR) -> tuple[np.ndarray, np.ndarray]:
     """Cut the square face crop around ``box``; returns ``(crop (size, size, C), matrix (2, 3))``.

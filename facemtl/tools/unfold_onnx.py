@@ -1,5 +1,6 @@
-"""A trainable checkpoint back from an exported ONNX file (landmark/pose model or MOS detector,
-float or int8), when its run's checkpoint is lost.
+"""A trainable checkpoint back from an exported ONNX file, when its run's checkpoint is lost.
+
+Landmark/pose models and MOS detectors, float or int8 files.
 
 The exporter folds every batch norm into the convolution before it (``y = W'x + b'``). Given a
 checkpoint of the same architecture (any weights: it supplies the module layout) or the config alone,
@@ -65,7 +66,7 @@ def _layers_by_name(net: nn.Module, nodes: list) -> list[tuple[str, nn.Module]]:
     """The convolution or linear layer of ``net`` behind each node (an int8 file need not keep the
     forward pass's order, so nodes are matched by their scope names)."""
     modules = dict(net.named_modules())
-    layers = [(_module_name(n.name), modules.get(_module_name(n.name))) for n in nodes]
+    layers = [(name, modules.get(name)) for name in (_module_name(n.name) for n in nodes)]
     missing = [name for name, m in layers if not isinstance(m, (nn.Conv2d, nn.Linear))]
     if missing:
         raise ValueError(f"no convolution or linear layer named {missing[:3]} in the model")
@@ -180,14 +181,13 @@ def face_crops(root: Path, size: int, crop_scale: float, n: int = 256) -> np.nda
 
 
 def main(argv: list[str] | None = None) -> int:
-    from facemtl.models import create_model
-    from facemtl.train.checkpoint import load_trained
+    from facemtl.train.checkpoint import load_trained, untrained_model
     from facemtl.train.config import TrainConfig, read_yaml
     from facemtl.tools.export import photo_canvases
     from facemtl.train.detection.trainer import is_detector
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--onnx", required=True, type=Path, help="the exported fp32 file")
+    parser.add_argument("--onnx", required=True, type=Path, help="the exported file (float, or int8 QDQ)")
     parser.add_argument("--like", type=Path,
                         help="a checkpoint of the same architecture (default: the model built from --config)")
     parser.add_argument("--config", required=True, help="the config the file's run was trained with (stored)")
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = TrainConfig.from_dict(read_yaml(args.config))
     if args.like is None:
-        net = create_model(cfg.model, **(cfg.model_options | {"pretrained": False}))
+        net = untrained_model(cfg)
     else:
         net, like = load_trained(args.like)
         if (cfg.model, cfg.input_size) != (like.model, like.input_size):

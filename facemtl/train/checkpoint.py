@@ -97,15 +97,19 @@ def initialise(state: dict[str, Any], model: torch.nn.Module, criterion: torch.n
 
 def load_trained(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, TrainConfig]:
     """The model (eval mode) and config stored in a checkpoint."""
-    from facemtl.models import create_model
-
     state = read_checkpoint(path, device)
     cfg = TrainConfig.from_dict(state["config"])
-    # The stored weights replace any starting point: no need to read ImageNet weights first.
-    options = cfg.model_options | ({"pretrained": False} if "pretrained" in cfg.model_options else {})
-    model = create_model(cfg.model, **options)
+    model = untrained_model(cfg)
     model.load_state_dict(state["model"])
     return model.eval(), cfg
+
+
+def untrained_model(cfg: TrainConfig) -> torch.nn.Module:
+    """``cfg``'s model for weights that will replace its starting point (no ImageNet weights read)."""
+    from facemtl.models import create_model
+
+    options = cfg.model_options | ({"pretrained": False} if "pretrained" in cfg.model_options else {})
+    return create_model(cfg.model, **options)
 
 
 def torch_predictor(model: torch.nn.Module, device: torch.device) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
