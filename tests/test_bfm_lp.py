@@ -89,23 +89,30 @@ def test_profile_views_turn_photo_and_labels(shared: Path, face_model):
     sample = load_dataset("300w", shared / "data" / "300w" / "afw")[1]
     bfm = BFM68.load(shared / "facemodels" / "bfm")
     views = profile_views(sample, np.random.default_rng(0), 3, 160, face_model, bfm, contour_candidates(face_model))
-    assert len(views) == 4
+    assert sorted(views) == [0, 1, 2, 3]
     image0, lab0 = views[0]
     s = 160 / max(sample.load_image().shape[:2])
     np.testing.assert_allclose(lab0.landmarks, (sample.landmarks + 0.5) * s - 0.5, atol=1e-9)
-    for image, lab in views:
+    for image, lab in views.values():
         assert image.shape[:2] == image0.shape[:2] and image.dtype == np.uint8
         assert np.isfinite(lab.landmarks).all() and np.isfinite(lab.pose).all()
         np.testing.assert_allclose(euler_to_matrix(lab.pose), lab.rotation, atol=1e-9)
     # The turned views' landmarks lie on the image, and the poses differ from the photo's.
-    turned = np.array([lab.pose for _, lab in views[1:]])
+    turned = np.array([views[v][1].pose for v in (1, 2, 3)])
     assert (np.abs(turned[:, 0] - lab0.pose[0]) > 1).any()
-    for _, lab in views[1:]:
+    # Skipped views are drawn but not made: the others are the same views.
+    some = profile_views(sample, np.random.default_rng(0), 3, 160, face_model, bfm, skip={0, 1})
+    assert sorted(some) == [2, 3]
+    np.testing.assert_array_equal(some[3][0], views[3][0])
+    np.testing.assert_array_equal(some[3][1].pose, views[3][1].pose)
+    for v in (1, 2, 3):
+        lab = views[v][1]
         assert (lab.landmarks > -5).all() and (lab.landmarks < 165).all()
 
 
 def test_profile_command_writes_train_and_val(shared: Path, tmp_path: Path):
-    """``facemtl profile`` on two photos: one held out; a re-run skips what is written."""
+    """``facemtl profile`` on two photos: one held out; a re-run skips what is written, and more
+    views add the missing ones (the views a fresh run makes)."""
     import shutil
 
     from facemtl.cli import main
@@ -136,3 +143,13 @@ def test_profile_command_writes_train_and_val(shared: Path, tmp_path: Path):
     small, cut = load_dataset("synth", fewer / "train"), load_dataset("synth", out / "train", max_view=1)
     assert [Path(s.image_path).name for s in small] == [Path(s.image_path).name for s in cut] != []
     np.testing.assert_array_equal([s.pose for s in small], [s.pose for s in cut])
+    # Extending the one-view set to two views: view 2 appears, equal to the two-view set's, and
+    # the views written before are left as they are.
+    stamp = (fewer / "train" / "00000_01.mat").stat().st_mtime_ns
+    more = list(fewer_args)
+    more[more.index("--views") + 1] = "2"
+    assert main(more) == 0
+    assert (fewer / "train" / "00000_01.mat").stat().st_mtime_ns == stamp
+    grown = load_dataset("synth", fewer / "train")
+    assert [Path(s.image_path).name for s in grown] == [Path(s.image_path).name for s in train]
+    np.testing.assert_array_equal([s.pose for s in grown], [s.pose for s in train])

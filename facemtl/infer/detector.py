@@ -18,7 +18,7 @@ MOS) the analyzer re-crops once on the predicted landmarks' box. Scores are in [
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -199,6 +199,19 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
                         help="average the landmark/pose model over each face crop and its mirror image (default; "
                              "lower error for one more model pass a face); --no-flip runs it once")
+
+
+def analyzer_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """``FaceAnalyzer``'s keyword arguments from the command line (``predict``'s or ``video``'s), as
+    plain values: the same analyzer is made here and in every worker process or Dask worker. The
+    super-resolution options are passed only by a command that has them (``video`` has not)."""
+    path = lambda p: None if p is None else str(p)  # noqa: E731
+    settings = {"model_path": path(args.model), "detector": args.detector, "threads": args.threads,
+                "score": args.score, "min_face": args.min_face, "max_uncertainty": args.max_uncertainty,
+                "max_flip_gap": args.max_flip_gap, "flip": args.flip, "canvas": args.canvas}
+    if hasattr(args, "super_resolve"):
+        settings.update(super_resolve=args.super_resolve, sr_model=path(args.sr_model), sr_threshold=args.sr_threshold)
+    return settings
 
 
 def available_detectors() -> list[str]:

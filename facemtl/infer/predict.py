@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from facemtl.contract import LANDMARK_COLUMNS, N_LANDMARKS, expression_columns
-from facemtl.infer.detector import add_detector_arguments
+from facemtl.infer.detector import add_detector_arguments, analyzer_settings
 from facemtl.io import IMAGE_SUFFIXES, write_atomic
 from facemtl.progress import Progress
 
@@ -238,16 +238,6 @@ def _tasks(items: list[tuple[str, Optional[str]]], given: dict[str, list], out_d
         annotated = str(_annotated_path(out_dir, path, used)) if out_dir and error is None else None
         tasks.append(Task(path, error, boxes, annotated))
     return tasks
-
-
-def analyzer_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """``FaceAnalyzer``'s keyword arguments from the command line, as plain values: the same
-    analyzer is made here and in every worker process or Dask worker."""
-    path = lambda p: None if p is None else str(p)  # noqa: E731
-    return {"model_path": path(args.model), "detector": args.detector, "threads": args.threads,
-            "score": args.score, "min_face": args.min_face, "max_uncertainty": args.max_uncertainty,
-            "max_flip_gap": args.max_flip_gap, "flip": args.flip, "canvas": args.canvas,
-            "super_resolve": args.super_resolve, "sr_model": path(args.sr_model), "sr_threshold": args.sr_threshold}
 
 
 def _records(tasks: list, analyzer: Any, settings: dict[str, Any], args: argparse.Namespace):

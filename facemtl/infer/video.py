@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 
 from facemtl.contract import LANDMARK_COLUMNS, N_LANDMARKS, expression_columns
-from facemtl.infer.detector import add_detector_arguments
+from facemtl.infer.detector import add_detector_arguments, analyzer_settings
 from facemtl.progress import Progress
 
 if TYPE_CHECKING:
@@ -338,9 +338,7 @@ def run(args: argparse.Namespace) -> int:
     # SIGTERM stops like Ctrl+C, so the outputs are finished properly.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        analyzer = FaceAnalyzer(args.model, detector=args.detector, threads=args.threads,
-                                score=args.score, min_face=args.min_face, max_uncertainty=args.max_uncertainty,
-                                max_flip_gap=args.max_flip_gap, canvas=args.canvas, flip=args.flip)
+        analyzer = FaceAnalyzer(**analyzer_settings(args))
         summary = process_video(args.camera if args.input is None else args.input, analyzer, out=args.out,
                                 csv_path=args.csv, smooth=args.smooth, detect_every=args.detect_every,
                                 max_frames=args.max_frames)

@@ -21,7 +21,7 @@ View 0 of each photo is the photo itself with its manual landmarks.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Optional
+from typing import Collection, Optional
 
 import cv2
 import numpy as np
@@ -53,10 +53,15 @@ def _resized(sample: Sample, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def profile_views(sample: Sample, rng: np.random.Generator, views: int, size: int, ict: FaceModel,
-                  bfm: BFM68, candidates: Optional[list[np.ndarray]] = None) -> list[tuple[np.ndarray, FaceLabels]]:
-    """The photo (view 0) and ``views`` turned copies, each with its labels (see the module docstring).
+                  bfm: BFM68, candidates: Optional[list[np.ndarray]] = None,
+                  skip: Collection[int] = ()) -> dict[int, tuple[np.ndarray, FaceLabels]]:
+    """The photo (view 0) and ``views`` turned copies, each with its labels (see the module docstring),
+    by view number.
 
     ``sample`` needs an image and 68 landmarks; the image is scaled to ``size`` px on its long side.
+    The views in ``skip`` are drawn from ``rng`` but not made, so the others are the same views as
+    when all are made (how a set is extended to more views). A photo whose fit fails
+    ``MAX_FIT_ERROR`` has view 0 only.
     """
     image, q = _resized(sample, size)
     h, w = image.shape[:2]
@@ -81,15 +86,19 @@ def profile_views(sample: Sample, rng: np.random.Generator, views: int, size: in
                                meta={"source": sample.image_path, "fit_error_px": fit.reprojection_error,
                                      "bfm_error_px": float(np.nanmean(bfit.errors))})
 
-    _, lab0 = view(0.0, 0.0)
-    # The photo itself: its manual points, exactly.
-    out = [(image, replace(lab0, landmarks=np.where(labelled[:, None], q, np.nan), box=box_of(q[labelled])))]
+    out = {}
+    if 0 not in skip:
+        _, lab0 = view(0.0, 0.0)
+        # The photo itself: its manual points, exactly.
+        out[0] = (image, replace(lab0, landmarks=np.where(labelled[:, None], q, np.nan), box=box_of(q[labelled])))
     if fit.reprojection_error > MAX_FIT_ERROR:
         return out
     yaw0 = fit.pose[0]
-    for _ in range(views):
+    for v in range(1, views + 1):
         target_yaw = rng.uniform(max(-YAW, yaw0 - MAX_TURN), min(YAW, yaw0 + MAX_TURN))
-        out.append(view(target_yaw - yaw0, rng.uniform(-PITCH, PITCH)))
+        d_pitch = rng.uniform(-PITCH, PITCH)
+        if v not in skip:
+            out[v] = view(target_yaw - yaw0, d_pitch)
     return out
 
 
@@ -98,7 +107,9 @@ def profile_views(sample: Sample, rng: np.random.Generator, views: int, size: in
 def add_arguments(parser) -> None:
     parser.add_argument("folders", nargs="+", help="300-W-style folders (.pts + image), e.g. ../shared/data/300w/afw")
     parser.add_argument("--out", required=True, help="output folder: train/ and val/ of PPPPP_VV.jpg + .mat (photo PPPPP, view VV; view 00 is the photo itself)")
-    parser.add_argument("--views", type=int, default=6, help="turned views per photo besides the photo (default 6)")
+    parser.add_argument("--views", type=int, default=6,
+                        help="turned views per photo besides the photo (default 6); more views on a folder "
+                             "written with fewer add the views that are missing (the same views a fresh run makes)")
     parser.add_argument("--size", type=int, default=192, help="long side of the written images (default 192)")
     parser.add_argument("--holdout", default="helen-train:100",
                         help="FOLDER_NAME:N: N faces of that folder go to val/ (never train on them; default "
@@ -141,11 +152,16 @@ def run(args) -> int:
         (out / part).mkdir(parents=True, exist_ok=True)
     (out / "profile.json").write_text(json.dumps({k: v for k, v in vars(args).items() if not k.startswith("_")},
                                                  indent=1))
-    # A photo is done when its view 0 exists (written last): a re-run goes on where one stopped.
-    # val/ first: a run stopped early can already be evaluated on it.
-    task = sorted(((str(out), str(bfm_dir), args.seed, args.views, args.size, i, part, s)
-                   for i, (part, s) in enumerate(jobs) if not (out / part / f"{i:05d}_00.mat").is_file()),
-                  key=lambda t: t[6] != "val")
+    # A re-run makes only the views that are missing (view 0 is written last, so a photo with
+    # view 0 and no view 1 had its fit fail). val/ first: a run stopped early can already be
+    # evaluated on it.
+    task = []
+    for i, (part, s) in enumerate(jobs):
+        have = {v for v in range(args.views + 1) if (out / part / f"{i:05d}_{v:02d}.mat").is_file()}
+        if 0 in have and (1 not in have or len(have) == args.views + 1):
+            continue
+        task.append((str(out), str(bfm_dir), args.seed, args.views, args.size, i, part, s, have))
+    task.sort(key=lambda t: t[6] != "val")
     start, written, failed = time.perf_counter(), 0, 0
     workers = args.workers or os.cpu_count() or 1
     # One worker runs in this process: forking a process that already runs threads (a caller's
@@ -170,7 +186,7 @@ def _profile_job(task) -> tuple[int, str]:
 
     from facemtl.synth.writer import write_face
 
-    out, bfm_dir, seed, views, size, index, part, sample = task
+    out, bfm_dir, seed, views, size, index, part, sample, have = task
     cv2.setNumThreads(1)
     if not _MODELS:
         _MODELS["ict"] = FaceModel.load()
@@ -178,9 +194,9 @@ def _profile_job(task) -> tuple[int, str]:
         _MODELS["candidates"] = contour_candidates(_MODELS["ict"])
     try:
         faces = profile_views(sample, np.random.default_rng((seed, index)), views, size, _MODELS["ict"],
-                              _MODELS["bfm"], _MODELS["candidates"])
+                              _MODELS["bfm"], _MODELS["candidates"], skip=have)
     except (ValueError, OSError, np.linalg.LinAlgError) as e:
         return 0, f"{sample.image_path}: {e}"
-    for v, (image, labels) in reversed(list(enumerate(faces))):
-        write_face(Path(out) / part, f"{index:05d}_{v:02d}", image, labels)
+    for v in sorted(faces, reverse=True):
+        write_face(Path(out) / part, f"{index:05d}_{v:02d}", *faces[v])
     return len(faces), ""
