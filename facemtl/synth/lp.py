@@ -131,7 +131,7 @@ def run(args) -> int:
 
     from facemtl.data.registry import load_dataset
 
-    from facemtl.io import shared_dir
+    from facemtl.io import shared_dir, write_atomic
 
     bfm_dir = Path(args.bfm) if args.bfm else shared_dir() / "facemodels" / "bfm"
     hold_name, _, hold_n = args.holdout.partition(":")
@@ -150,8 +150,9 @@ def run(args) -> int:
     out = Path(args.out)
     for part in ("train", "val"):
         (out / part).mkdir(parents=True, exist_ok=True)
-    (out / "profile.json").write_text(json.dumps({k: v for k, v in vars(args).items() if not k.startswith("_")},
-                                                 indent=1))
+    # A new file, not written into the old one: a copy made with hard links keeps its own.
+    write_atomic(out / "profile.json", json.dumps({k: v for k, v in vars(args).items() if not k.startswith("_")},
+                                                  indent=1).encode())
     # A re-run makes only the views that are missing (view 0 is written last, so a photo with
     # view 0 and no view 1 had its fit fail). val/ first: a run stopped early can already be
     # evaluated on it.
@@ -173,7 +174,7 @@ def run(args) -> int:
             if problem:
                 failed += 1
                 print(f"facemtl profile: {problem}", file=sys.stderr)
-    print(f"{out}: {len(task)} photos ({len(jobs) - len(task)} done before) -> {written} images in "
+    print(f"{out}: {len(task)} photos ({len(jobs) - len(task)} complete before) -> {written} images in "
           f"{time.perf_counter() - start:.0f} s, {failed} failed")
     return 0
 
