@@ -45,6 +45,24 @@ def keep_weights(checkpoint: str | Path, path: str | Path, model: torch.nn.Modul
     write_state({"model": half, "step": state.get("step", 0), "config": state["config"]}, path)
 
 
+def average_weights(checkpoints: list[str | Path], path: str | Path) -> None:
+    """The mean of several checkpoints' weights (a "model soup", Wortsman et al. 2022: fine-tunes of
+    one starting point average into one model), weights-only with the last checkpoint's step and
+    config. Batch-norm statistics are averaged too; integer tensors (counters) are the last one's.
+    The models must have the same tensors; :class:`ValueError` names the first that differs."""
+    states = [read_checkpoint(c) for c in checkpoints]
+    last = states[-1]
+    for c, state in zip(checkpoints, states):
+        if state["model"].keys() != last["model"].keys():
+            raise ValueError(f"{c}: not the same model as {checkpoints[-1]} (other tensors)")
+        for k, v in state["model"].items():
+            if v.shape != last["model"][k].shape:
+                raise ValueError(f"{c}: {k} is {tuple(v.shape)}, {tuple(last['model'][k].shape)} in {checkpoints[-1]}")
+    mean = {k: (sum(s["model"][k].float() for s in states) / len(states)).to(v.dtype) if v.is_floating_point() else v
+            for k, v in last["model"].items()}
+    write_state({"model": mean, "step": last.get("step", 0), "config": last["config"]}, path)
+
+
 def write_state(state: dict[str, Any], path: str | Path) -> None:
     """``torch.save`` of ``state`` through :func:`facemtl.io.write_atomic` (every checkpoint writer
     goes through it: a crash mid-write leaves the previous file intact)."""
