@@ -203,7 +203,7 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
 
 def analyzer_settings(args: argparse.Namespace) -> dict[str, Any]:
     """``FaceAnalyzer``'s keyword arguments from the command line (``predict``'s or ``video``'s), as
-    plain values: the same analyzer is made here and in every worker process or Dask worker. The
+    plain values: the command, its worker processes and Dask workers make the same analyzer. The
     super-resolution options are passed only by a command that has them (``video`` has not)."""
     path = lambda p: None if p is None else str(p)  # noqa: E731
     settings = {"model_path": path(args.model), "detector": args.detector, "threads": args.threads,
