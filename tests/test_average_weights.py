@@ -33,10 +33,12 @@ def test_mean_of_two_models_loads_as_the_model(tmp_path):
     soup, cfg = load_trained(tmp_path / "soup.pt")
     state = soup.state_dict()
     assert cfg.name == "tiny"
+    # The two models differ in most tensors, so their mean is neither of them.
+    floats = [k for k, v in state.items() if v.is_floating_point()]
+    assert sum(not torch.equal(a[k], b[k]) for k in floats) > len(floats) / 2
     for k, v in state.items():
         if v.is_floating_point():
             torch.testing.assert_close(v, (a[k] + b[k]) / 2)
-            assert not torch.equal(a[k], b[k]) or torch.equal(v, a[k])
         else:
             assert torch.equal(v, b[k])  # counters: the last checkpoint's
 
