@@ -10,9 +10,16 @@ Prints (measurement only; nothing here is tuned on AFLW2000):
 * ``aflw2000``: the fit on an AFLW2000-3D folder's own 2-D landmarks (``pt3d_68``'s projection, the
   BFM's fixed vertices) against ``Pose_Para``;
 * ``300w``: on the 300-W photos' manual landmarks, the BFM fit's pose against the ICT fit's (the
-  engine's own fit with contour marching), the mean difference per angle.
+  engine's own fit with contour marching), the mean difference per angle; and the BFM fit with
+  and without jaw marching (:class:`facemtl.synth.bfm.ContourMarch`) by fitted |yaw|: the mean
+  residual of the jaw and of the inner points (mm), and how far marching moves yaw (outward, i.e.
+  toward larger |yaw|) and pitch;
+* ``turned`` (with ``--turned``, a ``facemtl profile`` folder such as ``runs/300wlp18m/val``): the
+  fit on the annotator-style points of views turned from near-frontal photos (|yaw| < 8 deg, whose
+  labels are the exact turn of a frontal fit), with and without marching, by true |yaw|: yaw error
+  outward and pitch bias.
 
-    python scripts/bfm_fit_report.py --shared ../shared --renders 200
+    python scripts/bfm_fit_report.py --shared ../shared --renders 200 --photos 1300 --turned runs/300wlp18m/val
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import numpy as np
 
 from facemtl.data.registry import load_dataset
 from facemtl.geometry.rotations import geodesic_distance, matrix_to_euler
-from facemtl.synth.bfm import BFM68, fit_bfm
+from facemtl.synth.bfm import BFM68, ContourMarch, fit_bfm
 from facemtl.synth.facemodel import FaceModel, kabsch
 
 
@@ -84,11 +91,51 @@ def photos_300w(bfm: BFM68, ict: FaceModel, folder: Path, n: int) -> None:
     report(f"300w {folder.name}: BFM vs ICT fit", np.array(b), np.array(c))
 
 
+def by_yaw(name: str, yaw: np.ndarray, columns: dict[str, np.ndarray], bins=((0, 15), (15, 30), (30, 45),
+                                                                         (45, 60), (60, 75), (75, 99))) -> None:
+    """One line per |yaw| bin: the mean of each column over the bin."""
+    for lo, hi in bins:
+        m = (np.abs(yaw) >= lo) & (np.abs(yaw) < hi)
+        if m.any():
+            print(f"{name} |yaw| {lo:2d}-{hi:2d} n={m.sum():4d}  "
+                  + "  ".join(f"{k} {v[m].mean():+.2f}" for k, v in columns.items()))
+
+
+def photos_marching(bfm: BFM68, march: ContourMarch, folders: list[Path], n: int) -> None:
+    rows = []
+    for s in [s for f in folders for s in load_dataset("300w", f) if s.landmarks is not None][:n]:
+        fixed, slid = fit_bfm(s.landmarks, bfm), fit_bfm(s.landmarks, bfm, contour=march)
+        rows.append(np.r_[fixed.pose, slid.pose, [np.nanmean(f.errors[a:b]) / f.scale
+                                                  for f in (fixed, slid) for a, b in ((0, 17), (17, 68))]])
+    r = np.array(rows)
+    out = np.sign(r[:, 3])
+    by_yaw("300w marching (fitted yaw)", r[:, 3], {
+        "jaw fixed": r[:, 6], "jaw marching": r[:, 8], "inner fixed": r[:, 7], "inner marching": r[:, 9],
+        "yaw moved outward": out * (r[:, 3] - r[:, 0]), "pitch moved": r[:, 4] - r[:, 1]},
+           ((0, 10), (10, 20), (20, 30), (30, 45), (45, 99)))
+
+
+def turned(bfm: BFM68, march: ContourMarch, folder: Path, n: int) -> None:
+    samples = [s for s in load_dataset("synth", folder) if s.pose is not None]
+    photo = lambda s: Path(s.image_path).stem.split("_")[0]  # noqa: E731  PPPPP_VV
+    frontal = {photo(s) for s in samples if Path(s.image_path).stem.endswith("_00") and abs(s.pose[0]) < 8}
+    samples = [s for s in samples if photo(s) in frontal][:n]
+    true = np.array([s.pose for s in samples])
+    out = np.sign(true[:, 0])
+    for name, kw in (("fixed jaw", {}), ("jaw marching", {"contour": march})):
+        e = np.array([fit_bfm(s.landmarks, bfm, **kw).pose for s in samples]) - true
+        by_yaw(f"turned, {name:12s}", true[:, 0], {"yaw outward": out * e[:, 0], "|yaw|": np.abs(e[:, 0]),
+                                                    "pitch": e[:, 1], "|pitch|": np.abs(e[:, 1])})
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shared", default="../shared", help="the shared folder")
     p.add_argument("--renders", type=int, default=200, help="renders to fit (default 200)")
     p.add_argument("--photos", type=int, default=200, help="300-W photos to fit with both models (default 200)")
+    p.add_argument("--turned", default=None, help="a facemtl profile folder (e.g. runs/300wlp18m/val): the fit on its "
+                                                  "views turned from near-frontal photos")
+    p.add_argument("--turned-n", type=int, default=600, help="views of --turned to fit (default 600)")
     args = p.parse_args()
     shared = Path(args.shared)
     bfm, ict = BFM68.load(shared / "facemodels" / "bfm"), FaceModel.load()
@@ -96,6 +143,10 @@ def main() -> None:
     renders(bfm, args.renders, shared)
     aflw2000(bfm, shared / "data" / "aflw2000-dev")
     photos_300w(bfm, ict, shared / "data" / "300w" / "helen-train", args.photos)
+    march = ContourMarch.load(ict)
+    photos_marching(bfm, march, [shared / "data" / "300w" / k for k in ("helen-train", "afw")], args.photos)
+    if args.turned:
+        turned(bfm, march, Path(args.turned), args.turned_n)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,41 @@ def test_fit_on_aflw2000_model_vertices_matches_pose_para(shared: Path):
     assert np.abs(err.mean(0)).max() < 1.0  # no frame offset in any angle
 
 
+def test_contour_march_offsets_zero_when_frontal(face_model):
+    """The jaw keeps the BFM's own vertices on a frontal face (any pitch and roll) and slides on a
+    turned one; only the sliding contour points move."""
+    from facemtl.synth.bfm import ContourMarch
+    from facemtl.synth.fit import SLIDING
+
+    march = ContourMarch.load(face_model)
+    np.testing.assert_array_equal(march.offsets(euler_to_matrix(np.array([0.0, 12.0, -6.0]))), 0.0)
+    turned = march.offsets(euler_to_matrix(np.array([40.0, 5.0, 0.0])))
+    still = np.setdiff1d(np.arange(68), SLIDING)
+    assert np.abs(turned[still]).max() == 0 and np.linalg.norm(turned[SLIDING], axis=1).max() > 3  # mm
+
+
+def test_jaw_marching_fits_turned_300w_photos_better(shared: Path, face_model):
+    """Real annotations: on the afw photos whose manual points are clearly turned (nose tip far off
+    the middle of the jaw), the fit with jaw marching leaves a smaller residual on the 51 inner
+    points (which marching does not move) and reads a larger |yaw| than the fixed-vertex fit."""
+    from facemtl.data.registry import load_dataset
+    from facemtl.synth.bfm import ContourMarch
+
+    bfm, march = BFM68.load(shared / "facemodels" / "bfm"), ContourMarch.load(face_model)
+    turned = []
+    for s in load_dataset("300w", shared / "data" / "300w" / "afw"):
+        q = s.landmarks
+        if s.landmarks is not None and np.isfinite(q).all():
+            off_middle = abs((q[30, 0] - q[0, 0]) / (q[16, 0] - q[0, 0]) - 0.5)
+            turned += [q] if off_middle > 0.2 else []
+    assert len(turned) >= 15
+    fixed = [fit_bfm(q, bfm) for q in turned[:15]]
+    slid = [fit_bfm(q, bfm, contour=march) for q in turned[:15]]
+    inner = lambda fits: np.mean([np.nanmean(f.errors[17:]) / f.scale for f in fits])  # noqa: E731  mm
+    assert inner(slid) < 0.95 * inner(fixed)
+    assert np.mean([abs(b.pose[0]) - abs(a.pose[0]) for a, b in zip(fixed, slid)]) > 1.5
+
+
 def test_bfm_load_names_missing_files(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="bfm_mean68.npy"):
         BFM68.load(tmp_path)
@@ -108,6 +143,15 @@ def test_profile_views_turn_photo_and_labels(shared: Path, face_model):
     for v in (1, 2, 3):
         lab = views[v][1]
         assert (lab.landmarks > -5).all() and (lab.landmarks < 165).all()
+    # Jaw marching changes the labels only: the same images and points, every view's rotation
+    # moved by the one change of the photo's own fit.
+    marched = profile_views(sample, np.random.default_rng(0), 3, 160, face_model, bfm, jaw_marching=True)
+    change = views[0][1].rotation.T @ marched[0][1].rotation
+    assert geodesic_distance(change, np.eye(3)) > 0.05
+    for v in (0, 1, 2, 3):
+        np.testing.assert_array_equal(marched[v][0], views[v][0])
+        np.testing.assert_array_equal(marched[v][1].landmarks, views[v][1].landmarks)
+        np.testing.assert_allclose(marched[v][1].rotation, views[v][1].rotation @ change, atol=1e-9)
 
 
 def test_profile_command_writes_train_and_val(shared: Path, tmp_path: Path):
@@ -153,3 +197,6 @@ def test_profile_command_writes_train_and_val(shared: Path, tmp_path: Path):
     grown = load_dataset("synth", fewer / "train")
     assert [Path(s.image_path).name for s in grown] == [Path(s.image_path).name for s in train]
     np.testing.assert_array_equal([s.pose for s in grown], [s.pose for s in train])
+    # A set is never extended with another labeller's poses.
+    assert main(more + ["--views", "3", "--jaw-marching"]) == 2
+    assert not (fewer / "train" / "00000_03.mat").exists()

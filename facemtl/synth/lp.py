@@ -4,7 +4,9 @@ Zhu et al. made 300W-LP by fitting the BFM to the 300-W photos' manual landmarks
 photo in 3D (face profiling). Here, for each photo:
 
 * **pose label**: the BFM fitted to all 68 manual points (:mod:`facemtl.synth.bfm`), which puts
-  the label in the ``Pose_Para`` frame with no offset from the head model;
+  the label in the ``Pose_Para`` frame with no offset from the head model; with
+  ``jaw_marching`` the fit slides the jaw to the cheek silhouette as the annotators drew it
+  (:class:`~facemtl.synth.bfm.ContourMarch`; the shipped model's set was made without);
 * **the turned image**: the ICT head fitted to the same points (with contour marching,
   :mod:`facemtl.synth.fit`) and :func:`facemtl.synth.profile.profile_photo`. A view's label is
   the BFM rotation turned by the same camera-frame rotation the image was turned by;
@@ -28,7 +30,7 @@ import numpy as np
 
 from facemtl.data.sample import Sample
 from facemtl.geometry.rotations import matrix_to_euler
-from facemtl.synth.bfm import BFM68, fit_bfm
+from facemtl.synth.bfm import BFM68, ContourMarch, fit_bfm
 from facemtl.synth.facemodel import FaceModel
 from facemtl.synth.fit import SLIDING, contour_candidates, fit_landmarks, slide_contour
 from facemtl.synth.labels import FaceLabels, box_of
@@ -54,21 +56,22 @@ def _resized(sample: Sample, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def profile_views(sample: Sample, rng: np.random.Generator, views: int, size: int, ict: FaceModel,
                   bfm: BFM68, candidates: Optional[list[np.ndarray]] = None,
-                  skip: Collection[int] = ()) -> dict[int, tuple[np.ndarray, FaceLabels]]:
+                  skip: Collection[int] = (), jaw_marching: bool = False) -> dict[int, tuple[np.ndarray, FaceLabels]]:
     """The photo (view 0) and ``views`` turned copies, each with its labels (see the module docstring),
     by view number.
 
     ``sample`` needs an image and 68 landmarks; the image is scaled to ``size`` px on its long side.
     The views in ``skip`` are drawn from ``rng`` but not made, so the others are the same views as
     when all are made (how a set is extended to more views). A photo whose fit fails
-    ``MAX_FIT_ERROR`` has view 0 only.
+    ``MAX_FIT_ERROR`` has view 0 only. ``jaw_marching``: the pose label's BFM fit slides the jaw
+    (:class:`~facemtl.synth.bfm.ContourMarch`); the images and landmarks are the same either way.
     """
     image, q = _resized(sample, size)
     h, w = image.shape[:2]
     labelled = np.isfinite(q).all(1)
-    bfit = fit_bfm(q, bfm)
-    fit = fit_landmarks(q, (w, h), ict)
     candidates = candidates if candidates is not None else contour_candidates(ict)
+    bfit = fit_bfm(q, bfm, contour=ContourMarch(ict, candidates) if jaw_marching else None)
+    fit = fit_landmarks(q, (w, h), ict)
     texture = photo_texture(image, fit, ict)
     K, t = fit.camera_matrix(), fit.translation
     offset = np.where(labelled[:, None], q - fit.project(fit.vertices(ict, index=fit.landmark_vertex)), 0.0)
@@ -118,6 +121,10 @@ def add_arguments(parser) -> None:
                                                     "facemodels/bfm)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the views (default 0)")
     parser.add_argument("--workers", type=int, default=0, help="processes (default: one per CPU core)")
+    parser.add_argument("--jaw-marching", action="store_true",
+                        help="pose labels from the BFM fit with the jaw slid to the cheek silhouette (the "
+                             "annotators' jaw; docs/MODEL_CARD.md, \"Jaw marching in the labels\"); default: "
+                             "the BFM's fixed jaw vertices, as the shipped model's set")
 
 
 def run(args) -> int:
@@ -148,6 +155,11 @@ def run(args) -> int:
         else:
             jobs += [("train", s) for s in samples]
     out = Path(args.out)
+    made_with = json.loads((out / "profile.json").read_text()) if (out / "profile.json").is_file() else {}
+    if made_with.get("jaw_marching", False) != args.jaw_marching and any(out.glob("*/*.mat")):
+        print(f"facemtl profile: {out}: its views were labelled {'with' if made_with.get('jaw_marching') else 'without'} "
+              f"--jaw-marching; extend it the same way or write a new folder", file=sys.stderr)
+        return 2
     for part in ("train", "val"):
         (out / part).mkdir(parents=True, exist_ok=True)
     # A new file, not written into the old one: a copy made with hard links keeps its own.
@@ -161,7 +173,7 @@ def run(args) -> int:
         have = {v for v in range(args.views + 1) if (out / part / f"{i:05d}_{v:02d}.mat").is_file()}
         if 0 in have and (1 not in have or len(have) == args.views + 1):
             continue
-        task.append((str(out), str(bfm_dir), args.seed, args.views, args.size, i, part, s, have))
+        task.append((str(out), str(bfm_dir), args.seed, args.views, args.size, i, part, s, have, args.jaw_marching))
     task.sort(key=lambda t: t[6] != "val")
     start, written, failed = time.perf_counter(), 0, 0
     workers = args.workers or os.cpu_count() or 1
@@ -187,7 +199,7 @@ def _profile_job(task) -> tuple[int, str]:
 
     from facemtl.synth.writer import write_face
 
-    out, bfm_dir, seed, views, size, index, part, sample, have = task
+    out, bfm_dir, seed, views, size, index, part, sample, have, jaw_marching = task
     cv2.setNumThreads(1)
     if not _MODELS:
         _MODELS["ict"] = FaceModel.load()
@@ -195,7 +207,7 @@ def _profile_job(task) -> tuple[int, str]:
         _MODELS["candidates"] = contour_candidates(_MODELS["ict"])
     try:
         faces = profile_views(sample, np.random.default_rng((seed, index)), views, size, _MODELS["ict"],
-                              _MODELS["bfm"], _MODELS["candidates"], skip=have)
+                              _MODELS["bfm"], _MODELS["candidates"], skip=have, jaw_marching=jaw_marching)
     except (ValueError, OSError, np.linalg.LinAlgError) as e:
         return 0, f"{sample.image_path}: {e}"
     for v in sorted(faces, reverse=True):
