@@ -8,7 +8,8 @@ annotated one with IoU >= 0.3. The limits are chosen on the held-out real sets o
 val, their mosaics, the turned 300-W val faces): first the smallest multiple of 0.5 deg that keeps at
 least ``--keep`` of the true faces of each, then, with it, the smallest multiple of 0.005 crop sides
 for the flip gap that still does. dlib's VOC photos, aflw2000-dev, the renders and ``photos/`` are
-reported at those limits, never chosen on::
+reported at those limits, never chosen on. ``--limits U G`` reports every set at given limits
+instead (e.g. the shipped ones) and says what the rule would choose::
 
     python scripts/plausibility_filter.py --turned runs/300wlp18/val --scenes runs/mos-scenes/val
 """
@@ -60,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenes", type=Path, help="held-out rendered scenes (reported)")
     ap.add_argument("--keep", type=float, default=0.995, help="share of each held-out set's true faces to keep")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--limits", type=float, nargs=2, metavar=("U", "G"),
+                    help="report at these limits (uncertainty deg, flip gap) instead of the chosen ones")
     args = ap.parse_args(argv)
     shared = args.shared or shared_dir()
     analyzer = FaceAnalyzer(threads=args.threads, max_uncertainty=math.inf, max_flip_gap=math.inf)
@@ -79,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
                      lambda r, t: r[0] <= u_max and r[1] <= t, args.keep)
     print(f"limits: uncertainty {u_max:.1f} deg, flip gap {g_max:.3f} (the smallest keeping >= {100 * args.keep:.1f} % "
           f"of the true faces of {', '.join(n for n in CHOSEN_ON if n in rows)})")
+    if args.limits:
+        u_max, g_max = args.limits
+        print(f"reported at the given limits: uncertainty {u_max:.1f} deg, flip gap {g_max:.3f}")
     for name, r in rows.items():
         u, gap = np.array([x[0] for x in r]), np.array([x[1] for x in r])
         is_true = np.array([x[2] for x in r], bool)
