@@ -37,8 +37,8 @@ from facemtl.synth.fit import SLIDING, contour_candidates, finite_landmarks, sli
 # BFM (micrometres, y up, z toward the camera) -> facemtl head frame (mm, y down, z away).
 BFM_TO_HEAD = np.diag([1.0, -1.0, -1.0]) / 1000.0
 CONTOUR_WEIGHT = 0.5
-# Refits with the contour slid to the previous fit's silhouette (two settle it: a third moves
-# yaw by under 0.1 deg on the 300-W photos).
+# Refits with the contour slid to the previous fit's silhouette (the first fit takes the fixed
+# jaw; its rotation decides where the jaw slides for the next).
 MARCH_ITERATIONS = 2
 
 
