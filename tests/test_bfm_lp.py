@@ -37,6 +37,24 @@ def test_fit_recovers_pose_of_exact_projections(ypr):
     assert np.nanmax(fit.errors) < 1.0
 
 
+def test_fit_with_contour_uses_the_slid_jaw():
+    """Generated: jaw points drawn where a contour model puts them (offsets growing with yaw, as a
+    silhouette does). The fit with that model recovers the pose; the fixed-jaw fit reads it off."""
+    from facemtl.geometry.rotations import matrix_to_euler
+
+    class Slide:  # the contour model's interface: offsets (68, 3) mm for a rotation
+        def offsets(self, rotation):
+            out = np.zeros((68, 3))
+            out[:17, 0] = 40.0 * np.sin(np.radians(matrix_to_euler(rotation)[0]))
+            return out
+
+    model = toy_bfm()
+    R = euler_to_matrix(np.array([35.0, 5.0, 0.0]))
+    q = weak_project(model.mean + Slide().offsets(R), R, 1.0, np.zeros(2))
+    assert geodesic_distance(fit_bfm(q, model, sigma=1.0, contour=Slide()).rotation, R) < 1.0
+    assert geodesic_distance(fit_bfm(q, model, sigma=1.0).rotation, R) > 2.0
+
+
 def test_fit_ignores_missing_points_and_rejects_too_few():
     model = toy_bfm()
     R = euler_to_matrix(np.array([20.0, 10.0, -5.0]))
