@@ -116,10 +116,9 @@ def photos_marching(bfm: BFM68, march: ContourMarch, folders: list[Path], n: int
 
 
 def turned(bfm: BFM68, march: ContourMarch, folder: Path, n: int) -> None:
-    samples = [s for s in load_dataset("synth", folder) if s.pose is not None]
-    photo = lambda s: Path(s.image_path).stem.split("_")[0]  # noqa: E731  PPPPP_VV
-    frontal = {photo(s) for s in samples if Path(s.image_path).stem.endswith("_00") and abs(s.pose[0]) < 8}
-    samples = [s for s in samples if photo(s) in frontal][:n]
+    photo = lambda s: Path(s.image_path).stem.split("_")[0]  # noqa: E731  PPPPP_VV: view VV of photo PPPPP
+    frontal = {photo(s) for s in load_dataset("synth", folder, max_view=0) if abs(s.pose[0]) < 8}
+    samples = [s for s in load_dataset("synth", folder) if s.pose is not None and photo(s) in frontal][:n]
     true = np.array([s.pose for s in samples])
     out = np.sign(true[:, 0])
     for name, kw in (("fixed jaw", {}), ("jaw marching", {"contour": march})):

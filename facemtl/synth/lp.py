@@ -141,6 +141,13 @@ def run(args) -> int:
     from facemtl.io import shared_dir, write_atomic
 
     bfm_dir = Path(args.bfm) if args.bfm else shared_dir() / "facemodels" / "bfm"
+    # Checked before the photos are read: a folder's views all carry one labeller's poses.
+    out = Path(args.out)
+    made_with = json.loads((out / "profile.json").read_text()) if (out / "profile.json").is_file() else {}
+    if made_with.get("jaw_marching", False) != args.jaw_marching and any(out.glob("*/*.mat")):
+        print(f"facemtl profile: {out}: its views were labelled {'with' if made_with.get('jaw_marching') else 'without'} "
+              f"--jaw-marching; extend it the same way or write a new folder", file=sys.stderr)
+        return 2
     hold_name, _, hold_n = args.holdout.partition(":")
     jobs = []  # (part, sample)
     for folder in args.folders:
@@ -154,12 +161,6 @@ def run(args) -> int:
             jobs += [("val" if s.image_path in keep else "train", s) for s in samples]
         else:
             jobs += [("train", s) for s in samples]
-    out = Path(args.out)
-    made_with = json.loads((out / "profile.json").read_text()) if (out / "profile.json").is_file() else {}
-    if made_with.get("jaw_marching", False) != args.jaw_marching and any(out.glob("*/*.mat")):
-        print(f"facemtl profile: {out}: its views were labelled {'with' if made_with.get('jaw_marching') else 'without'} "
-              f"--jaw-marching; extend it the same way or write a new folder", file=sys.stderr)
-        return 2
     for part in ("train", "val"):
         (out / part).mkdir(parents=True, exist_ok=True)
     # A new file, not written into the old one: a copy made with hard links keeps its own.
