@@ -54,6 +54,10 @@ OUTPUT_SHAPES: dict[str, tuple[int, ...]] = {
 OUTPUTS: tuple[str, ...] = tuple(OUTPUT_SHAPES)
 # The one output of a super-resolution generator (its input is INPUT_NAME, any size): (N, 3, s·h, s·w) BGR.
 SR_OUTPUT = "sr"
+# A face detector's outputs (facemtl.models.mos; input INPUT_NAME, a letterboxed canvas), A anchors:
+# scores (N, A), box_deltas (N, A, 4), point_deltas (N, A, 5, 2), rot6d (N, A, 6). Boxes, points and
+# the 6D pose are decoded in numpy (facemtl.geometry.anchors, rotations.sixd_to_matrix).
+DETECTOR_OUTPUTS: tuple[str, ...] = ("scores", "box_deltas", "point_deltas", "rot6d")
 
 # The per-face landmark columns of the CSV files of ``facemtl predict`` and ``facemtl video``.
 LANDMARK_COLUMNS: list[str] = ([f"x_{i}" for i in range(N_LANDMARKS)] + [f"y_{i}" for i in range(N_LANDMARKS)]

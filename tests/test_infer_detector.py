@@ -114,3 +114,25 @@ def test_dlib_detector_when_installed(shared):
         pytest.skip("dlib is not installed")
     boxes, scores = create_detector("dlib")(cv2.imread(str(shared / "data" / "photos" / "couple.jpg")))
     assert len(boxes) == 2 and np.all(np.diff(scores) <= 0)
+
+
+def test_mos_refuses_a_file_of_the_earlier_output_contract(tmp_path):
+    """A detector exported before the 6D pose left the graph (outputs ending in ``rotation``) is
+    refused by name, with what to do, not read wrongly."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from facemtl.infer.mos_detector import MosDetector
+    from facemtl.io import FileError
+
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, "H", "W"])
+    names = ["scores", "box_deltas", "point_deltas", "rotation"]
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names]
+    graph = helper.make_graph([helper.make_node("Identity", ["image"], [n]) for n in names], "old", [image], outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, {"facemtl_detector": "{}"})
+    path = tmp_path / "old.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(FileError, match="old.onnx.*earlier facemtl.*facemtl export"):
+        MosDetector(path)

@@ -268,3 +268,35 @@ def test_efficientnet_lite0_repeats_keep_the_full_networks_blocks(torch_one_thre
     initialise({"model": detector.state_dict()}, shallow, torch.nn.Module())
     assert torch.equal(shallow.backbone._blocks[6]._project_conv.weight, detector.backbone._blocks[8]._project_conv.weight)
     assert torch.equal(shallow.heads[0].score.weight, detector.heads[0].score.weight)
+
+
+def test_efficientnet_lite0_hidden_keeps_the_channels_that_carry_most(torch_one_thread):
+    """A narrower Lite0 (``hidden``) starts from the full one's strongest expanded channels: the
+    block's input and output widths and the stride-8 features stay the full network's, the kept
+    channels are the full block's ones (sorted), and channels with no way into the output (a zero
+    projection column) or that ReLU6 always cuts (batch norm far below 0) are the ones dropped."""
+    from facemtl.models.efficientnet import strongest_hidden
+
+    full = create_backbone("efficientnet_lite0").eval()
+    with torch.no_grad():  # block 5 (stage 4, 240 expanded channels): make 120 of them useless
+        block = full._blocks[5]
+        block._project_conv.weight[:, 0::4] = 0
+        block._bn1.bias[2::4] = -20.0
+        for bn in (block._bn1, full._blocks[6]._bn1):
+            bn.weight.uniform_(0.5, 1.5)
+    narrow = create_backbone("efficientnet_lite0", hidden=[1, 1, 1, 0.5, 0.5, 0.5, 0.5]).eval()
+    state = narrow.from_full(full.state_dict())
+    narrow.load_state_dict(state)  # strict: every shape fits
+    assert narrow._blocks[5]._depthwise_conv.out_channels == 120 and narrow.channels == full.channels
+    kept = strongest_hidden(full.state_dict(), "_blocks.5.", 120)
+    assert sorted(kept.tolist()) == [i for i in range(240) if i % 4 in (1, 3)]
+    assert torch.equal(state["_blocks.5._depthwise_conv.weight"], block._depthwise_conv.weight[kept])
+    assert torch.equal(state["_blocks.5._project_conv.weight"], block._project_conv.weight[:, kept])
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        a, b = full(x), narrow(x)
+    assert torch.equal(a[1], b[1]) and a[2].shape == b[2].shape and not torch.allclose(a[2], b[2])
+    assert narrow.blocks_from(a[1], narrow._taps[1] + 1)[0].shape == b[2].shape
+    torch.testing.assert_close(narrow.blocks_from(a[1], narrow._taps[1] + 1)[1], b[3])
+    with pytest.raises(ValueError, match="hidden"):
+        create_backbone("efficientnet_lite0", hidden=[0.5, 1, 1, 1, 1, 1, 1])

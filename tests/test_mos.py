@@ -172,6 +172,46 @@ def test_frozen_stride_keeps_the_early_backbone_and_the_state_dict_layout():
     assert not all(torch.equal(now[k], v) for k, v in late.items())
 
 
+def test_distillation_teaches_a_narrowed_detector_its_teachers_outputs():
+    """A detector narrowed from a trained one (``hidden``, ``init``) learns the teacher's features
+    and outputs (config ``distill``): the losses are zero against itself, positive for the narrowed
+    student, and fall with training; the student may reuse the teacher's stride-8 feature only while
+    its frozen layers hold the teacher's weights."""
+    from facemtl.models import create_model
+    from facemtl.train.checkpoint import initialise
+    from facemtl.train.detection.loss import distillation_losses
+    from facemtl.train.detection.trainer import _same_frozen_layers
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    options = dict(dim=16, input_size=64, sizes=TINY.sizes, frozen_stride=8)
+    teacher = create_model("mos_efficientnet_lite0", **options).eval()
+    student = create_model("mos_efficientnet_lite0", hidden=[1, 1, 1, 0.5, 0.5, 0.5, 0.5], **options)
+    initialise({"model": teacher.state_dict()}, student, torch.nn.Module())
+    assert _same_frozen_layers(student, teacher, 8)
+    image = _batch(4)["image"]
+    with torch.no_grad():
+        t_feats = teacher.features(image)
+        t_out = teacher.from_features(t_feats)
+    assert all(float(v) < 1e-6 for v in distillation_losses(t_feats, t_out, t_feats, t_out).values())
+    optimizer = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=2e-3)
+    totals = []
+    student.train()
+    for _ in range(15):
+        backbone = student.backbone
+        feats = [t_feats[0], *backbone.blocks_from(t_feats[0], backbone._taps[1] + 1)]
+        parts = distillation_losses(feats, student.from_features(feats), t_feats, t_out)
+        total = sum(parts.values())
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        totals.append(float(total.detach()))
+    assert totals[0] > 0.1 and totals[-1] < 0.5 * totals[0]
+    with torch.no_grad():
+        student.backbone._conv_stem.weight.mul_(1.01)
+    assert not _same_frozen_layers(student, teacher, 8)
+
+
 def test_uncertainty_weighting_has_a_learned_weight_per_task():
     criterion = DetectionLoss()
     total, _ = criterion(_tiny_model()(_batch(2)["image"]), _batch(2))

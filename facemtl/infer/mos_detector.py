@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from facemtl.contract import DETECTOR_OUTPUTS
 from facemtl.geometry.anchors import AnchorSpec, detections, from_canvas, priors, run_canvas
-from facemtl.geometry.rotations import matrix_to_euler
+from facemtl.geometry.rotations import matrix_to_euler, sixd_to_matrix
 from facemtl.infer.onnx_model import cpu_session
 from facemtl.io import FileError
 
@@ -59,6 +60,10 @@ class MosDetector:
         meta = self.session.get_modelmeta().custom_metadata_map
         if "facemtl_detector" not in meta:
             raise FileError(path, "not a facemtl face detector (no facemtl_detector metadata)")
+        names = [o.name for o in self.session.get_outputs()]
+        if names != list(DETECTOR_OUTPUTS):
+            raise FileError(path, f"detector outputs {names}, expected {list(DETECTOR_OUTPUTS)}: exported by an "
+                                  "earlier facemtl; export its checkpoint again (facemtl export)")
         self.spec = AnchorSpec.from_json(meta["facemtl_detector"])
         self._anchors: dict[tuple[int, int], np.ndarray] = {}  # per canvas shape
         self.path, self.name = path, meta.get("facemtl_model", "")
@@ -85,7 +90,7 @@ class MosDetector:
         found = detections(out["scores"], out["box_deltas"], out["point_deltas"], self.anchors(canvas.shape[:2]),
                            self.spec, self.score, self.nms_iou)
         boxes, points = from_canvas(found["boxes"], scale), from_canvas(found["points"], scale)
-        rotation = out["rotation"][found["index"]].astype(np.float64).reshape(-1, 3, 3)
+        rotation = sixd_to_matrix(out["rot6d"][found["index"]]).reshape(-1, 3, 3)
         side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
         keep = side >= min_face_pixels(self.min_face, image.shape)
         return {"boxes": boxes[keep], "scores": found["scores"][keep], "points": points[keep],

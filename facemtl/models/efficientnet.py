@@ -11,6 +11,8 @@ conv, the feature the paper pools) and ``channels`` their widths.
 ``repeats`` (blocks per stage, each at most the paper's) builds a shallower network from the
 first blocks of each stage: the blocks left out are residual, so the kept ones take the full
 network's weights (:meth:`EfficientNetLite.from_full`) and the features keep their meaning.
+``hidden`` (per stage, the fraction of each block's expanded channels kept) builds a narrower one
+with the same block inputs and outputs: a width-pruned network (:mod:`facemtl.train.detection.prune`).
 """
 
 from __future__ import annotations
@@ -35,9 +37,9 @@ _BN = dict(eps=1e-3, momentum=0.01)
 class MBConv(nn.Module):
     """1x1 expand (skipped at expansion 1) -> kxk depthwise (stride) -> 1x1 linear project."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, expansion: int, stride: int):
+    def __init__(self, cin: int, cout: int, kernel: int, expansion: int, stride: int, hidden: int | None = None):
         super().__init__()
-        hidden = cin * expansion
+        hidden = hidden or cin * expansion
         self.has_expand = expansion != 1
         if self.has_expand:
             self._expand_conv = nn.Conv2d(cin, hidden, 1, bias=False)
@@ -56,19 +58,25 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite(nn.Module):
-    def __init__(self, in_chans: int = 3, pretrained: bool = False, repeats: Sequence[int] | None = None):
+    def __init__(self, in_chans: int = 3, pretrained: bool = False, repeats: Sequence[int] | None = None,
+                 hidden: Sequence[float] | None = None):
         super().__init__()
         repeats = [s[3] for s in _STAGES] if repeats is None else list(repeats)
         if len(repeats) != len(_STAGES) or not all(1 <= r <= s[3] for r, s in zip(repeats, _STAGES)):
             raise ValueError(f"repeats must give 1..{[s[3] for s in _STAGES]} blocks per stage, not {repeats}")
+        hidden = [1.0] * len(_STAGES) if hidden is None else list(hidden)
+        if len(hidden) != len(_STAGES) or hidden[0] != 1 or not all(0 < h <= 1 for h in hidden):
+            raise ValueError(f"hidden must give a fraction in (0, 1] per stage, 1 for the first, not {hidden}")
         self._conv_stem = nn.Conv2d(in_chans, 32, 3, 2, 1, bias=False)
         self._bn0 = nn.BatchNorm2d(32, **_BN)
         blocks, cin, taps = [], 32, []
         self.full_index: list[int] = []  # each block's index in the full network
         first = 0
-        for stage, ((kernel, expansion, cout, full, stride), n) in enumerate(zip(_STAGES, repeats)):
+        for stage, ((kernel, expansion, cout, full, stride), n, h) in enumerate(zip(_STAGES, repeats, hidden)):
             for i in range(n):
-                blocks.append(MBConv(cin, cout, kernel, expansion, stride if i == 0 else 1))
+                # a multiple of 8 channels: what onnxruntime's int8 kernels are fastest on
+                width = max(8, 8 * round(cin * expansion * h / 8)) if h < 1 else None
+                blocks.append(MBConv(cin, cout, kernel, expansion, stride if i == 0 else 1, width))
                 self.full_index.append(first + i)
                 cin = cout
             first += full
@@ -88,9 +96,14 @@ class EfficientNetLite(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """(N, C, H, W) -> features at strides 4, 8, 16, 32."""
-        x = self.act(self._bn0(self._conv_stem(x)))
+        return self.blocks_from(self.act(self._bn0(self._conv_stem(x))), 0)
+
+    def blocks_from(self, x: torch.Tensor, first: int) -> list[torch.Tensor]:
+        """Blocks ``first``.. and the head on ``x`` (the input of block ``first``): the features
+        among them, as :meth:`forward`'s tail (e.g. from the stride-8 feature another network
+        with the same first blocks computed: ``first = _taps[1] + 1``)."""
         feats = []
-        for i, block in enumerate(self._blocks):
+        for i, block in enumerate(self._blocks[first:], first):
             x = block(x)
             if i in self._taps:
                 feats.append(x)
@@ -121,7 +134,8 @@ class EfficientNetLite(nn.Module):
 
     def from_full(self, state: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
         """A full Lite0's state dict (keys under ``prefix``) -> this network's: the kept blocks
-        renamed to their place here, the others' weights dropped; other keys pass unchanged."""
+        renamed to their place here, the others' weights dropped, a narrower block's channels
+        chosen by :func:`strongest_hidden`; other keys pass unchanged."""
         place = {full: i for i, full in enumerate(self.full_index)}
         out = {}
         for key, value in state.items():
@@ -130,7 +144,36 @@ class EfficientNetLite(nn.Module):
                 out[key] = value
             elif int(m.group(1)) in place:
                 out[f"{prefix}_blocks.{place[int(m.group(1))]}.{m.group(2)}"] = value
+        for i, block in enumerate(self._blocks):
+            width = block._depthwise_conv.out_channels
+            full = out[f"{prefix}_blocks.{i}._depthwise_conv.weight"].shape[0]
+            if width < full:
+                _narrow(out, f"{prefix}_blocks.{i}.", strongest_hidden(out, f"{prefix}_blocks.{i}.", width))
         return out
+
+
+def strongest_hidden(state: dict[str, torch.Tensor], block: str, width: int) -> torch.Tensor:
+    """The ``width`` expanded channels of an MBConv block that carry most into its output, sorted:
+    the RMS of ``ReLU6(bn1(.))`` for a unit-normal pre-activation (batch-norm statistics stand for
+    data; no image needed) times the norm of the channel's column of the projection. The pruning
+    criterion of "network slimming" (Liu et al. 2017) with the activation and the next layer in it."""
+    gamma, beta = state[f"{block}_bn1.weight"].float(), state[f"{block}_bn1.bias"].float()
+    z = torch.linspace(-3, 3, 61)
+    density = torch.exp(-z ** 2 / 2)
+    act = (gamma[:, None] * z + beta[:, None]).clamp(0, 6)
+    rms = ((act ** 2 * density).sum(1) / density.sum()).sqrt()
+    carried = rms * state[f"{block}_project_conv.weight"].float().flatten(1).norm(dim=0)
+    return carried.topk(width).indices.sort().values
+
+
+def _narrow(state: dict[str, torch.Tensor], block: str, keep: torch.Tensor) -> None:
+    """Keep only channels ``keep`` of a block's expanded layers (in place)."""
+    for key in [k for k in state if k.startswith(block)]:
+        layer = key[len(block):]
+        if layer.startswith(("_expand_conv.", "_depthwise_conv.", "_bn0.", "_bn1.")) and state[key].dim():
+            state[key] = state[key][keep]
+        elif layer == "_project_conv.weight":
+            state[key] = state[key][:, keep]
 
 
 @register_backbone

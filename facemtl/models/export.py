@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from facemtl.contract import EXPRESSIONS, INPUT_NAME, OUTPUTS, SR_OUTPUT
+from facemtl.contract import DETECTOR_OUTPUTS, EXPRESSIONS, INPUT_NAME, OUTPUTS, SR_OUTPUT
 
 OPSET = 17
 
@@ -161,12 +161,10 @@ def max_abs_difference(model: nn.Module, path: str | Path, image: torch.Tensor) 
 def export_detector_onnx(model: nn.Module, path: str | Path, name: str | None = None, check: bool = True,
                          atol: float = 1e-4, rtol: float = 1e-4) -> list[str]:
     """Write a MOS detector (:mod:`facemtl.models.mos`) as ONNX: input ``image`` (N, 3, S, S) BGR
-    0..255, the letterboxed canvas of ``model.spec``; outputs ``model.decode``'s (raw box and point
-    codes, decoded in numpy by :mod:`facemtl.geometry.anchors`). Metadata: ``facemtl_model``,
+    0..255, the letterboxed canvas of ``model.spec``; outputs ``model.decode``'s
+    (:data:`facemtl.contract.DETECTOR_OUTPUTS`: box, point and 6D pose codes, decoded in numpy). Metadata: ``facemtl_model``,
     ``facemtl_detector`` (the anchor spec as JSON). Checked against torch like :func:`export_onnx`;
     written only once it passed."""
-    from facemtl.models.mos import DETECTOR_OUTPUTS
-
     name = name or getattr(model, "facemtl_name", None)
     size = model.spec.input_size
     was_training = model.training

