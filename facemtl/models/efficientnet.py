@@ -12,7 +12,8 @@ conv, the feature the paper pools) and ``channels`` their widths.
 first blocks of each stage: the blocks left out are residual, so the kept ones take the full
 network's weights (:meth:`EfficientNetLite.from_full`) and the features keep their meaning.
 ``hidden`` (per stage, the fraction of each block's expanded channels kept) builds a narrower one
-with the same block inputs and outputs: a width-pruned network (:mod:`facemtl.train.detection.prune`).
+with the same block inputs and outputs: a width-pruned network, whose blocks take the full
+network's strongest channels (:func:`strongest_hidden`, through :meth:`EfficientNetLite.from_full`).
 """
 
 from __future__ import annotations
@@ -178,5 +179,5 @@ def _narrow(state: dict[str, torch.Tensor], block: str, keep: torch.Tensor) -> N
 
 @register_backbone
 def efficientnet_lite0(pretrained: bool = False, **kw) -> EfficientNetLite:
-    """``repeats=`` for a shallower network (the class's docstring)."""
+    """``repeats=`` for a shallower network, ``hidden=`` for a narrower one (the module's docstring)."""
     return EfficientNetLite(pretrained=pretrained, **kw)

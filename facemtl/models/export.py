@@ -162,9 +162,9 @@ def export_detector_onnx(model: nn.Module, path: str | Path, name: str | None = 
                          atol: float = 1e-4, rtol: float = 1e-4) -> list[str]:
     """Write a MOS detector (:mod:`facemtl.models.mos`) as ONNX: input ``image`` (N, 3, S, S) BGR
     0..255, the letterboxed canvas of ``model.spec``; outputs ``model.decode``'s
-    (:data:`facemtl.contract.DETECTOR_OUTPUTS`: box, point and 6D pose codes, decoded in numpy). Metadata: ``facemtl_model``,
-    ``facemtl_detector`` (the anchor spec as JSON). Checked against torch like :func:`export_onnx`;
-    written only once it passed."""
+    (:data:`facemtl.contract.DETECTOR_OUTPUTS`: box, point and 6D pose codes, decoded in numpy).
+    Metadata: ``facemtl_model``, ``facemtl_detector`` (the anchor spec as JSON). Checked against
+    torch like :func:`export_onnx`; written only once it passed."""
     name = name or getattr(model, "facemtl_name", None)
     size = model.spec.input_size
     was_training = model.training

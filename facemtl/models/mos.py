@@ -147,9 +147,9 @@ class MosDetector(nn.Module):
         return out
 
     def decode(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Raw outputs -> the exported ones (:data:`facemtl.contract.DETECTOR_OUTPUTS`). Boxes, points and the 6D pose
-        stay coded: numpy decodes them for the few anchors kept (the 6D-to-matrix step over every
-        anchor was 7-12 % of the network's time)."""
+        """Raw outputs -> the exported ones (:data:`facemtl.contract.DETECTOR_OUTPUTS`). Boxes, points
+        and the 6D pose stay coded: numpy decodes them for the few anchors kept (in the graph, the
+        6D-to-matrix step over every anchor took 7-9 % of the network's time)."""
         return {"scores": torch.sigmoid(outputs["score_logits"]), "box_deltas": outputs["box_deltas"],
                 "point_deltas": outputs["point_deltas"], "rot6d": outputs["rot6d"]}
 

@@ -100,4 +100,5 @@ def distillation_losses(feats: list[torch.Tensor], out: dict[str, torch.Tensor],
           - F.binary_cross_entropy_with_logits(teacher_out["score_logits"], p, reduction="none"))
     codes = sum(F.smooth_l1_loss(out[k], teacher_out[k], reduction="none").flatten(2).sum(-1)
                 for k in ("box_deltas", "point_deltas", "rot6d"))
-    return {"features": features, "scores": kl.sum() / p.sum().clamp_min(1), "codes": (p * codes).sum() / p.sum().clamp_min(1)}
+    positives = p.sum().clamp_min(1)
+    return {"features": features, "scores": kl.sum() / positives, "codes": (p * codes).sum() / positives}
