@@ -69,9 +69,11 @@ def worker_analyzer(settings: dict[str, Any]) -> FaceAnalyzer:
     if _ANALYZER is None or _SETTINGS != settings:
         import cv2
 
+        from facemtl.infer import onnx_model
         from facemtl.infer.analyzer import FaceAnalyzer
 
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        onnx_model.SPIN_WITHIN_RUN = False  # the workers share the cores
         _ANALYZER, _SETTINGS = FaceAnalyzer(**settings), dict(settings)
     return _ANALYZER
 

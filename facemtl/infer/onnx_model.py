@@ -54,6 +54,12 @@ def combine_expressions(head: np.ndarray | None, model: np.ndarray) -> np.ndarra
     return model if head is None else (head + model) / 2
 
 
+# Whether a session's threads spin between the operators of a run (cpu_session). A process that
+# shares the cores with others turns it off (facemtl.infer.batch's workers: spinning there took 9.0
+# instead of 6.2 s for 2 workers of 2 threads on 2 cores).
+SPIN_WITHIN_RUN = True
+
+
 def cpu_session(path: Path, threads: int):
     """An onnxruntime CPU session on ``path`` with ``threads`` intra-op threads; :class:`FileError`
     for a missing or unloadable file."""
@@ -66,8 +72,12 @@ def cpu_session(path: Path, threads: int):
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     # The analyzer runs two or three sessions one after the other on the same cores: a session's
-    # threads spinning after its run would steal them from the next one.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # threads spinning after its run would steal them from the next one (a 640x480 frame took 46
+    # ms instead of 22 with onnxruntime's default), so they stop at the end of each run; within a
+    # run they spin between operators, which is faster than sleeping (2026-12-07, 2 threads: frame
+    # 7 % and 250-px photo 11 % less than with no spinning at all; docs/BENCHMARKS.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if SPIN_WITHIN_RUN else "0")
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types for bad files
