@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facemtl.contract import DETECTOR_OUTPUTS
+from facemtl.contract import DETECTOR_OUTPUTS, INPUT_NAME
 from facemtl.geometry.anchors import AnchorSpec, detections, from_canvas, priors, run_canvas
 from facemtl.geometry.rotations import matrix_to_euler, sixd_to_matrix
 from facemtl.infer.onnx_model import cpu_session
@@ -79,8 +79,8 @@ class MosDetector:
     def raw(self, canvas: np.ndarray) -> dict[str, np.ndarray]:
         """The ONNX outputs for one uint8 BGR canvas (H, W, 3), batch axis dropped."""
         x = canvas.transpose(2, 0, 1)[None].astype(np.float32)
-        names = [o.name for o in self.session.get_outputs()]
-        return {k: v[0] for k, v in zip(names, self.session.run(None, {"image": x}))}
+        outputs = self.session.run(list(DETECTOR_OUTPUTS), {INPUT_NAME: x})  # the names __init__ checked
+        return {k: v[0] for k, v in zip(DETECTOR_OUTPUTS, outputs)}
 
     def detect(self, image: np.ndarray) -> dict[str, np.ndarray]:
         """Faces of a uint8 BGR image, best score first: ``boxes`` (K, 4), ``scores`` (K,),
