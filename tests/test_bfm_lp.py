@@ -170,6 +170,18 @@ def test_profile_views_turn_photo_and_labels(shared: Path, face_model):
         np.testing.assert_array_equal(marched[v][0], views[v][0])
         np.testing.assert_array_equal(marched[v][1].landmarks, views[v][1].landmarks)
         np.testing.assert_allclose(marched[v][1].rotation, views[v][1].rotation @ change, atol=1e-9)
+    # Soft seams change the turned images only, and only on the head: the labels are the same.
+    soft = profile_views(sample, np.random.default_rng(0), 3, 160, face_model, bfm, soft_seams=True)
+    np.testing.assert_array_equal(soft[0][0], views[0][0])
+    for v in (1, 2, 3):
+        np.testing.assert_array_equal(soft[v][1].pose, views[v][1].pose)
+        np.testing.assert_array_equal(soft[v][1].landmarks, views[v][1].landmarks)
+        moved = np.abs(soft[v][0].astype(int) - views[v][0]).max(-1) > 0
+        # The head: the face box grown to twice its size (ears, neck and skull are skin too).
+        (cx, cy), (w, h) = soft[v][1].face_box.reshape(2, 2).mean(0), np.ptp(soft[v][1].face_box.reshape(2, 2), 0)
+        x0, y0 = int(max(cx - w, 0)), int(max(cy - h, 0))
+        head = moved[y0:int(cy + h), x0:int(cx + w)]
+        assert moved.any() and head.sum() > 0.97 * moved.sum(), (head.sum(), moved.sum())
 
 
 def test_profile_command_writes_train_and_val(shared: Path, tmp_path: Path):
@@ -217,4 +229,5 @@ def test_profile_command_writes_train_and_val(shared: Path, tmp_path: Path):
     np.testing.assert_array_equal([s.pose for s in grown], [s.pose for s in train])
     # A set is never extended with another labeller's poses.
     assert main(more + ["--views", "3", "--jaw-marching"]) == 2
+    assert main(more + ["--views", "3", "--soft-seams"]) == 2
     assert not (fewer / "train" / "00000_03.mat").exists()

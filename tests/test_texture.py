@@ -11,7 +11,8 @@ from facemtl.geometry.rotations import euler_to_matrix
 from facemtl.synth import raster
 from facemtl.synth.facemodel import SKIN_V, FaceModel
 from facemtl.synth.fit import FitResult
-from facemtl.synth.texture import PhotoTexture, lfw_pool, lfw_texture, photo_texture, remove_overlay
+from facemtl.synth.texture import (PhotoTexture, blend_seams, lfw_pool, lfw_texture, photo_texture, push_pull_fill,
+                                   remove_overlay)
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +62,34 @@ def test_sampling_recovers_the_texture_a_photo_was_rendered_with(model):
     assert (tex.seen == 2).sum() > 0.05 * seen.sum()
     assert not seen[:, : A // 10].any() and not seen[:, -A // 10 :].any()
     assert tex.texture.shape == (A, A, 3) and tex.texture.dtype == np.uint8
+
+
+def test_blend_seams_joins_seen_mirrored_and_filled_skin_without_an_edge():
+    """Seen skin in the middle (columns 20-55), lit from the left (brighter there), with fine
+    detail; its mirror image lands right of it (columns 56-75 from 39-20). The hard fill copies
+    the mirror texels with their own brightness: a step at the seam. The soft one keeps the seen
+    skin, puts the mirrored detail on the local shading and has no step."""
+    rng = np.random.default_rng(0)
+    h, w = 64, 96
+    x = np.arange(w)[None, :, None].astype(np.float32)
+    tex = np.broadcast_to(200 - x, (h, w, 3)) + rng.normal(0, 8, (h, w, 3)).astype(np.float32)
+    known = np.zeros((h, w), bool)
+    known[:, 20:56] = True
+    hard = tex * known[..., None]
+    mirror = ~known & known[:, ::-1]
+    hard[mirror] = hard[:, ::-1][mirror]
+    hard = push_pull_fill(hard, known | mirror)
+    soft = blend_seams(np.where(known[..., None], tex, 0).astype(np.float32), known, band=4)
+
+    def step(img: np.ndarray) -> float:  # the jump in mean brightness across the seam
+        col = img.mean(axis=(0, 2))
+        return abs(col[56] - col[55])
+
+    assert step(hard) > 15 and step(soft) < 3, (step(hard), step(soft))
+    np.testing.assert_allclose(soft[:, 26:50], tex[:, 26:50], atol=1e-3)  # deeper than the band
+    detail = soft[:, 60:72] - cv2.GaussianBlur(soft, (0, 0), 2)[:, 60:72]
+    assert detail.std() > 3  # the mirrored side keeps the skin's detail
+    assert np.isfinite(soft).all() and soft.shape == tex.shape
 
 
 def test_remove_overlay_takes_out_thin_green_drawings():

@@ -6,7 +6,7 @@ photo in 3D (face profiling). Here, for each photo:
 * **pose label**: the BFM fitted to all 68 manual points (:mod:`facemtl.synth.bfm`), which puts
   the label in the ``Pose_Para`` frame with no offset from the head model; with
   ``jaw_marching`` the fit slides the jaw to the cheek silhouette as the annotators drew it
-  (:class:`~facemtl.synth.bfm.ContourMarch`; the shipped model's set was made without);
+  (:class:`~facemtl.synth.bfm.ContourMarch`; the shipped model's last stage was trained with it);
 * **the turned image**: the ICT head fitted to the same points (with contour marching,
   :mod:`facemtl.synth.fit`) and :func:`facemtl.synth.profile.profile_photo`. A view's label is
   the BFM rotation turned by the same camera-frame rotation the image was turned by;
@@ -56,7 +56,8 @@ def _resized(sample: Sample, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def profile_views(sample: Sample, rng: np.random.Generator, views: int, size: int, ict: FaceModel,
                   bfm: BFM68, candidates: Optional[list[np.ndarray]] = None,
-                  skip: Collection[int] = (), jaw_marching: bool = False) -> dict[int, tuple[np.ndarray, FaceLabels]]:
+                  skip: Collection[int] = (), jaw_marching: bool = False,
+                  soft_seams: bool = False) -> dict[int, tuple[np.ndarray, FaceLabels]]:
     """The photo (view 0) and ``views`` turned copies, each with its labels (see the module docstring),
     by view number.
 
@@ -65,6 +66,8 @@ def profile_views(sample: Sample, rng: np.random.Generator, views: int, size: in
     when all are made (how a set is extended to more views). A photo whose fit fails
     ``MAX_FIT_ERROR`` has view 0 only. ``jaw_marching``: the pose label's BFM fit slides the jaw
     (:class:`~facemtl.synth.bfm.ContourMarch`); the images and landmarks are the same either way.
+    ``soft_seams``: the photo's texture blends its seen, mirrored and filled skin
+    (:func:`facemtl.synth.texture.blend_seams`); the labels are the same either way.
     """
     image, q = _resized(sample, size)
     h, w = image.shape[:2]
@@ -72,7 +75,7 @@ def profile_views(sample: Sample, rng: np.random.Generator, views: int, size: in
     candidates = candidates if candidates is not None else contour_candidates(ict)
     bfit = fit_bfm(q, bfm, contour=ContourMarch(ict, candidates) if jaw_marching else None)
     fit = fit_landmarks(q, (w, h), ict)
-    texture = photo_texture(image, fit, ict)
+    texture = photo_texture(image, fit, ict, soft_seams=soft_seams)
     K, t = fit.camera_matrix(), fit.translation
     offset = np.where(labelled[:, None], q - fit.project(fit.vertices(ict, index=fit.landmark_vertex)), 0.0)
 
@@ -124,7 +127,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--jaw-marching", action="store_true",
                         help="pose labels from the BFM fit with the jaw slid to the cheek silhouette (the "
                              "annotators' jaw; docs/MODEL_CARD.md, \"Jaw marching in the labels\"); default: "
-                             "the BFM's fixed jaw vertices, as the shipped model's set")
+                             "the BFM's fixed jaw vertices, as the shipped model's stages 1-7")
+    parser.add_argument("--soft-seams", action="store_true",
+                        help="the turned face's skin that the photo does not show takes the shading of what it "
+                             "shows and blends into it, instead of meeting it at a hard, ragged edge "
+                             "(docs/MODEL_CARD.md); default: hard edges, as the shipped model's stages 1-7")
 
 
 def run(args) -> int:
@@ -141,13 +148,15 @@ def run(args) -> int:
     from facemtl.io import shared_dir, write_atomic
 
     bfm_dir = Path(args.bfm) if args.bfm else shared_dir() / "facemodels" / "bfm"
-    # Checked before the photos are read: a folder's views all carry one labeller's poses.
+    # Checked before the photos are read: a folder's views are all made one way.
     out = Path(args.out)
     made_with = json.loads((out / "profile.json").read_text()) if (out / "profile.json").is_file() else {}
-    if made_with.get("jaw_marching", False) != args.jaw_marching and any(out.glob("*/*.mat")):
-        print(f"facemtl profile: {out}: its views were labelled {'with' if made_with.get('jaw_marching') else 'without'} "
-              f"--jaw-marching; extend it the same way or write a new folder", file=sys.stderr)
-        return 2
+    for key in ("jaw_marching", "soft_seams"):
+        if made_with.get(key, False) != getattr(args, key) and any(out.glob("*/*.mat")):
+            flag = "--" + key.replace("_", "-")
+            print(f"facemtl profile: {out}: its views were made {'with' if made_with.get(key) else 'without'} "
+                  f"{flag}; extend it the same way or write a new folder", file=sys.stderr)
+            return 2
     hold_name, _, hold_n = args.holdout.partition(":")
     jobs = []  # (part, sample)
     for folder in args.folders:
@@ -174,7 +183,8 @@ def run(args) -> int:
         have = {v for v in range(args.views + 1) if (out / part / f"{i:05d}_{v:02d}.mat").is_file()}
         if 0 in have and (1 not in have or len(have) == args.views + 1):
             continue
-        task.append((str(out), str(bfm_dir), args.seed, args.views, args.size, i, part, s, have, args.jaw_marching))
+        task.append((str(out), str(bfm_dir), args.seed, args.views, args.size, i, part, s, have, args.jaw_marching,
+                     args.soft_seams))
     task.sort(key=lambda t: t[6] != "val")
     start, written, failed = time.perf_counter(), 0, 0
     workers = args.workers or os.cpu_count() or 1
@@ -200,7 +210,7 @@ def _profile_job(task) -> tuple[int, str]:
 
     from facemtl.synth.writer import write_face
 
-    out, bfm_dir, seed, views, size, index, part, sample, have, jaw_marching = task
+    out, bfm_dir, seed, views, size, index, part, sample, have, jaw_marching, soft_seams = task
     cv2.setNumThreads(1)
     if not _MODELS:
         _MODELS["ict"] = FaceModel.load()
@@ -208,7 +218,8 @@ def _profile_job(task) -> tuple[int, str]:
         _MODELS["candidates"] = contour_candidates(_MODELS["ict"])
     try:
         faces = profile_views(sample, np.random.default_rng((seed, index)), views, size, _MODELS["ict"],
-                              _MODELS["bfm"], _MODELS["candidates"], skip=have, jaw_marching=jaw_marching)
+                              _MODELS["bfm"], _MODELS["candidates"], skip=have, jaw_marching=jaw_marching,
+                              soft_seams=soft_seams)
     except (ValueError, OSError, np.linalg.LinAlgError) as e:
         return 0, f"{sample.image_path}: {e}"
     for v in sorted(faces, reverse=True):

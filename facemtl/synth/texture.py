@@ -6,8 +6,10 @@ render mesh in UV space with the photo-space position as attribute. A texel take
 colour where its surface point is the front-most one there (z-buffer of the mesh in the photo)
 and faces the camera. Unseen skin is filled from its mirror texel (``u -> 1 - u``), then by a
 smooth push-pull fill from what is seen (the back of the head inherits the hair colours of
-the crown, the neck those of the jaw). Unseen swatch texels (mouth, sclera, iris, teeth) take
-default colours scaled to the photo's brightness. Lighting stays baked in, as in 300W-LP.
+the crown, the neck those of the jaw); with ``soft_seams`` the mirrored and filled skin take the
+local shading of what is seen and blend into it (:func:`blend_seams`). Unseen swatch texels
+(mouth, sclera, iris, teeth) take default colours scaled to the photo's brightness. Lighting
+stays baked in, as in 300W-LP.
 
 :class:`PhotoTexture` holds the atlas and the fit it came from; it saves to and loads from a
 small ``.npz``. :func:`random_texture` serves the synthetic engine from a pool of LFW photos
@@ -40,6 +42,8 @@ LFW_LANDMARKS = Path(__file__).resolve().parents[1] / "assets" / "lfw_landmarks.
 # model's skull and neck meet the photo's hair and background near their silhouette: stricter.
 MIN_FACING = 0.3
 MIN_FACING_HEAD = 0.55
+# soft_seams: the band (a fraction of the atlas side) over which seen, mirrored and filled skin blend.
+SEAM_BAND = 0.025
 # Depth tolerance (mm) of the photo z-buffer test.
 DEPTH_TOL = 5.0
 # Swatch defaults, BGR in [0, 1], before brightness scaling.
@@ -115,9 +119,14 @@ _FIT_FIELDS = (
 
 
 def photo_texture(
-    image: np.ndarray, fit: FitResult, model: Optional[FaceModel] = None, size: int = 256, source: str = ""
+    image: np.ndarray, fit: FitResult, model: Optional[FaceModel] = None, size: int = 256, source: str = "",
+    soft_seams: bool = False,
 ) -> PhotoTexture:
-    """Sample ``image`` (BGR uint8) into a ``size`` x ``size`` atlas through ``fit``."""
+    """Sample ``image`` (BGR uint8) into a ``size`` x ``size`` atlas through ``fit``.
+
+    ``soft_seams``: the skin's mirror and filled texels take the local shading of what is seen and
+    blend into it over a band (:func:`blend_seams`) instead of meeting it at a hard, ragged edge.
+    """
     model = model or FaceModel.load()
     rm = model.render_mesh()
     h, w = image.shape[:2]
@@ -159,12 +168,14 @@ def photo_texture(
     rows = int(round(SKIN_V * size))
     skin_tex, skin_seen = tex[:rows], seen[:rows]
     mirror = (skin_seen == 0) & (skin_seen[:, ::-1] == 1)
-    skin_tex[mirror] = skin_tex[:, ::-1][mirror]
-    skin_seen[mirror] = 2
-    if (skin_seen > 0).any():
-        skin_tex[:] = push_pull_fill(skin_tex, skin_seen > 0)
-    else:
+    if not skin_seen.any():
         skin_tex[:] = (180, 190, 215)
+    elif soft_seams:
+        skin_tex[:] = blend_seams(skin_tex, skin_seen == 1, band=SEAM_BAND * size)
+    else:
+        skin_tex[mirror] = skin_tex[:, ::-1][mirror]
+        skin_tex[:] = push_pull_fill(skin_tex, (skin_seen == 1) | mirror)
+    skin_seen[mirror] = 2
     # Swatches: the fitted eyeballs and mouth are too imprecise to sample (eyelids, lips and
     # shadows land on them), so they get colours: defaults scaled to the face's brightness,
     # the iris from the darkest pixels inside the photo's eye openings.
@@ -194,6 +205,26 @@ def photo_texture(
         tex[r < 1] = colours["iris"]
         tex[r < PUPIL_RADIUS_MM / IRIS_RADIUS_MM] = colours["iris"] * 0.35
     return PhotoTexture(texture=np.clip(tex + 0.5, 0, 255).astype(np.uint8), seen=seen, fit=fit, source=source)
+
+
+def blend_seams(tex: np.ndarray, known: np.ndarray, band: float) -> np.ndarray:
+    """Fill the unknown texels of ``tex`` (H, W, 3) float from the ``known`` ones without seams.
+
+    Every texel gets the local shading of what is known (a push-pull fill, blurred); the mirror
+    texel's detail (its colour less that shading) is added where the mirror texel is known (``u ->
+    1 - u``); and each source fades into the next over ``band`` texels from its edge, so the known
+    skin, the mirrored skin and the plain fill meet without a visible boundary.
+    """
+    sigma = max(band / 2, 1.0)
+    shading = cv2.GaussianBlur(push_pull_fill(tex, known, base=tex[known].mean(0)), (0, 0), sigma)
+    mirrored = shading + (tex - shading)[:, ::-1]
+
+    def ramp(mask: np.ndarray) -> np.ndarray:  # 0 outside the mask, 1 deeper than band inside it
+        inside = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
+        return np.clip(inside / band, 0, 1)[..., None]
+
+    a_seen, a_mirror = ramp(known), ramp(known[:, ::-1])
+    return a_seen * tex + (1 - a_seen) * (a_mirror * mirrored + (1 - a_mirror) * shading)
 
 
 def remove_overlay(image: np.ndarray) -> np.ndarray:
