@@ -178,7 +178,8 @@ def test_profile_views_turn_photo_and_labels(shared: Path, face_model):
         np.testing.assert_array_equal(soft[v][1].landmarks, views[v][1].landmarks)
         moved = np.abs(soft[v][0].astype(int) - views[v][0]).max(-1) > 0
         # The head: the face box grown to twice its size (ears, neck and skull are skin too).
-        (cx, cy), (w, h) = soft[v][1].face_box.reshape(2, 2).mean(0), np.ptp(soft[v][1].face_box.reshape(2, 2), 0)
+        corners = soft[v][1].face_box.reshape(2, 2)
+        (cx, cy), (w, h) = corners.mean(0), corners[1] - corners[0]
         x0, y0 = int(max(cx - w, 0)), int(max(cy - h, 0))
         head = moved[y0:int(cy + h), x0:int(cx + w)]
         assert moved.any() and head.sum() > 0.97 * moved.sum(), (head.sum(), moved.sum())

@@ -11,7 +11,7 @@ from facemtl.geometry.rotations import euler_to_matrix
 from facemtl.synth import raster
 from facemtl.synth.facemodel import SKIN_V, FaceModel
 from facemtl.synth.fit import FitResult
-from facemtl.synth.texture import (PhotoTexture, blend_seams, lfw_pool, lfw_texture, photo_texture, push_pull_fill,
+from facemtl.synth.texture import (PhotoTexture, blend_seams, lfw_pool, lfw_texture, mirror_fill, photo_texture,
                                    remove_overlay)
 
 
@@ -75,11 +75,8 @@ def test_blend_seams_joins_seen_mirrored_and_filled_skin_without_an_edge():
     tex = np.broadcast_to(200 - x, (h, w, 3)) + rng.normal(0, 8, (h, w, 3)).astype(np.float32)
     known = np.zeros((h, w), bool)
     known[:, 20:56] = True
-    hard = tex * known[..., None]
-    mirror = ~known & known[:, ::-1]
-    hard[mirror] = hard[:, ::-1][mirror]
-    hard = push_pull_fill(hard, known | mirror)
-    soft = blend_seams(np.where(known[..., None], tex, 0).astype(np.float32), known, band=4)
+    seen_only = np.where(known[..., None], tex, 0).astype(np.float32)
+    hard, soft = mirror_fill(seen_only, known), blend_seams(seen_only, known, band=4)
 
     def step(img: np.ndarray) -> float:  # the jump in mean brightness across the seam
         col = img.mean(axis=(0, 2))

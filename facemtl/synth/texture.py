@@ -173,8 +173,7 @@ def photo_texture(
     elif soft_seams:
         skin_tex[:] = blend_seams(skin_tex, skin_seen == 1, band=SEAM_BAND * size)
     else:
-        skin_tex[mirror] = skin_tex[:, ::-1][mirror]
-        skin_tex[:] = push_pull_fill(skin_tex, (skin_seen == 1) | mirror)
+        skin_tex[:] = mirror_fill(skin_tex, skin_seen == 1)
     skin_seen[mirror] = 2
     # Swatches: the fitted eyeballs and mouth are too imprecise to sample (eyelids, lips and
     # shadows land on them), so they get colours: defaults scaled to the face's brightness,
@@ -205,6 +204,15 @@ def photo_texture(
         tex[r < 1] = colours["iris"]
         tex[r < PUPIL_RADIUS_MM / IRIS_RADIUS_MM] = colours["iris"] * 0.35
     return PhotoTexture(texture=np.clip(tex + 0.5, 0, 255).astype(np.uint8), seen=seen, fit=fit, source=source)
+
+
+def mirror_fill(tex: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Fill the unknown texels of ``tex`` (H, W, 3): from the mirror texel (``u -> 1 - u``) where it
+    is known, then by a push-pull fill; each source meets the next at a hard edge."""
+    mirror = ~known & known[:, ::-1]
+    out = tex.copy()
+    out[mirror] = tex[:, ::-1][mirror]
+    return push_pull_fill(out, known | mirror)
 
 
 def blend_seams(tex: np.ndarray, known: np.ndarray, band: float) -> np.ndarray:
