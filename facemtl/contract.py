@@ -52,6 +52,10 @@ OUTPUT_SHAPES: dict[str, tuple[int, ...]] = {
     "expression": (N_EXPRESSIONS,),  # probabilities over EXPRESSIONS
 }
 OUTPUTS: tuple[str, ...] = tuple(OUTPUT_SHAPES)
+# An output a trained model's file may carry besides OUTPUTS (not written by export): the
+# probability (N,) that the crop holds a face, a probe on the network's pooled features added to
+# the graph by facemtl.tools.presence. Mirroring does not change it.
+PRESENCE = "presence"
 # The one output of a super-resolution generator (its input is INPUT_NAME, any size): (N, 3, s·h, s·w) BGR.
 SR_OUTPUT = "sr"
 # A face detector's outputs (facemtl.models.mos; input INPUT_NAME, a letterboxed canvas), A anchors:
@@ -152,7 +156,7 @@ def mirror_outputs(out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
     Landmarks are re-indexed by :data:`FLIP_68` with ``x -> 1 - x`` (normalised coordinates),
     visibility re-indexed, the rotation mirrored (:func:`facemtl.geometry.rotations.mirror_rotation`),
-    yaw and roll negated; ``pose_std`` and ``expression`` do not change."""
+    yaw and roll negated; ``pose_std``, ``expression`` and ``presence`` do not change."""
     out = dict(out)
     if "landmarks" in out:
         lm = out["landmarks"][:, FLIP_68].copy()

@@ -1,15 +1,17 @@
-"""Choose and check ``FaceAnalyzer``'s ``max_uncertainty`` and ``max_flip_gap``: drop a detection when
-the main model's mean pose uncertainty on it, or the gap between its landmarks read on the crop and
-on the mirrored crop (flip averaging), is above a limit (the model reads no face there).
+"""Choose and check ``FaceAnalyzer``'s ``min_presence``, ``max_uncertainty`` and ``max_flip_gap``: drop a
+detection when the main model's face presence on it is below a limit, or its mean pose uncertainty, or
+the gap between its landmarks read on the crop and on the mirrored crop (flip averaging), is above one
+(the model reads no face there).
 
 For every detection of the shipped MOS detector (its own threshold) both are measured with the
 analyzer's defaults (flip averaging on); a detection is a true face when its box overlaps an
 annotated one with IoU >= 0.3. The limits are chosen on the held-out real sets only (300-W val, LFW
-val, their mosaics, the turned 300-W val faces): first the smallest multiple of 0.5 deg that keeps at
-least ``--keep`` of the true faces of each, then, with it, the smallest multiple of 0.005 crop sides
-for the flip gap that still does. dlib's VOC photos, aflw2000-dev, the renders and ``photos/`` are
-reported at those limits, never chosen on. ``--limits U G`` reports every set at given limits
-instead (e.g. the shipped ones) and says what the rule would choose::
+val, their mosaics, the turned 300-W val faces): first the largest multiple of 0.05 for the presence
+(a model without it: 0) that keeps at least ``--keep`` of the true faces of each, then, with it, the
+smallest multiple of 0.5 deg for the uncertainty that still does, then, with both, the smallest
+multiple of 0.005 crop sides for the flip gap. dlib's VOC photos, aflw2000-dev, the renders and
+``photos/`` are reported at those limits, never chosen on. ``--limits U G P`` reports every set at
+given limits instead (e.g. the shipped ones) and says what the rule would choose::
 
     python scripts/plausibility_filter.py --turned runs/300wlp18/val --scenes runs/mos-scenes/val
 """
@@ -34,8 +36,8 @@ from facemtl.metrics.detection import iou  # noqa: E402
 CHOSEN_ON = ("300-W held-out", "LFW held-out", "mosaics", "turned 300-W val")
 
 
-def measure(analyzer: FaceAnalyzer, items, clean: bool) -> list[tuple[float, float, bool, str]]:
-    """``(mean pose_std, flip gap, is a true face, image)`` of every detection in ``items`` (images by
+def measure(analyzer: FaceAnalyzer, items, clean: bool) -> list[tuple[float, float, bool, str, float]]:
+    """``(mean pose_std, flip gap, is a true face, image, presence)`` of every detection in ``items`` (images by
     ``bench_detector.load_item``: ``clean`` for the LFW sets, whose annotation is drawn in)."""
     rows = []
     for path, gts, _ in items:
@@ -43,11 +45,12 @@ def measure(analyzer: FaceAnalyzer, items, clean: bool) -> list[tuple[float, flo
         faces = analyzer(load_item(path, clean))
         for f in faces:
             true = bool(len(gts) and (iou(f.box[None], gts) >= 0.3).any())
-            rows.append((float(np.mean(f.pose.uncertainty)), float(f.flip_gap), true, name))
+            presence = 1.0 if f.presence is None else float(f.presence)
+            rows.append((float(np.mean(f.pose.uncertainty)), float(f.flip_gap), true, name, presence))
     return rows
 
 
-def smallest(grid: np.ndarray, rows: dict[str, list], kept, keep: float) -> float:
+def first(grid: np.ndarray, rows: dict[str, list], kept, keep: float) -> float:
     """The first limit of ``grid`` for which ``kept(row, limit)`` holds for at least ``keep`` of the
     true faces of every chosen set (the grid ends where every true face is kept)."""
     return next(t for t in grid if all(np.mean([kept(r, t) for r in rows[name] if r[2]]) >= keep
@@ -61,11 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenes", type=Path, help="held-out rendered scenes (reported)")
     ap.add_argument("--keep", type=float, default=0.995, help="share of each held-out set's true faces to keep")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--limits", type=float, nargs=2, metavar=("U", "G"),
-                    help="report at these limits (uncertainty deg, flip gap) instead of the chosen ones")
+    ap.add_argument("--limits", type=float, nargs=3, metavar=("U", "G", "P"),
+                    help="report at these limits (uncertainty deg, flip gap, presence) instead of the chosen ones")
     args = ap.parse_args(argv)
     shared = args.shared or shared_dir()
-    analyzer = FaceAnalyzer(threads=args.threads, max_uncertainty=math.inf, max_flip_gap=math.inf)
+    analyzer = FaceAnalyzer(threads=args.threads, max_uncertainty=math.inf, max_flip_gap=math.inf, min_presence=0.0)
     sets = eval_sets(shared, args.scenes)
     if args.turned:
         sets["turned 300-W val"] = [(s.image_path, _lm_box(s.landmarks)[None], np.zeros(1, bool))
@@ -76,34 +79,38 @@ def main(argv: list[str] | None = None) -> int:
     # Each grid runs up to the largest true-face value of the chosen sets, where every true face is
     # kept, so the search always ends.
     true = [r for name in CHOSEN_ON if name in rows for r in rows[name] if r[2]]
-    u_max = smallest(np.arange(4.0, max(4.0, max(r[0] for r in true)) + 0.5, 0.5), rows,
-                     lambda r, t: r[0] <= t, args.keep)
-    g_max = smallest(np.arange(0.01, max(0.01, max(r[1] for r in true)) + 0.005, 0.005), rows,
-                     lambda r, t: r[0] <= u_max and r[1] <= t, args.keep)
-    print(f"limits: uncertainty {u_max:.1f} deg, flip gap {g_max:.3f} (the smallest keeping >= {100 * args.keep:.1f} % "
-          f"of the true faces of {', '.join(n for n in CHOSEN_ON if n in rows)})")
+    p_min = first(np.round(np.arange(0.95, -0.01, -0.05), 2), rows, lambda r, t: r[4] >= t, args.keep)
+    u_max = first(np.arange(4.0, max(4.0, max(r[0] for r in true)) + 0.5, 0.5), rows,
+                  lambda r, t: r[4] >= p_min and r[0] <= t, args.keep)
+    g_max = first(np.arange(0.01, max(0.01, max(r[1] for r in true)) + 0.005, 0.005), rows,
+                  lambda r, t: r[4] >= p_min and r[0] <= u_max and r[1] <= t, args.keep)
+    print(f"limits: presence {p_min:.2f} (the largest), uncertainty {u_max:.1f} deg, flip gap {g_max:.3f} (the "
+          f"smallest) keeping >= {100 * args.keep:.1f} % of the true faces of {', '.join(n for n in CHOSEN_ON if n in rows)}")
     if args.limits:
-        u_max, g_max = args.limits
-        print(f"reported at the given limits: uncertainty {u_max:.1f} deg, flip gap {g_max:.3f}")
+        u_max, g_max, p_min = args.limits
+        print(f"reported at the given limits: uncertainty {u_max:.1f} deg, flip gap {g_max:.3f}, presence {p_min:.2f}")
+
+    def passes(x) -> bool:
+        return x[4] >= p_min and x[0] <= u_max and x[1] <= g_max
+
     for name, r in rows.items():
         u, gap = np.array([x[0] for x in r]), np.array([x[1] for x in r])
         is_true = np.array([x[2] for x in r], bool)
-        by_u = u <= u_max
-        kept = by_u & (gap <= g_max)
+        by_p = np.array([x[4] >= p_min for x in r], bool)
+        kept = np.array([passes(x) for x in r], bool)
         role = "chosen on" if name in CHOSEN_ON else "reported"
         spread = "" if not is_true.any() else (
-            f"; true faces' uncertainty median {np.median(u[is_true]):.2f}, max {u[is_true].max():.2f}, "
+            f"; true faces' presence median {np.median([x[4] for x in r if x[2]]):.3f}, min "
+            f"{min(x[4] for x in r if x[2]):.3f}, uncertainty median {np.median(u[is_true]):.2f}, max {u[is_true].max():.2f}, "
             f"flip gap median {np.median(gap[is_true]):.4f}, max {gap[is_true].max():.4f}")
         print(f"  {name:22s} ({role}): true faces {int((is_true & kept).sum())}/{int(is_true.sum())} kept "
-              f"({int((is_true & by_u).sum())} by the uncertainty alone); other boxes {int((~is_true & kept).sum())}/"
-              f"{int((~is_true).sum())} ({int((~is_true & by_u).sum())}){spread}")
-        if name.startswith("photos"):
-            for x in sorted((x for x in r if x[0] > u_max or x[1] > g_max), key=lambda x: x[3]):
-                print(f"    dropped in {x[3]}: mean pose uncertainty {x[0]:.2f}, flip gap {x[1]:.4f}")
-        if name.startswith("dlib VOC"):  # its few false boxes, one by one
-            for x in sorted((x for x in r if not x[2]), key=lambda x: x[3]):
-                verdict = "kept" if x[0] <= u_max and x[1] <= g_max else "dropped"
-                print(f"    other box {verdict} in {x[3]}: mean pose uncertainty {x[0]:.2f}, flip gap {x[1]:.4f}")
+              f"({int((is_true & by_p).sum())} by the presence alone); other boxes {int((~is_true & kept).sum())}/"
+              f"{int((~is_true).sum())} ({int((~is_true & by_p).sum())}){spread}")
+        shown = [x for x in r if not passes(x)] if name.startswith("photos") else (
+            [x for x in r if not x[2]] if name.startswith("dlib VOC") else [])  # VOC: its few false boxes
+        for x in sorted(shown, key=lambda x: x[3]):
+            print(f"    {'kept' if passes(x) else 'dropped'} in {x[3]}: presence {x[4]:.3f}, mean pose uncertainty "
+                  f"{x[0]:.2f}, flip gap {x[1]:.4f}")
     return 0
 
 

@@ -6,7 +6,8 @@ exactly the crop's box). With ``follow=True`` (the default) they are shifted by 
 crop's brightness centroid from the crop centre: a bright shape on a dark background is thus
 followed like a face (the landmark box moves onto the shape). With ``follow=False`` they are the
 layout itself, whatever the crop. Pose is ``mean(B, G, R) of the crop - 128`` degrees,
-``pose_std = [1, 2, 3]``, visibility a ramp 0 .. 1, expression a softmax of the mean colour.
+``pose_std = [1, 2, 3]``, visibility a ramp 0 .. 1, expression a softmax of the mean colour,
+``presence`` (only when asked for in ``outputs``) the crop's mean brightness / 255.
 Every output is a simple function of the crop, so every result can be computed by hand (tests
 that check such values run ``FaceAnalyzer(..., flip=False)``: flip averaging would mix in the
 mirrored crop's answer).
@@ -84,6 +85,7 @@ def build_model(path: Path, size: int = 32, crop_scale: float = 1.5, follow: boo
         helper.make_node("Mul", ["mean", "inv255"], ["mean01"]),
         helper.make_node("MatMul", ["mean01", "w_expr"], ["logits"]),
         helper.make_node("Softmax", ["logits"], ["expression"], axis=-1),
+        helper.make_node("ReduceMean", ["mean01"], ["presence"], axes=[1], keepdims=0),
     ]
     if follow:
         # Brightness centroid (cx, cy) in normalised crop coordinates; 0.5 for a black crop.
@@ -108,7 +110,7 @@ def build_model(path: Path, size: int = 32, crop_scale: float = 1.5, follow: boo
         nodes += [helper.make_node("Unsqueeze", ["n0", "axis2"], ["n00"]),  # (N, 1, 1) zeros
                   helper.make_node("Add", ["n00", "layout"], ["landmarks"])]
     shapes = {"pose": [batch, 3], "pose_std": [batch, 3], "landmarks": [batch, 68, 2], "visibility": [batch, 68],
-              "expression": [batch, 7]}
+              "expression": [batch, 7], "presence": [batch]}
     graph = helper.make_graph(
         nodes, "stub", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, size, size])],
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, shapes[n]) for n in outputs], inits)

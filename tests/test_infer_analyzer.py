@@ -213,11 +213,26 @@ def test_shipped_model_is_less_sure_of_a_logo_than_of_a_face(shared):
     import math
 
     image = shared / "data" / "photos" / "img37.jpg"
-    everything = FaceAnalyzer(max_uncertainty=math.inf, max_flip_gap=math.inf)(image)
+    everything = FaceAnalyzer(max_uncertainty=math.inf, max_flip_gap=math.inf, min_presence=0.0)(image)
     assert len(everything) == 2
     face, logo = sorted(everything, key=lambda f: -f.score)
     assert np.mean(logo.pose.uncertainty) > 2.5 * np.mean(face.pose.uncertainty)
-    kept = FaceAnalyzer(max_uncertainty=8.0, max_flip_gap=math.inf)(image)
+    kept = FaceAnalyzer(max_uncertainty=8.0, max_flip_gap=math.inf, min_presence=0.0)(image)
+    assert len(kept) == 1 and np.allclose(kept[0].box, face.box)
+
+
+def test_shipped_model_reads_no_face_in_a_logo(shared):
+    """photos/img37.jpg again: the shipped model's face presence is near 1 on the person and under
+    its default limit on the logo, so the default analyzer keeps the face alone."""
+    import math
+
+    from facemtl.infer.onnx_model import SHIPPED_MIN_PRESENCE
+
+    image = shared / "data" / "photos" / "img37.jpg"
+    everything = FaceAnalyzer(max_uncertainty=math.inf, max_flip_gap=math.inf, min_presence=0.0)(image)
+    face, logo = sorted(everything, key=lambda f: -f.score)
+    assert face.presence > 0.99 and logo.presence < SHIPPED_MIN_PRESENCE
+    kept = FaceAnalyzer(max_uncertainty=math.inf, max_flip_gap=math.inf)(image)
     assert len(kept) == 1 and np.allclose(kept[0].box, face.box)
 
 
@@ -228,10 +243,10 @@ def test_shipped_model_reads_a_sleeve_differently_in_the_mirror(shared):
     import math
 
     image = shared / "data" / "photos" / "img15.jpg"
-    everything = FaceAnalyzer(max_flip_gap=math.inf)(image)
+    everything = FaceAnalyzer(max_flip_gap=math.inf, min_presence=0.0)(image)
     assert len(everything) == 2
     face, sleeve = sorted(everything, key=lambda f: f.flip_gap)
     assert sleeve.flip_gap > 5 * face.flip_gap and face.score > sleeve.score
-    kept = FaceAnalyzer()(image)
+    kept = FaceAnalyzer(min_presence=0.0)(image)
     assert len(kept) == 1 and np.allclose(kept[0].box, face.box)
     assert FaceAnalyzer(flip=False)(image)[0].flip_gap is None

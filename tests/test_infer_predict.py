@@ -18,7 +18,7 @@ from onnx_stub import build_model, face_layout  # noqa: E402
 from facemtl.cli import main  # noqa: E402
 from facemtl.infer import predict  # noqa: E402
 
-FACE_KEYS = {"box", "score", "landmarks", "visibility", "pose", "expression", "flip_gap"}
+FACE_KEYS = {"box", "score", "landmarks", "visibility", "pose", "expression", "flip_gap", "presence"}
 
 
 @pytest.fixture(scope="module")

@@ -229,3 +229,26 @@ def test_face_tracker_smoothing_reduces_jitter(stub):
     raw_jitter, smooth_jitter = (np.linalg.norm(np.diff(centres[s], axis=0), axis=1).mean() for s in (False, True))
     assert raw_jitter > 0.5
     assert smooth_jitter < 0.5 * raw_jitter
+
+
+def test_face_tracker_drops_a_followed_face_the_model_no_longer_reads_as_one(tmp_path):
+    """A stub whose presence is the crop's brightness: a followed square that dims (as a tracked box
+    drifting off a face onto a coat) is dropped in that very frame with a presence limit, and followed
+    on until the next detections miss it without one."""
+    from facemtl.contract import PRESENCE
+    from facemtl.infer import FaceAnalyzer
+
+    model = build_model(tmp_path / "m.onnx", outputs=("pose", "pose_std", "landmarks", "visibility", "expression",
+                                                      PRESENCE))
+
+    def frame(dim: bool) -> np.ndarray:
+        image = np.full((120, 160, 3), 20, np.uint8)
+        image[20:50, 10:40] = 255
+        image[60:90, 100:130] = 60 if dim else 255  # presence about 0.15 dim, 0.49 bright
+        return image
+
+    for limit, ids_when_dim in ((0.3, [0]), (0.0, [0, 1])):
+        tracker = FaceTracker(FaceAnalyzer(model, detector=BlobDetector(), min_presence=limit), detect_every=10,
+                              smooth=False)
+        assert sorted(f.id for f in tracker(frame(False), 0.0)) == [0, 1]
+        assert sorted(f.id for f in tracker(frame(True), 0.1)) == ids_when_dim, limit

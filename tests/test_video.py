@@ -60,8 +60,8 @@ def test_clip_to_csv_and_video(tmp_path, stub):
     assert not summary.ended_early and not summary.interrupted
     header, rows = read_csv(tmp_path / "out.csv")
     assert header == csv_columns(EXPRESSIONS)
-    assert len(header) == 16 + 7 + 3 * 68
-    assert header[:5] == ["frame", "time_s", "face_id", "detected", "score"] and header[-1] == "v_67"
+    assert len(header) == 17 + 7 + 3 * 68
+    assert header[:6] == ["frame", "time_s", "face_id", "detected", "score", "presence"] and header[-1] == "v_67"
     assert [int(r["frame"]) for r in rows] == [k // 2 for k in range(60)]
     for r in rows:
         k, face = int(r["frame"]), int(r["face_id"])

@@ -19,12 +19,12 @@ from typing import Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from facemtl.contract import FLIP_GAP, crop_face, landmark_box, landmarks_to_image, model_reading
+from facemtl.contract import FLIP_GAP, PRESENCE, crop_face, landmark_box, landmarks_to_image, model_reading
 from facemtl.geometry.rotations import euler_to_matrix, matrix_to_euler
 from facemtl.infer.detector import Detector, create_detector
 from facemtl.infer.mos_detector import min_face_pixels
-from facemtl.infer.onnx_model import (SHIPPED_MAX_FLIP_GAP, SHIPPED_MAX_UNCERTAINTY, OnnxModel, combine_expressions,
-                                      is_shipped, shipped_expression_model)
+from facemtl.infer.onnx_model import (SHIPPED_MAX_FLIP_GAP, SHIPPED_MAX_UNCERTAINTY, SHIPPED_MIN_PRESENCE, OnnxModel,
+                                      combine_expressions, is_shipped, shipped_expression_model)
 from facemtl.infer.results import Expression, Face, Pose
 from facemtl.infer.superres import SuperResolver, sr_crop
 from facemtl.io import FileError, read_image, to_bgr8
@@ -73,6 +73,11 @@ class FaceAnalyzer:
     :data:`facemtl.contract.FLIP_GAP`): a face's two readings agree, a logo's or a sleeve's do not.
     ``None`` (default): :data:`~facemtl.infer.onnx_model.SHIPPED_MAX_FLIP_GAP` with the shipped
     model, no limit with another; ``math.inf``: no limit.
+    ``min_presence``: drop detections whose face presence (the model's :data:`facemtl.contract.PRESENCE`
+    output, flip-averaged: the probability that the crop holds a face; ``Face.presence``) is below it:
+    lettering, torsos and jackets that the two limits above let through. ``None`` (default):
+    :data:`~facemtl.infer.onnx_model.SHIPPED_MIN_PRESENCE` with the shipped model, no limit with
+    another; 0: no limit. A model without the output passes every face.
     ``super_resolve``: faces whose box is smaller than
     ``sr_threshold`` pixels (its longer side) are cropped at their own resolution and super-resolved
     to the model's input (:mod:`facemtl.infer.superres`, ``sr_model``: the generator's ONNX file,
@@ -85,7 +90,7 @@ class FaceAnalyzer:
                  min_face: float = 0.0, max_uncertainty: Optional[float] = None,
                  expression_model: Union[str, Path, bool, None] = None, super_resolve: bool = False,
                  sr_model: str | Path | None = None, sr_threshold: float = 40.0, canvas: Optional[int] = None,
-                 flip: bool = True, max_flip_gap: Optional[float] = None):
+                 flip: bool = True, max_flip_gap: Optional[float] = None, min_presence: Optional[float] = None):
         self.model = OnnxModel(model_path, threads, max_batch)
         self._predict = model_reading(self.model.predict, flip)
         self.resolver = SuperResolver(sr_model, threads) if super_resolve else None
@@ -101,6 +106,9 @@ class FaceAnalyzer:
         if max_flip_gap is None:
             max_flip_gap = SHIPPED_MAX_FLIP_GAP if is_shipped(model_path) else math.inf
         self.max_flip_gap = max_flip_gap
+        if min_presence is None:
+            min_presence = SHIPPED_MIN_PRESENCE if is_shipped(model_path) else 0.0
+        self.min_presence = min_presence
         if expression_model is None:
             expression_model = shipped_expression_model(model_path) or False
         self.expression_model: Optional[OnnxModel] = None
@@ -156,7 +164,8 @@ class FaceAnalyzer:
             out, matrices = self._run(arrays, owner, crop_boxes)
         n = len(owner)
         std = out["pose_std"].mean(axis=1) if "pose_std" in out else np.full(n, np.nan)
-        keep = ~np.array(detected) | self._plausible(std, out.get(FLIP_GAP, np.full(n, np.nan)))
+        keep = ~np.array(detected) | self._plausible(std, out.get(FLIP_GAP, np.full(n, np.nan)),
+                                                     out.get(PRESENCE, np.full(n, np.nan)))
         if not keep.all():
             out = {k: v[keep] for k, v in out.items()}
             matrices, crop_boxes, scores = matrices[keep], crop_boxes[keep], scores[keep]
@@ -192,17 +201,18 @@ class FaceAnalyzer:
 
     def reads_as_face(self, faces: Sequence[Face]) -> np.ndarray:
         """Which of ``faces`` pass the model's plausibility limits (``max_uncertainty``,
-        ``max_flip_gap``): what the analyzer checks on its own detections, for callers that pass a
+        ``max_flip_gap``, ``min_presence``): what the analyzer checks on its own detections, for callers that pass a
         detector's boxes themselves (the video tracker)."""
         nan = float("nan")
         std = np.array([nan if f.pose is None or f.pose.uncertainty is None else np.mean(f.pose.uncertainty)
                         for f in faces])
         gap = np.array([nan if f.flip_gap is None else f.flip_gap for f in faces])
-        return self._plausible(std, gap)
+        presence = np.array([nan if f.presence is None else f.presence for f in faces])
+        return self._plausible(std, gap, presence)
 
-    def _plausible(self, mean_std: np.ndarray, flip_gap: np.ndarray) -> np.ndarray:
-        """Mean ``pose_std`` and flip gap per face -> within both limits (NaN: not measured, passes)."""
-        return ~(mean_std > self.max_uncertainty) & ~(flip_gap > self.max_flip_gap)
+    def _plausible(self, mean_std: np.ndarray, flip_gap: np.ndarray, presence: np.ndarray) -> np.ndarray:
+        """Mean ``pose_std``, flip gap and presence per face -> within the limits (NaN: not measured, passes)."""
+        return ~(mean_std > self.max_uncertainty) & ~(flip_gap > self.max_flip_gap) & ~(presence < self.min_presence)
 
     def _boxes(self, image: np.ndarray, boxes: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         if boxes is None:
@@ -281,5 +291,6 @@ class FaceAnalyzer:
                 landmarks=None if landmarks is None else landmarks[k],
                 visibility=out["visibility"][k].astype(np.float64) if "visibility" in out else None,
                 pose=pose, expression=expression,
-                flip_gap=float(out[FLIP_GAP][k]) if FLIP_GAP in out else None))
+                flip_gap=float(out[FLIP_GAP][k]) if FLIP_GAP in out else None,
+                presence=float(out[PRESENCE][k]) if PRESENCE in out else None))
         return faces

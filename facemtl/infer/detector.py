@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from facemtl.geometry.anchors import nms
-from facemtl.infer.onnx_model import SHIPPED_MAX_FLIP_GAP, SHIPPED_MAX_UNCERTAINTY
+from facemtl.infer.onnx_model import SHIPPED_MAX_FLIP_GAP, SHIPPED_MAX_UNCERTAINTY, SHIPPED_MIN_PRESENCE
 
 Detector = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -175,7 +175,7 @@ _REQUIRES = {"dlib": "dlib", "mediapipe": "mediapipe"}
 
 def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     """The command line's detector options (``predict``, ``video``): ``--detector``, ``--score``, ``--canvas``,
-    ``--min-face``, ``--max-uncertainty``, ``--max-flip-gap``; and ``--flip``, the main model's flip averaging."""
+    ``--min-face``, ``--max-uncertainty``, ``--max-flip-gap``, ``--min-presence``; and ``--flip``, the main model's flip averaging."""
     parser.add_argument("--detector", default="mos",
                         help="face detector: mos (the shipped learned detector, default), opencv (Haar cascades), "
                              "dlib, mediapipe, or mos:FILE.onnx (facemtl export)")
@@ -196,6 +196,10 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
                              "image lie further apart than this (mean distance, fraction of the crop side): a face's "
                              f"two readings agree, a logo's do not (default: {SHIPPED_MAX_FLIP_GAP:g} with the shipped "
                              "model, none with another; inf keeps all)")
+    parser.add_argument("--min-presence", type=float, default=None, metavar="P",
+                        help="drop detections whose face presence (the model's probability that the crop holds a "
+                             f"face) is below this (default: {SHIPPED_MIN_PRESENCE:g} with the shipped model, none "
+                             "with another; 0 keeps all)")
     parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
                         help="average the landmark/pose model over each face crop and its mirror image (default; "
                              "lower error for one more model pass a face); --no-flip runs it once")
@@ -208,7 +212,7 @@ def analyzer_settings(args: argparse.Namespace) -> dict[str, Any]:
     path = lambda p: None if p is None else str(p)  # noqa: E731
     settings = {"model_path": path(args.model), "detector": args.detector, "threads": args.threads,
                 "score": args.score, "min_face": args.min_face, "max_uncertainty": args.max_uncertainty,
-                "max_flip_gap": args.max_flip_gap, "flip": args.flip, "canvas": args.canvas}
+                "max_flip_gap": args.max_flip_gap, "min_presence": args.min_presence, "flip": args.flip, "canvas": args.canvas}
     if hasattr(args, "super_resolve"):
         settings.update(super_resolve=args.super_resolve, sr_model=path(args.sr_model), sr_threshold=args.sr_threshold)
     return settings

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facemtl.contract import EXPRESSIONS, INPUT_NAME, OUTPUTS
+from facemtl.contract import EXPRESSIONS, INPUT_NAME, OUTPUTS, PRESENCE
 from facemtl.io import FileError
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "default.onnx"
@@ -19,17 +19,18 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "default.onnx"
 # shipped, FaceAnalyzer and facemtl eval take the shipped models' expression from it.
 DEFAULT_EXPRESSION_MODEL = Path(__file__).resolve().parents[1] / "assets" / "expression.onnx"
 
-# The shipped model's limit on a detection's mean pose uncertainty (degrees): the smallest multiple
-# of 0.5 that kept 99.5 % or more of the true faces of every held-out real set (300-W val, LFW val,
-# their mosaics, the turned 300-W val faces) for model d88e0f98 with flip averaging, the analyzer's
-# default (`python scripts/plausibility_filter.py --turned runs/300wlp18s/val`, docs/detector.md;
-# 14.5 for the earlier model 9b0b6a15); re-choose it with that script when the model changes.
+# The shipped model's limits on a detection (FaceAnalyzer's plausibility filter), chosen on the
+# held-out real sets (300-W val, LFW val, their mosaics, the turned 300-W val faces) for model b990d52a
+# with flip averaging, the analyzer's default, by `python scripts/plausibility_filter.py --turned
+# runs/300wlp18s/val` (docs/detector.md); re-choose them with that script when the model changes.
+# First the face presence (facemtl.contract.PRESENCE): the largest multiple of 0.05 that keeps 99.5 % or
+# more of the true faces of every set. Then, with it, the mean pose uncertainty (degrees): the smallest
+# multiple of 0.5 that still does (14.5 for the earlier model 9b0b6a15, without the presence). Then,
+# with both, the flip gap (facemtl.contract.FLIP_GAP: how far apart, in crop sides, the landmarks read
+# on the crop and on its mirror image are): the smallest multiple of 0.005.
 SHIPPED_MAX_UNCERTAINTY = 17.0
-# The shipped model's limit on a detection's flip gap (facemtl.contract.FLIP_GAP: how far apart, in
-# crop sides, the landmarks read on the crop and on its mirror image are), chosen by the same rule
-# on the same sets with SHIPPED_MAX_UNCERTAINTY applied too: the smallest multiple of 0.005
-# (0.06 for the earlier model 9b0b6a15).
-SHIPPED_MAX_FLIP_GAP = 0.065
+SHIPPED_MAX_FLIP_GAP = 0.07
+SHIPPED_MIN_PRESENCE = 0.6
 
 
 def is_shipped(main_model: str | Path | None) -> bool:
@@ -121,7 +122,7 @@ class OnnxModel:
         batch_dim = inputs[INPUT_NAME].shape[0]
         self.fixed_batch = batch_dim if isinstance(batch_dim, int) else None
         self.max_batch = self.fixed_batch or max_batch
-        self.outputs = [o.name for o in self.session.get_outputs() if o.name in OUTPUTS]
+        self.outputs = [o.name for o in self.session.get_outputs() if o.name in OUTPUTS + (PRESENCE,)]
         if not self.outputs:
             raise FileError(path, f"none of the contract outputs {', '.join(OUTPUTS)}")
 

@@ -129,7 +129,7 @@ def draw_faces(image, faces, prefixes: Optional[list[str]] = None) -> Any:
 
 def csv_rows(records: list[dict[str, Any]], expressions: tuple[str, ...]) -> list[list[Any]]:
     """Header and rows of the CSV: one row per face, one row per failed image."""
-    header = (["image", "face", "x1", "y1", "x2", "y2", "score", "yaw", "pitch", "roll",
+    header = (["image", "face", "x1", "y1", "x2", "y2", "score", "presence", "yaw", "pitch", "roll",
                "yaw_std", "pitch_std", "roll_std", "expression"] + expression_columns(expressions)
               + LANDMARK_COLUMNS
               + ["error"])
@@ -146,7 +146,7 @@ def csv_rows(records: list[dict[str, Any]], expressions: tuple[str, ...]) -> lis
         for k, f in enumerate(r["faces"]):
             pose, expr = f["pose"], f["expression"]
             lm = f["landmarks"]
-            row = [r["image"], k] + f["box"] + [f["score"]]
+            row = [r["image"], k] + f["box"] + [f["score"], f.get("presence")]
             row += [pose[a] for a in ("yaw", "pitch", "roll")] if pose else [""] * 3
             row += (pose["uncertainty"] if pose and pose["uncertainty"] else [""] * 3)
             row += [expr["label"]] + [expr["probs"].get(n, "") for n in expressions] if expr else [""] * (

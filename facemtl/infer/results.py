@@ -81,6 +81,9 @@ class Face:
     # With flip averaging: how far apart the landmarks read on the crop and on its mirror image are
     # (mean distance in crop sides). Small on a face; large where the model reads none.
     flip_gap: Optional[float] = None
+    # The model's face presence (facemtl.contract.PRESENCE): the probability that the crop holds a
+    # face, flip-averaged; None for a model without that output.
+    presence: Optional[float] = None
 
     def label(self) -> str:
         """The text drawn beside the box: the expression with its own probability, then the
@@ -98,4 +101,5 @@ class Face:
             "pose": None if self.pose is None else self.pose.to_dict(),
             "expression": None if self.expression is None else self.expression.to_dict(),
             "flip_gap": None if self.flip_gap is None else round(float(self.flip_gap), 5),
+            "presence": None if self.presence is None else round(float(self.presence), 4),
         }

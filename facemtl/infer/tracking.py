@@ -312,7 +312,9 @@ class FaceTracker:
     (IoU < ``match_iou``) are added.
     A followed face is lost when its box gets smaller than ``min_size`` pixels or leaves the
     image (less than half of it inside), when it overlaps an older face (IoU > ``match_iou``:
-    two boxes on one face), or when ``max_unconfirmed`` detector runs in a row miss it (so a
+    two boxes on one face), when the model's face presence on it falls below the analyzer's
+    ``min_presence`` (a drift onto clothing or a hand ends at once; MediaPipe's face mesh drops a
+    tracked face the same way), or when ``max_unconfirmed`` detector runs in a row miss it (so a
     drift onto background ends). A followed face keeps its id; a new detection gets the id of a
     face lost up to ``max_missing`` frames before when it is near where that face was or was
     heading (:class:`IoUTracker`), else a new id.
@@ -363,9 +365,12 @@ class FaceTracker:
         # A followed box is already a landmark box: one model run is enough unless asked for.
         refine = None if self.refine_followed or any(c.id is None for c in candidates) else False
         faces = self.analyzer(frame, boxes=boxes, refine=refine) if len(boxes) else []
-        # New detections must pass the analyzer's plausibility limits, as its own detections do.
+        # New detections must pass the analyzer's plausibility limits, as its own detections do;
+        # followed faces its face presence only (their uncertainty and flip gap vary with blur and turns).
         was_followed = np.array([c.id is not None for c in candidates[:len(faces)]], bool)
-        allowed = self.analyzer.reads_as_face(faces) | was_followed
+        presence = np.array([np.nan if f.presence is None else f.presence for f in faces])
+        still_a_face = ~(presence < self.analyzer.min_presence)
+        allowed = self.analyzer.reads_as_face(faces) | (was_followed & still_a_face)
         keep = self._keep(faces, frame.shape[:2], allowed)
         # A followed face that did not make it is lost: detect in the next frame to find it again
         # (a face the detector itself dropped above is not looked for again before the schedule).

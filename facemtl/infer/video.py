@@ -7,7 +7,8 @@ every ``--detect-every`` frames, One-Euro smoothing unless ``--no-smooth``).
 CSV (like OpenFace's): one row per face per frame, written and flushed frame by frame. Columns:
 ``frame`` (0-based index in the video), ``time_s`` (the frame's timestamp; camera: seconds since
 the start), ``face_id``, ``detected`` (1 if the detector found the face in this frame, 0 if it
-was followed from the previous one), ``score`` (last detector score), ``x1, y1, x2, y2`` (box,
+was followed from the previous one), ``score`` (last detector score), ``presence`` (the model's
+probability that the crop holds a face; empty for a model without it), ``x1, y1, x2, y2`` (box,
 pixels), ``yaw, pitch, roll`` (degrees, ``Pose_Para`` convention), ``yaw_std, pitch_std,
 roll_std`` (pose uncertainty, degrees), ``expression`` (label), ``p_<name>`` per expression,
 ``x_0 .. x_67``, ``y_0 .. y_67`` (iBUG-68 landmarks, pixels), ``v_0 .. v_67`` (visibility
@@ -160,7 +161,7 @@ def read_frames(cap: cv2.VideoCapture, source: Union[str, Path, int],
 
 def csv_columns(expressions: tuple[str, ...]) -> list[str]:
     """The CSV header (module docstring)."""
-    return (["frame", "time_s", "face_id", "detected", "score", "x1", "y1", "x2", "y2", "yaw", "pitch", "roll",
+    return (["frame", "time_s", "face_id", "detected", "score", "presence", "x1", "y1", "x2", "y2", "yaw", "pitch", "roll",
              "yaw_std", "pitch_std", "roll_std", "expression"] + expression_columns(expressions)
             + LANDMARK_COLUMNS)
 
@@ -176,6 +177,7 @@ def csv_row(frame: int, t: float, tracked: TrackedFace, n_expressions: int) -> l
     f = tracked.face
     pose = f.pose
     return ([str(frame), f"{t:.4f}", str(tracked.id), str(int(tracked.detected)), f"{f.score:.4f}"]
+            + _cells(None if f.presence is None else [f.presence], 1, 4)
             + _cells(f.box, 4, 2)
             + _cells(None if pose is None else pose.ypr, 3, 3)
             + _cells(None if pose is None else pose.uncertainty, 3, 3)
@@ -310,7 +312,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                  "and renamed when finished (also on Ctrl+C), so OUT is always complete")
     parser.add_argument("--csv", type=Path,
                         help="one row per face per frame, written and flushed frame by frame: frame, time_s, face_id, "
-                             "detected, score, x1..y2, yaw, pitch, roll, *_std, expression, p_<name>, x_i, y_i, v_i "
+                             "detected, score, presence, x1..y2, yaw, pitch, roll, *_std, expression, p_<name>, x_i, y_i, v_i "
                              "(i = 0..67)")
     parser.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
                         help="One-Euro smoothing of landmarks, box and pose per face id (default: on)")
