@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     g_max = first(np.arange(0.01, max(0.01, max(r[1] for r in true)) + 0.005, 0.005), rows,
                   lambda r, t: r[4] >= p_min and r[0] <= u_max and r[1] <= t, args.keep)
     print(f"limits: presence {p_min:.2f} (the largest), uncertainty {u_max:.1f} deg, flip gap {g_max:.3f} (the "
-          f"smallest) keeping >= {100 * args.keep:.1f} % of the true faces of {', '.join(n for n in CHOSEN_ON if n in rows)}")
+          f"smallest) keeping >= {100 * args.keep:.1f} % of the true faces of "
+          f"{', '.join(n for n in CHOSEN_ON if n in rows)}")
     if args.limits:
         u_max, g_max, p_min = args.limits
         print(f"reported at the given limits: uncertainty {u_max:.1f} deg, flip gap {g_max:.3f}, presence {p_min:.2f}")
@@ -97,14 +98,14 @@ def main(argv: list[str] | None = None) -> int:
         return x[4] >= p_min and x[0] <= u_max and x[1] <= g_max
 
     for name, r in rows.items():
-        u, gap = np.array([x[0] for x in r]), np.array([x[1] for x in r])
+        u, gap, presence = (np.array([x[i] for x in r]) for i in (0, 1, 4))
         is_true = np.array([x[2] for x in r], bool)
-        by_p = np.array([x[4] >= p_min for x in r], bool)
+        by_p = presence >= p_min
         kept = np.array([passes(x) for x in r], bool)
         role = "chosen on" if name in CHOSEN_ON else "reported"
         spread = "" if not is_true.any() else (
-            f"; true faces' presence median {np.median([x[4] for x in r if x[2]]):.3f}, min "
-            f"{min(x[4] for x in r if x[2]):.3f}, uncertainty median {np.median(u[is_true]):.2f}, max {u[is_true].max():.2f}, "
+            f"; true faces' presence median {np.median(presence[is_true]):.3f}, min {presence[is_true].min():.3f}, "
+            f"uncertainty median {np.median(u[is_true]):.2f}, max {u[is_true].max():.2f}, "
             f"flip gap median {np.median(gap[is_true]):.4f}, max {gap[is_true].max():.4f}")
         print(f"  {name:22s} ({role}): true faces {int((is_true & kept).sum())}/{int(is_true.sum())} kept "
               f"({int((is_true & by_p).sum())} by the presence alone); other boxes {int((~is_true & kept).sum())}/"

@@ -200,8 +200,8 @@ class FaceAnalyzer:
         return b[keep], s[keep]
 
     def reads_as_face(self, faces: Sequence[Face]) -> np.ndarray:
-        """Which of ``faces`` pass the model's plausibility limits (``max_uncertainty``,
-        ``max_flip_gap``, ``min_presence``): what the analyzer checks on its own detections, for callers that pass a
+        """Which of ``faces`` pass the model's plausibility limits (``max_uncertainty``, ``max_flip_gap``,
+        ``min_presence``): what the analyzer checks on its own detections, for callers that pass a
         detector's boxes themselves (the video tracker)."""
         nan = float("nan")
         std = np.array([nan if f.pose is None or f.pose.uncertainty is None else np.mean(f.pose.uncertainty)

@@ -175,7 +175,8 @@ _REQUIRES = {"dlib": "dlib", "mediapipe": "mediapipe"}
 
 def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     """The command line's detector options (``predict``, ``video``): ``--detector``, ``--score``, ``--canvas``,
-    ``--min-face``, ``--max-uncertainty``, ``--max-flip-gap``, ``--min-presence``; and ``--flip``, the main model's flip averaging."""
+    ``--min-face``, ``--max-uncertainty``, ``--max-flip-gap``, ``--min-presence``; and ``--flip``, the main
+    model's flip averaging."""
     parser.add_argument("--detector", default="mos",
                         help="face detector: mos (the shipped learned detector, default), opencv (Haar cascades), "
                              "dlib, mediapipe, or mos:FILE.onnx (facemtl export)")
@@ -212,7 +213,8 @@ def analyzer_settings(args: argparse.Namespace) -> dict[str, Any]:
     path = lambda p: None if p is None else str(p)  # noqa: E731
     settings = {"model_path": path(args.model), "detector": args.detector, "threads": args.threads,
                 "score": args.score, "min_face": args.min_face, "max_uncertainty": args.max_uncertainty,
-                "max_flip_gap": args.max_flip_gap, "min_presence": args.min_presence, "flip": args.flip, "canvas": args.canvas}
+                "max_flip_gap": args.max_flip_gap, "min_presence": args.min_presence, "flip": args.flip,
+                "canvas": args.canvas}
     if hasattr(args, "super_resolve"):
         settings.update(super_resolve=args.super_resolve, sr_model=path(args.sr_model), sr_threshold=args.sr_threshold)
     return settings

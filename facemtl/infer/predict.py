@@ -146,7 +146,7 @@ def csv_rows(records: list[dict[str, Any]], expressions: tuple[str, ...]) -> lis
         for k, f in enumerate(r["faces"]):
             pose, expr = f["pose"], f["expression"]
             lm = f["landmarks"]
-            row = [r["image"], k] + f["box"] + [f["score"], f.get("presence")]
+            row = [r["image"], k] + f["box"] + [f["score"], f["presence"]]
             row += [pose[a] for a in ("yaw", "pitch", "roll")] if pose else [""] * 3
             row += (pose["uncertainty"] if pose and pose["uncertainty"] else [""] * 3)
             row += [expr["label"]] + [expr["probs"].get(n, "") for n in expressions] if expr else [""] * (

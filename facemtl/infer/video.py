@@ -161,8 +161,8 @@ def read_frames(cap: cv2.VideoCapture, source: Union[str, Path, int],
 
 def csv_columns(expressions: tuple[str, ...]) -> list[str]:
     """The CSV header (module docstring)."""
-    return (["frame", "time_s", "face_id", "detected", "score", "presence", "x1", "y1", "x2", "y2", "yaw", "pitch", "roll",
-             "yaw_std", "pitch_std", "roll_std", "expression"] + expression_columns(expressions)
+    return (["frame", "time_s", "face_id", "detected", "score", "presence", "x1", "y1", "x2", "y2", "yaw", "pitch",
+             "roll", "yaw_std", "pitch_std", "roll_std", "expression"] + expression_columns(expressions)
             + LANDMARK_COLUMNS)
 
 
@@ -312,8 +312,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                  "and renamed when finished (also on Ctrl+C), so OUT is always complete")
     parser.add_argument("--csv", type=Path,
                         help="one row per face per frame, written and flushed frame by frame: frame, time_s, face_id, "
-                             "detected, score, presence, x1..y2, yaw, pitch, roll, *_std, expression, p_<name>, x_i, y_i, v_i "
-                             "(i = 0..67)")
+                             "detected, score, presence, x1..y2, yaw, pitch, roll, *_std, expression, p_<name>, "
+                             "x_i, y_i, v_i (i = 0..67)")
     parser.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
                         help="One-Euro smoothing of landmarks, box and pose per face id (default: on)")
     parser.add_argument("--detect-every", type=int, default=5, metavar="N",

@@ -127,7 +127,8 @@ def attach(model, weights: np.ndarray, bias: float):
         numpy_helper.from_array(np.array([-1], np.int64), "presence.shape"),
     ])
     out.graph.node.extend([
-        helper.make_node("Gemm", [pooled, "presence.weight", "presence.bias"], ["presence/logit"], name="presence/Gemm"),
+        helper.make_node("Gemm", [pooled, "presence.weight", "presence.bias"], ["presence/logit"],
+                         name="presence/Gemm"),
         helper.make_node("Sigmoid", ["presence/logit"], ["presence/prob"], name="presence/Sigmoid"),
         helper.make_node("Reshape", ["presence/prob", "presence.shape"], [PRESENCE], name="presence/Reshape"),
     ])
