@@ -28,6 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_detector import _lm_box, eval_sets, load_item  # noqa: E402
 
+from facemtl.contract import PRESENCE  # noqa: E402
 from facemtl.data.registry import load_dataset  # noqa: E402
 from facemtl.infer.analyzer import FaceAnalyzer  # noqa: E402
 from facemtl.io import shared_dir  # noqa: E402
@@ -82,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     # Each grid runs up to the largest true-face value of the chosen sets, where every true face is
     # kept, so the search always ends.
     true = [r for name in CHOSEN_ON if name in rows for r in rows[name] if r[2]]
-    p_min = first(np.round(np.arange(0.95, -0.01, -0.05), 2), rows, lambda r, t: r[4] >= t, args.keep)
+    # A model without the output reads every box as 1.0; its limit is 0, as the docstring says.
+    p_min = (first(np.round(np.arange(0.95, -0.01, -0.05), 2), rows, lambda r, t: r[4] >= t, args.keep)
+             if PRESENCE in analyzer.model.outputs else 0.0)
     u_max = first(np.arange(4.0, max(4.0, max(r[0] for r in true)) + 0.5, 0.5), rows,
                   lambda r, t: r[4] >= p_min and r[0] <= t, args.keep)
     g_max = first(np.arange(0.01, max(0.01, max(r[1] for r in true)) + 0.005, 0.005), rows,

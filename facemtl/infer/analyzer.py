@@ -32,6 +32,11 @@ from facemtl.io import FileError, read_image, to_bgr8
 ImageLike = Union[np.ndarray, str, Path]
 
 
+def _presence(faces: Sequence[Face]) -> np.ndarray:
+    """``Face.presence`` of each face, NaN where the model has no such output."""
+    return np.array([np.nan if f.presence is None else f.presence for f in faces])
+
+
 class FaceAnalyzer:
     """Analyse every face of an image with a facemtl ONNX model.
 
@@ -207,12 +212,19 @@ class FaceAnalyzer:
         std = np.array([nan if f.pose is None or f.pose.uncertainty is None else np.mean(f.pose.uncertainty)
                         for f in faces])
         gap = np.array([nan if f.flip_gap is None else f.flip_gap for f in faces])
-        presence = np.array([nan if f.presence is None else f.presence for f in faces])
-        return self._plausible(std, gap, presence)
+        return self._plausible(std, gap, _presence(faces))
+
+    def present(self, faces: Sequence[Face]) -> np.ndarray:
+        """Which of ``faces`` pass ``min_presence`` alone (a model without the output passes all): what
+        the video tracker checks on the faces it follows."""
+        return self._present(_presence(faces))
 
     def _plausible(self, mean_std: np.ndarray, flip_gap: np.ndarray, presence: np.ndarray) -> np.ndarray:
         """Mean ``pose_std``, flip gap and presence per face -> within the limits (NaN: not measured, passes)."""
-        return ~(mean_std > self.max_uncertainty) & ~(flip_gap > self.max_flip_gap) & ~(presence < self.min_presence)
+        return ~(mean_std > self.max_uncertainty) & ~(flip_gap > self.max_flip_gap) & self._present(presence)
+
+    def _present(self, presence: np.ndarray) -> np.ndarray:
+        return ~(presence < self.min_presence)
 
     def _boxes(self, image: np.ndarray, boxes: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         if boxes is None:

@@ -368,9 +368,7 @@ class FaceTracker:
         # New detections must pass the analyzer's plausibility limits, as its own detections do;
         # followed faces its face presence only (their uncertainty and flip gap vary with blur and turns).
         was_followed = np.array([c.id is not None for c in candidates[:len(faces)]], bool)
-        presence = np.array([np.nan if f.presence is None else f.presence for f in faces])
-        still_a_face = ~(presence < self.analyzer.min_presence)
-        allowed = self.analyzer.reads_as_face(faces) | (was_followed & still_a_face)
+        allowed = self.analyzer.reads_as_face(faces) | (was_followed & self.analyzer.present(faces))
         keep = self._keep(faces, frame.shape[:2], allowed)
         # A followed face that did not make it is lost: detect in the next frame to find it again
         # (a face the detector itself dropped above is not looked for again before the schedule).
