@@ -136,3 +136,32 @@ def test_mos_refuses_a_file_of_the_earlier_output_contract(tmp_path):
     onnx.save(model, str(path))
     with pytest.raises(FileError, match="old.onnx.*earlier facemtl.*facemtl export"):
         MosDetector(path)
+
+
+def test_mos_min_face_shrinks_the_canvas_and_keeps_the_faces_above_it():
+    """The shipped detector with a ``min_face`` runs on a canvas that draws faces of that size at
+    RELIABLE_FACE pixels (here half the pixels) and finds the same faces above it."""
+    import math
+    from pathlib import Path
+
+    from facemtl.infer.analyzer import FaceAnalyzer
+    from facemtl.infer.mos_detector import RELIABLE_FACE, MosDetector
+
+    photo = cv2.imread(str(Path(__file__).parents[1] / "facemtl" / "assets" / "demo.jpg"))  # 640x480, 3 faces
+    full, near = MosDetector(), MosDetector(min_face=0.2)
+    assert full.canvas_side(photo.shape) == 416
+    assert near.canvas_side(photo.shape) == math.ceil(640 * RELIABLE_FACE / (0.2 * 480)) == 267
+    seen = []
+    near.raw = lambda c, raw=near.raw: seen.append(c.shape) or raw(c)
+    a, b = full.detect(photo), near.detect(photo)
+    assert seen == [(224, 288, 3)]  # 267 x 200, each side up to a multiple of 32
+    by_x = lambda boxes: boxes[np.argsort(boxes[:, 0])]  # noqa: E731
+    assert len(a["boxes"]) == len(b["boxes"]) == 3
+    assert np.diag(iou(by_x(a["boxes"]), by_x(b["boxes"]))).min() > 0.8
+    assert b["scores"].min() > 0.8
+    # Faces of about 115 px: a min_face above them finds none; in pixels it never enlarges the canvas.
+    assert len(MosDetector(min_face=150).detect(photo)["boxes"]) == 0
+    assert MosDetector(min_face=8).canvas_side(photo.shape) == 416
+    # The analyzer hands its min_face to a MOS detector it makes by name, not to the cascades.
+    assert FaceAnalyzer(min_face=0.2, expression_model=False).detector.min_face == 0.2
+    assert FaceAnalyzer(detector="opencv", min_face=0.2, expression_model=False).detector.min_face == 0.1

@@ -4,7 +4,10 @@ Letterbox the image onto a canvas of the model's side, its shorter side cut to t
 (rounded up to the backbone's stride 32; :func:`facemtl.geometry.anchors.run_canvas`), run the
 ONNX file of ``facemtl export`` on a MOS checkpoint, decode the anchors' box and point
 codes and suppress overlaps in numpy (:func:`facemtl.geometry.anchors.detections`, the coding
-the training targets use), map back to the image, drop faces under ``min_face``.
+the training targets use), map back to the image, drop faces under ``min_face``. A ``min_face``
+also shrinks the canvas until faces of that size are :data:`RELIABLE_FACE` canvas pixels (the
+detector seeks no smaller face, so it need not draw the image larger): MediaPipe's short-range
+trade, faster for near faces only.
 
 Boxes are the tight boxes of the 68 landmarks (what the detector is trained on), so the analyzer
 crops them without calibration. :meth:`MosDetector.detect` also gives each face's five points
@@ -13,6 +16,7 @@ crops them without calibration. :meth:`MosDetector.detect` also gives each face'
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +33,13 @@ DEFAULT_MOS = Path(__file__).resolve().parents[1] / "assets" / "mos.onnx"
 # photos gave 9 of 16 faces, at 416 all 16, for 8.0 -> 16.9 ms on a 640x480 frame (int8, 2 threads).
 # The shipped 37eab3c3 finds dlib VOC's faces 39/43 at 320, 43/43 at 416 (docs/BENCHMARKS.md).
 DEFAULT_CANVAS = 416
+# A face whose landmark box is this many canvas pixels on its longer side is found about as at full
+# size. Sharp frontal faces need less: the shipped 37eab3c3 finds all held-out 300-W and LFW faces
+# drawn at 20 to 200 px (96/100 and 426/435 at 16; `python scripts/detector_face_size.py`). Turned,
+# dark and occluded ones need more: on the held-out rendered scenes, faces of at least 1.25 x 0.2 of
+# the shorter side, min_face 0.2 found 213 / 225 / 229 of 239 with this at 32 / 40 / 48 and 234 on
+# the full 416 canvas, for 6.3 / 9.4 / 16.0 / 18.6 ms on the 640x480 frame (one-off, 2026-12-07).
+RELIABLE_FACE = 40.0
 
 
 def min_face_pixels(min_face: float, image_shape: tuple[int, ...]) -> float:
@@ -41,8 +52,9 @@ class MosDetector:
 
     ``model_path``: the ONNX file (default the shipped ``facemtl/assets/mos.onnx``).
     ``score``: the face-score threshold. ``min_face``: smallest face kept, in pixels of the
-    landmark box's longer side (>= 1) or as a fraction of the image's shorter side (< 1).
-    ``nms_iou``: overlap above which the lower-scored of two boxes is dropped. ``canvas``: the
+    landmark box's longer side (>= 1) or as a fraction of the image's shorter side (< 1); the
+    canvas then shrinks (:meth:`canvas_side`), so a larger one is faster (a 640x480 frame at 0.2:
+    a 288x224 pass instead of 416x320). ``nms_iou``: overlap above which the lower-scored of two boxes is dropped. ``canvas``: the
     longer side the image is brought to (default :data:`DEFAULT_CANVAS`; a smaller image is not
     enlarged beyond its own side rounded up to 32); a larger one finds smaller faces at a
     quadratic cost (the network is fully convolutional), a smaller one is faster.
@@ -76,6 +88,14 @@ class MosDetector:
             self._anchors[shape] = priors(self.spec, shape)
         return self._anchors[shape]
 
+    def canvas_side(self, shape: tuple[int, ...]) -> int:
+        """The canvas's longer side for an image of ``shape``: :attr:`canvas`, or less when ``min_face``
+        is set, just enough to draw a face of ``min_face`` at :data:`RELIABLE_FACE` canvas pixels."""
+        if self.min_face <= 0:
+            return self.canvas
+        need = max(shape[:2]) * RELIABLE_FACE / min_face_pixels(self.min_face, shape)
+        return min(self.canvas, math.ceil(need))
+
     def raw(self, canvas: np.ndarray) -> dict[str, np.ndarray]:
         """The ONNX outputs for one uint8 BGR canvas (H, W, 3), batch axis dropped."""
         x = canvas.transpose(2, 0, 1)[None].astype(np.float32)
@@ -85,7 +105,7 @@ class MosDetector:
     def detect(self, image: np.ndarray) -> dict[str, np.ndarray]:
         """Faces of a uint8 BGR image, best score first: ``boxes`` (K, 4), ``scores`` (K,),
         ``points`` (K, 5, 2) in image pixels, ``rotation`` (K, 3, 3), ``pose`` (K, 3) degrees."""
-        canvas, scale = run_canvas(image, self.canvas)
+        canvas, scale = run_canvas(image, self.canvas_side(image.shape))
         out = self.raw(canvas)
         found = detections(out["scores"], out["box_deltas"], out["point_deltas"], self.anchors(canvas.shape[:2]),
                            self.spec, self.score, self.nms_iou)

@@ -167,7 +167,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shared", type=Path, default=None,
                         help="root of the shared data (default $FACEMTL_SHARED or the checkout's ../shared)")
     parser.add_argument("--detector", default="mos")
-    parser.add_argument("--min-face", type=float, help="opencv detector: smallest face / shorter image side")
+    parser.add_argument("--min-face", type=float,
+                        help="smallest face sought: opencv, a fraction of the shorter image side; mos, that or "
+                             "pixels (>= 1), and its canvas shrinks to match")
     parser.add_argument("--scale-factor", type=float, help="opencv detector: pyramid step")
     parser.add_argument("--profile", choices=["always", "fallback", "never"], help="opencv detector: profile cascade")
     parser.add_argument("--model", help="ONNX model for the full-pipeline timing")
