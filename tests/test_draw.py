@@ -101,3 +101,15 @@ def test_cube_front_square_follows_yaw():
     front, back = _centroid(_mask(turned, (0, 255, 0))), _centroid(_mask(turned, (0, 0, 255)))
     assert front[0] < back[0] - 10  # +yaw: the face side moves to the image left
     assert _mask(turned, (255, 0, 0)).sum() > 50  # the depth edges become visible
+
+
+def test_a_large_face_label_is_no_wider_than_its_box():
+    """A thick box's label shrinks to the box's width (it would cover the neighbours' faces), and a
+    narrow box's stays at the readable minimum."""
+    image, taken = np.zeros((600, 600, 3), np.uint8), []
+    label = "happy 42% det 0.65 y+26 p+9 r+2"
+    draw_box(image, [300, 300, 560, 560], label=label, thickness=3, taken=taken)
+    draw_box(image, [20, 300, 60, 340], label=label, thickness=3, taken=taken)
+    (wide, narrow) = [r[2] - r[0] for r in taken]
+    assert wide <= 260 and wide > 200
+    assert narrow > 150  # the readable minimum is wider than a 40 px box

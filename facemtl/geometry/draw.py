@@ -49,6 +49,10 @@ def _line(image: np.ndarray, a: np.ndarray, b: np.ndarray, color: Sequence[int],
         cv2.line(image, _fixed(a), _fixed(b), color, thickness, cv2.LINE_AA, _SHIFT)
 
 
+# The smallest font scale of a box's label (cv2.FONT_HERSHEY_SIMPLEX; about 10 px tall).
+MIN_LABEL_SCALE = 0.35
+
+
 def _thickness(image: np.ndarray, thickness: Optional[int]) -> int:
     """Default line width: 1 px up to 256 px images, growing with the image size."""
     return thickness if thickness is not None else max(1, round(max(image.shape[:2]) / 256))
@@ -69,7 +73,8 @@ def draw_box(image: np.ndarray, box: Sequence[float], color: Sequence[int] = GRE
              thickness: Optional[int] = None, taken: Optional[list] = None) -> np.ndarray:
     """Draw ``box`` = ``[x1, y1, x2, y2]`` (pixels), with ``label`` written above its top-left corner.
 
-    The label stays inside the image (shifted left at the right edge). ``taken``: the label
+    The label is no wider than the box unless that makes it unreadable, and stays inside the
+    image (shifted left at the right edge). ``taken``: the label
     rectangles drawn before (this one is appended); the label goes above the box, else inside its
     top, else below it, whichever first overlaps none of them (neighbouring faces' labels).
     """
@@ -80,10 +85,15 @@ def draw_box(image: np.ndarray, box: Sequence[float], color: Sequence[int] = GRE
     for k in range(4):
         _line(image, corners[k], corners[(k + 1) % 4], color, t)
     if label:
+        # Sized by the line width, but no wider than the box (a large face's label would cover its
+        # neighbours' faces) while it stays readable (MIN_LABEL_SCALE).
         scale = 0.4 * t
-        (w, h), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, t)
+        w = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, t)[0][0]
+        scale = max(MIN_LABEL_SCALE, min(scale, scale * (x2 - x1) / w))
+        stroke = max(1, min(t, round(scale / 0.4)))
+        (w, h), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, stroke)
         x = int(np.clip(round(x1), 0, max(0, image.shape[1] - w - 1)))
-        tops = [y1 - h - base - t, y1 + t, y2 + t]
+        tops = [y1 - h - base - stroke, y1 + t, y2 + t]
         tops = [int(round(v)) for v in tops if 0 <= v <= image.shape[0] - h - base - 1] or [max(0, int(y1))]
         rects = [(x, top, x + w, top + h + base) for top in tops]
         free = [r for r in rects if not any(_overlaps(r, o) for o in (taken or []))]
@@ -91,7 +101,8 @@ def draw_box(image: np.ndarray, box: Sequence[float], color: Sequence[int] = GRE
         if taken is not None:
             taken.append(rect)
         cv2.rectangle(image, rect[:2], rect[2:], color, -1)
-        cv2.putText(image, label, (rect[0], rect[1] + h), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), t, cv2.LINE_AA)
+        cv2.putText(image, label, (rect[0], rect[1] + h), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), stroke,
+                    cv2.LINE_AA)
     return image
 
 
