@@ -74,9 +74,9 @@ def draw_box(image: np.ndarray, box: Sequence[float], color: Sequence[int] = GRE
     """Draw ``box`` = ``[x1, y1, x2, y2]`` (pixels), with ``label`` written above its top-left corner.
 
     The label is no wider than the box unless that makes it unreadable, and stays inside the
-    image (shifted left at the right edge). ``taken``: the label
-    rectangles drawn before (this one is appended); the label goes above the box, else inside its
-    top, else below it, whichever first overlaps none of them (neighbouring faces' labels).
+    image (shifted left at the right edge). ``taken``: the label rectangles drawn before (this one
+    is appended); the label goes above the box, else inside its top, else below it, whichever
+    first overlaps none of them (neighbouring faces' labels).
     """
     _check_image(image)
     x1, y1, x2, y2 = np.asarray(box, dtype=np.float64)[:4]
