@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenes", type=Path, default=None, help="held-out rendered scenes for AP")
     parser.add_argument("--min-face", type=float, default=0.0,
                         help="MOS seeks no face under this (pixels, or a fraction of the shorter side), and "
-                             "every detector is scored on the faces at least that large")
+                             "every detector is scored on the faces at least 1.25 times that large")
     parser.add_argument("--plot", type=Path, default=None, help="precision-recall plot (png)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=30)

@@ -1,6 +1,8 @@
-"""Recall of a MOS detector by face size on its canvas: how small may a face be drawn before the
-detector misses it? This chooses ``facemtl.infer.mos_detector.RELIABLE_FACE``, the face size a
-``min_face`` setting shrinks the canvas to.
+"""Recall of a MOS detector by the size its faces are drawn at on the canvas.
+
+How small may a face be drawn before the detector misses it? This chooses
+``facemtl.infer.mos_detector.RELIABLE_FACE``, the face size a ``min_face`` setting shrinks the
+canvas to (with the held-out rendered scenes of ``bench_detector.py --min-face``).
 
     python scripts/detector_face_size.py [--mos facemtl/assets/mos.onnx] [--sizes 16 20 24 32 40 48]
 
