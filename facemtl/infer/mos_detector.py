@@ -55,9 +55,10 @@ class MosDetector:
     landmark box's longer side (>= 1) or as a fraction of the image's shorter side (< 1); the
     canvas then shrinks (:meth:`canvas_side`), so a larger one is faster (a 640x480 frame at 0.2:
     a 288x224 pass instead of 416x320). ``nms_iou``: overlap above which the lower-scored of two
-    boxes is dropped. ``canvas``: the longer side the image is brought to (default :data:`DEFAULT_CANVAS`; a smaller image is not
-    enlarged beyond its own side rounded up to 32); a larger one finds smaller faces at a
-    quadratic cost (the network is fully convolutional), a smaller one is faster.
+    boxes is dropped. ``canvas``: the longer side the image is brought to (default
+    :data:`DEFAULT_CANVAS`; a smaller image is not enlarged beyond its own side rounded up to 32);
+    a larger one finds smaller faces at a quadratic cost (the network is fully convolutional), a
+    smaller one is faster.
     """
 
     landmark_boxes = True  # its boxes are the landmark box itself (what it learnt), not an estimate
