@@ -183,6 +183,19 @@ def test_profile_views_turn_photo_and_labels(shared: Path, face_model):
         x0, y0 = int(max(cx - w, 0)), int(max(cy - h, 0))
         head = moved[y0:int(cy + h), x0:int(cx + w)]
         assert moved.any() and head.sum() > 0.97 * moved.sum(), (head.sum(), moved.sum())
+    # Head content too: the same labels, the photo itself unchanged, the turned images changed on
+    # and about the head (its skull is drawn now).
+    full = profile_views(sample, np.random.default_rng(0), 3, 160, face_model, bfm, soft_seams=True, head_content=True)
+    np.testing.assert_array_equal(full[0][0], views[0][0])
+    for v in (1, 2, 3):
+        np.testing.assert_array_equal(full[v][1].pose, soft[v][1].pose)
+        np.testing.assert_array_equal(full[v][1].landmarks, soft[v][1].landmarks)
+        moved = np.abs(full[v][0].astype(int) - soft[v][0]).max(-1) > 8
+        corners = full[v][1].face_box.reshape(2, 2)
+        (cx, cy), (w, h) = corners.mean(0), corners[1] - corners[0]
+        x0, y0 = int(max(cx - 1.5 * w, 0)), int(max(cy - 1.5 * h, 0))
+        head = moved[y0:int(cy + 1.5 * h), x0:int(cx + 1.5 * w)]
+        assert moved.sum() > 100 and head.sum() > 0.97 * moved.sum(), (head.sum(), moved.sum())
 
 
 def test_profile_command_writes_train_and_val(shared: Path, tmp_path: Path):
@@ -231,4 +244,5 @@ def test_profile_command_writes_train_and_val(shared: Path, tmp_path: Path):
     # A set is never extended with another labeller's poses.
     assert main(more + ["--views", "3", "--jaw-marching"]) == 2
     assert main(more + ["--views", "3", "--soft-seams"]) == 2
+    assert main(more + ["--views", "3", "--head-content"]) == 2
     assert not (fewer / "train" / "00000_03.mat").exists()

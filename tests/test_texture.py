@@ -11,8 +11,8 @@ from facemtl.geometry.rotations import euler_to_matrix
 from facemtl.synth import raster
 from facemtl.synth.facemodel import SKIN_V, FaceModel
 from facemtl.synth.fit import FitResult
-from facemtl.synth.texture import (PhotoTexture, blend_seams, lfw_pool, lfw_texture, mirror_fill, photo_texture,
-                                   remove_overlay)
+from facemtl.synth.texture import (HAIR_COLOUR, PhotoTexture, blend_seams, hair_fill, lfw_pool, lfw_texture,
+                                   mirror_fill, photo_texture, remove_overlay)
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +62,58 @@ def test_sampling_recovers_the_texture_a_photo_was_rendered_with(model):
     assert (tex.seen == 2).sum() > 0.05 * seen.sum()
     assert not seen[:, : A // 10].any() and not seen[:, -A // 10 :].any()
     assert tex.texture.shape == (A, A, 3) and tex.texture.dtype == np.uint8
+
+
+def test_hair_and_ears_lie_on_the_skull_and_beside_it(model):
+    hair, ear = model.hair_and_ears()
+    x = model.neutral
+    assert not (hair & ear).any()
+    back = np.argmax(np.where(x[:, 1] < 0, x[:, 2], -np.inf))  # the back of the head above the ears
+    assert hair[np.argmin(x[:, 1])] and hair[back]  # and the crown
+    assert not hair[model.landmark_index].any() and not ear[model.landmark_index].any()
+    left, right = (ear & (x[:, 0] < 0)).sum(), (ear & (x[:, 0] > 0)).sum()
+    assert left > 100 and abs(left - right) < 0.1 * left
+
+
+def test_head_content_paints_unseen_hair_and_keeps_the_face(model):
+    """A frontal photo of a head whose atlas is dark above the hairline: with ``head_content`` the
+    never-seen back of the head is filled with that dark hair, without it with the skin; the
+    face is sampled the same either way."""
+    A = 128
+    hair_v, _ = model.hair_and_ears()
+    rm = model.render_mesh()
+    uv_hair = np.zeros((A, A), np.float32)
+    raster_hair = raster.interpolate(raster.rasterize(np.c_[rm.uv * A - 0.5, np.ones(len(rm.uv))], rm.triangles, A, A,
+                                                      cull=False), rm.triangles,
+                                     hair_v[rm.vertex_index, None].astype(np.float32))[..., 0]
+    uv_hair[:] = raster_hair
+    atlas = np.where(uv_hair[..., None] > 0.5, 40.0, 200.0) * np.ones(3)
+    fit = _known_fit(model, yaw=0.0)
+    photo = _render(model, fit, atlas)
+    plain, content = (photo_texture(photo, fit, model, size=A, head_content=c) for c in (False, True))
+    back = (uv_hair > 0.99) & (content.seen == 0)
+    back[:, A // 8: -A // 8] = False  # u near 0 or 1: the back of the head, never seen
+    assert back.sum() > 50
+    assert plain.texture[back].mean() > 120 and content.texture[back].mean() < 80
+    face = (plain.seen == 1) & (uv_hair < 0.01)
+    np.testing.assert_array_equal(plain.texture[face & (content.seen == 1)], content.texture[face & (content.seen == 1)])
+
+
+def test_hair_fill_takes_seen_hair_or_a_default_and_adds_strands():
+    rng = np.random.default_rng(0)
+    tex = np.full((64, 64, 3), 200.0, np.float32)
+    hair = np.zeros((64, 64), bool)
+    hair[:32] = True
+    seen = np.zeros_like(hair)
+    seen[:8] = True
+    tex[:8] = (30, 60, 90)  # the seen hair's colour
+    out = hair_fill(tex, hair, seen, None, rng)
+    deep = out[16:28]  # unseen hair deeper than the seam band
+    np.testing.assert_allclose(deep.mean((0, 1)), (30, 60, 90), rtol=0.1)
+    assert deep[..., 0].std() > 1  # strands
+    np.testing.assert_array_equal(out[40:], tex[40:])  # not hair: untouched
+    bare = hair_fill(tex, hair, np.zeros_like(hair), None, rng)[16:28]
+    np.testing.assert_allclose(bare.mean((0, 1)), np.array(HAIR_COLOUR) * 255, rtol=0.1)
 
 
 def test_blend_seams_joins_seen_mirrored_and_filled_skin_without_an_edge():

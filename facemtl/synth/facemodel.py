@@ -86,6 +86,16 @@ def swatch_box(name: str) -> tuple[float, float, float, float]:
     return (i * h, SKIN_V, (i + 1) * h, 1.0)
 
 
+# Short hair and the ears on the neutral head (mm; see FaceModel.hair_and_ears): hair above the
+# hairline (about half the brow-to-chin height above the brows), behind the temples above the
+# brows, and behind the ears' front down to the nape; the ears an ellipse in (y, z) beside the head.
+HAIRLINE_Y = -108.0
+TEMPLE_Z, TEMPLE_Y = -55.0, -45.0
+NAPE_Z, NAPE_Y = -5.0, 25.0
+EAR_MIN_X = 66.0
+EAR_CENTRE = (-22.0, -8.0)
+EAR_RADII = (36.0, 30.0)
+
 # Radius (mm) of the visible iris and of the pupil: ICT's sclera mesh includes the cornea,
 # which covers the iris mesh, so the iris has to be painted on the sclera (see iris_discs).
 IRIS_RADIUS_MM = 6.0
@@ -253,6 +263,17 @@ class FaceModel:
             a, b = PARTS[name]
             mask[a:b] = True
         return mask
+
+    def hair_and_ears(self) -> tuple[np.ndarray, np.ndarray]:
+        """Boolean (V,) masks of where short hair and the ears lie on the neutral head (mm, the
+        aligned frame: x right, y down, z away from the camera of a frontal view; origin between
+        the ears). Rough regions for giving a turned photo's head a side of its own
+        (:func:`facemtl.synth.texture.photo_texture`'s ``head_content``), not anatomy."""
+        x, y, z = self.neutral.astype(np.float64).T
+        ear = (np.abs(x) > EAR_MIN_X) & (((y - EAR_CENTRE[0]) / EAR_RADII[0]) ** 2
+                                         + ((z - EAR_CENTRE[1]) / EAR_RADII[1]) ** 2 < 1)
+        hair = (y < HAIRLINE_Y) | ((z > TEMPLE_Z) & (y < TEMPLE_Y)) | ((z > NAPE_Z) & (y < NAPE_Y))
+        return hair & ~ear, ear
 
     def render_mesh(self) -> RenderMesh:
         """The rendering subset with atlas UVs (computed once, cached on the model)."""

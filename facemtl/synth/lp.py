@@ -8,7 +8,8 @@ photo in 3D (face profiling). Here, for each photo:
   ``jaw_marching`` the fit slides the jaw to the cheek silhouette as the annotators drew it
   (:class:`~facemtl.synth.bfm.ContourMarch`; the shipped model's last stage was trained with it);
 * **the turned image**: the ICT head fitted to the same points (with contour marching,
-  :mod:`facemtl.synth.fit`) and :func:`facemtl.synth.profile.profile_photo`. A view's label is
+  :mod:`facemtl.synth.fit`) and :func:`facemtl.synth.profile.profile_photo` (with ``head_content``
+  the side of the head that turns into view has hair and an ear of its own). A view's label is
   the BFM rotation turned by the same camera-frame rotation the image was turned by;
 * **landmarks in the annotators' definition** (300-W: the jaw follows the visible outline): each
   point is its fitted ICT vertex at the new pose plus the annotator's offset from it in the
@@ -45,9 +46,12 @@ MAX_TURN = 75.0
 PITCH = 25.0
 # Photos whose ICT fit is worse than this (mean px at SIZE) are kept unturned only.
 MAX_FIT_ERROR = 4.0
+# The ways a folder's views can be made (profile_views' flags): one folder, one way (profile.json).
+STYLES = ("jaw_marching", "soft_seams", "head_content")
 
 
-def _resized(sample: Sample, size: int) -> tuple[np.ndarray, np.ndarray]:
+def resized_photo(sample: Sample, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sample's image scaled to ``size`` px on its long side, and its landmarks scaled with it."""
     image = sample.load_image()
     s = size / max(image.shape[:2])
     image = cv2.resize(image, (round(image.shape[1] * s), round(image.shape[0] * s)), interpolation=cv2.INTER_AREA)
@@ -57,7 +61,7 @@ def _resized(sample: Sample, size: int) -> tuple[np.ndarray, np.ndarray]:
 def profile_views(sample: Sample, rng: np.random.Generator, views: int, size: int, ict: FaceModel,
                   bfm: BFM68, candidates: Optional[list[np.ndarray]] = None,
                   skip: Collection[int] = (), jaw_marching: bool = False,
-                  soft_seams: bool = False) -> dict[int, tuple[np.ndarray, FaceLabels]]:
+                  soft_seams: bool = False, head_content: bool = False) -> dict[int, tuple[np.ndarray, FaceLabels]]:
     """The photo (view 0) and ``views`` turned copies, each with its labels (see the module docstring),
     by view number.
 
@@ -67,20 +71,22 @@ def profile_views(sample: Sample, rng: np.random.Generator, views: int, size: in
     ``MAX_FIT_ERROR`` has view 0 only. ``jaw_marching``: the pose label's BFM fit slides the jaw
     (:class:`~facemtl.synth.bfm.ContourMarch`); the images and landmarks are the same either way.
     ``soft_seams``: the photo's texture blends its seen, mirrored and filled skin
-    (:func:`facemtl.synth.texture.blend_seams`); the labels are the same either way.
+    (:func:`facemtl.synth.texture.blend_seams`); ``head_content``: the turned head shows a side of
+    its own, hair and an ear (:func:`facemtl.synth.profile.profile_photo`); the labels are the same
+    either way.
     """
-    image, q = _resized(sample, size)
+    image, q = resized_photo(sample, size)
     h, w = image.shape[:2]
     labelled = np.isfinite(q).all(1)
     candidates = candidates if candidates is not None else contour_candidates(ict)
     bfit = fit_bfm(q, bfm, contour=ContourMarch(ict, candidates) if jaw_marching else None)
     fit = fit_landmarks(q, (w, h), ict)
-    texture = photo_texture(image, fit, ict, soft_seams=soft_seams)
+    texture = photo_texture(image, fit, ict, soft_seams=soft_seams, head_content=head_content)
     K, t = fit.camera_matrix(), fit.translation
     offset = np.where(labelled[:, None], q - fit.project(fit.vertices(ict, index=fit.landmark_vertex)), 0.0)
 
     def view(d_yaw: float, d_pitch: float) -> tuple[np.ndarray, FaceLabels]:
-        turned, lab = profile_photo(image, fit, d_yaw, ict, texture, delta_pitch=d_pitch)
+        turned, lab = profile_photo(image, fit, d_yaw, ict, texture, delta_pitch=d_pitch, head_content=head_content)
         R = lab.rotation @ fit.rotation.T @ bfit.rotation
         vertex = slide_contour(ict, lab.rotation, fit.identity, fit.expression, candidates)
         cam = fit.vertices(ict, index=vertex) @ lab.rotation.T + t
@@ -132,6 +138,10 @@ def add_arguments(parser) -> None:
                         help="the turned face's skin that the photo does not show takes the shading of what it "
                              "shows and blends into it, instead of meeting it at a hard, ragged edge "
                              "(docs/MODEL_CARD.md); default: hard edges, as the shipped model's stages 1-7")
+    parser.add_argument("--head-content", action="store_true",
+                        help="the side and back of the turned head show hair and an ear of the head's own "
+                             "instead of the photo's unturned background (docs/MODEL_CARD.md); default: as "
+                             "the shipped model's stages 1-8")
 
 
 def run(args) -> int:
@@ -151,7 +161,8 @@ def run(args) -> int:
     # Checked before the photos are read: a folder's views are all made one way.
     out = Path(args.out)
     made_with = json.loads((out / "profile.json").read_text()) if (out / "profile.json").is_file() else {}
-    for key in ("jaw_marching", "soft_seams"):
+    styles = {key: getattr(args, key) for key in STYLES}
+    for key in STYLES:
         if made_with.get(key, False) != getattr(args, key) and any(out.glob("*/*.mat")):
             flag = "--" + key.replace("_", "-")
             print(f"facemtl profile: {out}: its views were made {'with' if made_with.get(key) else 'without'} "
@@ -183,8 +194,7 @@ def run(args) -> int:
         have = {v for v in range(args.views + 1) if (out / part / f"{i:05d}_{v:02d}.mat").is_file()}
         if 0 in have and (1 not in have or len(have) == args.views + 1):
             continue
-        task.append((str(out), str(bfm_dir), args.seed, args.views, args.size, i, part, s, have, args.jaw_marching,
-                     args.soft_seams))
+        task.append((str(out), str(bfm_dir), args.seed, args.views, args.size, i, part, s, have, styles))
     task.sort(key=lambda t: t[6] != "val")
     start, written, failed = time.perf_counter(), 0, 0
     workers = args.workers or os.cpu_count() or 1
@@ -210,7 +220,7 @@ def _profile_job(task) -> tuple[int, str]:
 
     from facemtl.synth.writer import write_face
 
-    out, bfm_dir, seed, views, size, index, part, sample, have, jaw_marching, soft_seams = task
+    out, bfm_dir, seed, views, size, index, part, sample, have, styles = task
     cv2.setNumThreads(1)
     if not _MODELS:
         _MODELS["ict"] = FaceModel.load()
@@ -218,8 +228,7 @@ def _profile_job(task) -> tuple[int, str]:
         _MODELS["candidates"] = contour_candidates(_MODELS["ict"])
     try:
         faces = profile_views(sample, np.random.default_rng((seed, index)), views, size, _MODELS["ict"],
-                              _MODELS["bfm"], _MODELS["candidates"], skip=have, jaw_marching=jaw_marching,
-                              soft_seams=soft_seams)
+                              _MODELS["bfm"], _MODELS["candidates"], skip=have, **styles)
     except (ValueError, OSError, np.linalg.LinAlgError) as e:
         return 0, f"{sample.image_path}: {e}"
     for v in sorted(faces, reverse=True):

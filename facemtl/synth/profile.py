@@ -37,12 +37,14 @@ from facemtl.synth.fit import FitResult
 from facemtl.synth.labels import FaceLabels, box_of, expression_class, landmark_visibility
 from facemtl.synth.texture import (
     MAX_FIT_ERROR,
+    SEAM_BAND,
     PhotoTexture,
     lfw_photo,
     lfw_pool,
     lfw_texture,
     photo_texture,
     push_pull_fill,
+    ramp,
 )
 
 # Grid points within NEAR face widths of the head turn fully; the weight then fades to 0 over
@@ -53,6 +55,10 @@ BORDER = 0.2
 # The head mesh stops this far (mm) below the chin: the lower neck and the shoulders do not
 # turn with the head; the grid carries them with a fading weight.
 NECK_MM = 25.0
+# head_content: how far (mm) the grid is drawn behind the head in the z-buffer (more than a head).
+GRID_BEHIND_MM = 1000.0
+# head_content: the unlit share of the filled hair and ears' brightness (_content_shading).
+HAIR_AMBIENT = 0.45
 
 
 def profile_photo(
@@ -64,11 +70,16 @@ def profile_photo(
     step: int = 2,
     identity: int = -1,
     delta_pitch: float = 0.0,
+    head_content: bool = False,
 ) -> tuple[np.ndarray, FaceLabels]:
     """The photo with the head turned by ``delta_yaw`` degrees, and the labels of the new face.
 
     ``delta_pitch`` also tilts it (positive = looking further up); keep it small (the photo
     holds nothing of the underside of the chin or the crown).
+
+    ``head_content``: the back of the skull is drawn too and the head is drawn over the grid, so the
+    side of the head that turns into view is the head's (its hair and ear, from a texture made with
+    ``photo_texture(..., head_content=True)``), not the photo's unturned background.
 
     ``image`` BGR uint8 (H, W, 3), ``fit`` its landmark fit; ``texture`` the photo's
     :class:`PhotoTexture` (computed when not given; pass a cached one for speed). Returns the
@@ -88,7 +99,8 @@ def profile_photo(
     head = fit.vertices(model, index=rm.vertex_index).astype(np.float64)
     chin = model.landmarks_3d(fit.identity, fit.expression)[8, 1]
     skull = model.part_mask("head_neck")[rm.vertex_index]
-    tris = rm.triangles[(head[rm.triangles, 1] < chin + NECK_MM).any(1) & ~skull[rm.triangles].all(1)]
+    above_neck = (head[rm.triangles, 1] < chin + NECK_MM).any(1)
+    tris = rm.triangles[above_neck if head_content else above_neck & ~skull[rm.triangles].all(1)]
     # The photo's depth where the head is.
     old = head @ fit.rotation.T + t
     old_px = _project(old, K)
@@ -129,15 +141,23 @@ def profile_photo(
     frags = raster.rasterize(np.c_[new_px, new[:, 2]], tris, h, w)
     head_depth = frags.depth.copy()
     n_head = len(tris)
-    raster.rasterize(np.c_[_project(moved, K), moved[:, 2]], grid_tris, h, w, cull=False, into=frags, id_offset=n_head)
+    # head_content: the grid's z-buffer values are pushed back (not its geometry), so the head wins
+    # wherever both are drawn and the grid keeps its own order.
+    behind = GRID_BEHIND_MM if head_content else 0.0
+    raster.rasterize(np.c_[_project(moved, K), moved[:, 2] + behind], grid_tris, h, w, cull=False, into=frags,
+                     id_offset=n_head)
 
     # Colour: the grid samples the photo at its original pixels, the head its texture atlas.
     A = texture.texture.shape[0]
-    attrs = np.concatenate([np.c_[rm.uv * A - 0.5], np.c_[gx.ravel(), gy.ravel()]]).astype(np.float32)
-    src = raster.interpolate(frags, np.concatenate([tris, grid_tris + len(rm.uv)]), attrs)
+    shade = _content_shading(model, new, rm.triangles, rm.vertex_index) if head_content else np.ones(len(new))
+    attrs = np.concatenate([np.c_[rm.uv * A - 0.5, shade], np.c_[gx.ravel(), gy.ravel(), np.ones(gx.size)]])
+    src = raster.interpolate(frags, np.concatenate([tris, grid_tris + len(rm.uv)]), attrs.astype(np.float32))
     from_head = (frags.tri_id >= 0) & (frags.tri_id < n_head)
     photo = cv2.remap(image, src[..., 0], src[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     tex = cv2.remap(texture.texture, src[..., 0], src[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if head_content:  # the filled texels (the photo's own carry its light) take the new view's shading
+        filled = cv2.remap(ramp(texture.seen == 0, SEAM_BAND * A), src[..., 0], src[..., 1], cv2.INTER_LINEAR)
+        tex = np.clip(tex * (1 + filled[..., None] * (src[..., 2:3] - 1)), 0, 255).astype(np.uint8)
     out = np.where(from_head[..., None], tex, photo)
 
     # Labels.
@@ -161,6 +181,16 @@ def profile_photo(
         meta={"source": texture.source, "delta": (float(delta_yaw), float(delta_pitch)), "fit_pose": fit.pose},
     )
     return out, labels
+
+
+def _content_shading(model: FaceModel, cam: np.ndarray, tris: np.ndarray, vertex_index: np.ndarray) -> np.ndarray:
+    """Per-vertex brightness factor of the hair and ears at camera-frame positions ``cam``: a light
+    from the camera, HAIR_AMBIENT + (1 - HAIR_AMBIENT) x the cosine of normal and view (1 elsewhere),
+    so an ear filled with flat skin shows its folds and the hair darkens toward the silhouette."""
+    normals = raster.vertex_normals(cam.astype(np.float32), tris).astype(np.float64)
+    facing = np.clip(np.sum(normals * -cam / np.linalg.norm(cam, axis=1, keepdims=True), axis=1), 0, 1)
+    hair, ear = (mask[vertex_index] for mask in model.hair_and_ears())
+    return np.where(hair | ear, HAIR_AMBIENT + (1 - HAIR_AMBIENT) * facing, 1.0)
 
 
 def _project(xc: np.ndarray, K: np.ndarray) -> np.ndarray:

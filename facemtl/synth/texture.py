@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional
+import zlib
 
 import cv2
 import numpy as np
@@ -46,6 +47,10 @@ MIN_FACING_HEAD = 0.55
 SEAM_BAND = 0.025
 # Depth tolerance (mm) of the photo z-buffer test.
 DEPTH_TOL = 5.0
+# head_content: the hair of a photo showing fewer seen hair texels than this is this colour (BGR).
+MIN_HAIR_TEXELS = 50
+HAIR_COLOUR = (0.10, 0.13, 0.18)
+HAIR_STRANDS = 0.12
 # Swatch defaults, BGR in [0, 1], before brightness scaling.
 SWATCH_COLOURS = {
     "mouth": (0.12, 0.12, 0.30),
@@ -120,12 +125,16 @@ _FIT_FIELDS = (
 
 def photo_texture(
     image: np.ndarray, fit: FitResult, model: Optional[FaceModel] = None, size: int = 256, source: str = "",
-    soft_seams: bool = False,
+    soft_seams: bool = False, head_content: bool = False,
 ) -> PhotoTexture:
     """Sample ``image`` (BGR uint8) into a ``size`` x ``size`` atlas through ``fit``.
 
     ``soft_seams``: the skin's mirror and filled texels take the local shading of what is seen and
     blend into it over a band (:func:`blend_seams`) instead of meeting it at a hard, ragged edge.
+    ``head_content``: the side and back of the head get hair and ears of their own: the hair and ear
+    regions (:meth:`FaceModel.hair_and_ears`) take the photo only where it faces the camera as
+    squarely as the skull must (beside the face, the photo there is mostly background); unseen ears
+    are skin, unseen hair is filled from the seen hair (:func:`hair_fill`).
     """
     model = model or FaceModel.load()
     rm = model.render_mesh()
@@ -137,6 +146,10 @@ def photo_texture(
     view = -cam / np.linalg.norm(cam, axis=1, keepdims=True)
     facing = np.sum(normals * view, axis=1)
     head_part = model.part_mask("head_neck")[rm.vertex_index]
+    hair = np.zeros(len(rm.vertex_index), bool)
+    if head_content:
+        hair, ear = (mask[rm.vertex_index] for mask in model.hair_and_ears())
+        head_part = head_part | hair | ear
 
     # The photo's z-buffer of the fitted head.
     zbuf = raster.rasterize(np.c_[pix, cam[:, 2]], rm.triangles, h, w, cull=True).depth
@@ -146,7 +159,7 @@ def photo_texture(
     # affine.
     uvz = np.c_[rm.uv * size - 0.5, 1.0 + 0.01 * (1.0 - facing)]
     frags = raster.rasterize(uvz, rm.triangles, size, size, cull=False)
-    attrs = np.c_[pix, cam[:, 2], facing - np.where(head_part, MIN_FACING_HEAD, MIN_FACING)]
+    attrs = np.c_[pix, cam[:, 2], facing - np.where(head_part, MIN_FACING_HEAD, MIN_FACING), hair]
     at = raster.interpolate(frags, rm.triangles, attrs)
     covered = frags.mask
     x, y, z, f = at[..., 0], at[..., 1], at[..., 2], at[..., 3]
@@ -175,6 +188,15 @@ def photo_texture(
     else:
         skin_tex[:] = mirror_fill(skin_tex, skin_seen == 1)
     skin_seen[mirror] = 2
+    if head_content:
+        hair_texels = covered[:rows] & (at[:rows, :, 4] > 0.5)
+        # The hair's colour: the median of what the photo shows there at a looser angle (its
+        # silhouette brings some background, the median little of it).
+        loose = hair_texels & inside[:rows] & (f[:rows] > MIN_FACING - MIN_FACING_HEAD)
+        colour = np.median(sampled[:rows][loose], 0) if loose.sum() >= MIN_HAIR_TEXELS else None
+        skin_tex[:] = hair_fill(skin_tex, hair_texels, hair_texels & visible[:rows], colour,
+                                np.random.default_rng(zlib.crc32(image[::8, ::8].tobytes())))
+        skin_seen[hair_texels & ~visible[:rows]] = 0
     # Swatches: the fitted eyeballs and mouth are too imprecise to sample (eyelids, lips and
     # shadows land on them), so they get colours: defaults scaled to the face's brightness,
     # the iris from the darkest pixels inside the photo's eye openings.
@@ -206,6 +228,24 @@ def photo_texture(
     return PhotoTexture(texture=np.clip(tex + 0.5, 0, 255).astype(np.uint8), seen=seen, fit=fit, source=source)
 
 
+def hair_fill(tex: np.ndarray, hair: np.ndarray, seen: np.ndarray, colour: Optional[np.ndarray],
+              rng: np.random.Generator) -> np.ndarray:
+    """``tex`` (H, W, 3) float with its ``hair`` texels that are not ``seen`` filled: push-pull from
+    the seen ones over ``colour`` (BGR 0-255; when ``None`` the seen hair's mean, or dark brown where
+    the photo shows too little hair), with strands (noise stretched along v, down the head:
+    +-HAIR_STRANDS in brightness), fading into what is there over the seam band."""
+    enough = seen.sum() >= MIN_HAIR_TEXELS
+    if colour is None:
+        colour = tex[seen].mean(0) if enough else np.array(HAIR_COLOUR) * 255
+    base = np.asarray(colour, np.float32)
+    filled = push_pull_fill(tex, seen, base=base) if enough else np.broadcast_to(base, tex.shape)
+    side = tex.shape[1]
+    noise = cv2.GaussianBlur(rng.standard_normal(tex.shape[:2]).astype(np.float32), (0, 0), 0.4, sigmaY=0.02 * side)
+    strands = 1 + HAIR_STRANDS * noise / max(float(noise.std()), 1e-6)
+    a = ramp(hair & ~seen, SEAM_BAND * side)[..., None]
+    return a * filled * strands[..., None] + (1 - a) * tex
+
+
 def mirror_fill(tex: np.ndarray, known: np.ndarray) -> np.ndarray:
     """Fill the unknown texels of ``tex`` (H, W, 3): from the mirror texel (``u -> 1 - u``) where it
     is known, then by a push-pull fill; each source meets the next at a hard edge."""
@@ -213,6 +253,12 @@ def mirror_fill(tex: np.ndarray, known: np.ndarray) -> np.ndarray:
     out = tex.copy()
     out[mirror] = tex[:, ::-1][mirror]
     return push_pull_fill(out, known | mirror)
+
+
+def ramp(mask: np.ndarray, band: float) -> np.ndarray:
+    """(H, W) float32: 0 outside ``mask``, rising to 1 at ``band`` pixels inside it."""
+    inside = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
+    return np.clip(inside / band, 0, 1)
 
 
 def blend_seams(tex: np.ndarray, known: np.ndarray, band: float) -> np.ndarray:
@@ -227,11 +273,7 @@ def blend_seams(tex: np.ndarray, known: np.ndarray, band: float) -> np.ndarray:
     shading = cv2.GaussianBlur(push_pull_fill(tex, known, base=tex[known].mean(0)), (0, 0), sigma)
     mirrored = shading + (tex - shading)[:, ::-1]
 
-    def ramp(mask: np.ndarray) -> np.ndarray:  # 0 outside the mask, 1 deeper than band inside it
-        inside = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
-        return np.clip(inside / band, 0, 1)[..., None]
-
-    a_seen, a_mirror = ramp(known), ramp(known[:, ::-1])
+    a_seen, a_mirror = ramp(known, band)[..., None], ramp(known[:, ::-1], band)[..., None]
     return a_seen * tex + (1 - a_seen) * (a_mirror * mirrored + (1 - a_mirror) * shading)
 
 
