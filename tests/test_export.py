@@ -211,6 +211,27 @@ def test_unfold_onnx_gives_back_a_trainable_model(tmp_path):
     assert (trained - evaluated).abs().mean() < 0.02 * (want - want.mean(0)).abs().mean() + 1e-3
 
 
+def test_unfold_onnx_reads_a_file_with_the_presence_probe(tmp_path):
+    """A shipped main model carries the face-presence probe (facemtl.tools.presence): its nodes are
+    no layer of the network, so unfolding that file gives the same weights as the file without it."""
+    import onnx
+
+    from facemtl.tools.presence import attach, feature_reader
+    from facemtl.tools.unfold_onnx import unfold
+
+    export_onnx(trained_looking(create_model("mtl_mobilenetv3_small", width=0.25)), tmp_path / "m.onnx", S, 1.5)
+    graph = onnx.load(str(tmp_path / "m.onnx"))
+    crops = np.random.default_rng(5).integers(0, 256, (64, S, S, 3), dtype=np.uint8)
+    width = feature_reader(graph)(crops[:1]).shape[-1]  # (N, crop and mirror, C)
+    onnx.save(attach(graph, np.ones(width), 0.0), str(tmp_path / "p.onnx"))
+    plain, probed = (create_model("mtl_mobilenetv3_small", width=0.25) for _ in range(2))
+    unfold(tmp_path / "m.onnx", plain, crops)
+    worst = unfold(tmp_path / "p.onnx", probed, crops)
+    assert "presence" not in worst and max(worst.values()) < 1e-3, worst
+    for (name, a), (_, b) in zip(plain.state_dict().items(), probed.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
 def test_unfold_onnx_reads_an_int8_detector(tmp_path):
     """An int8 (QDQ) detector file, whose nodes need not run in the forward pass's order, unfolds
     by scope names into a fresh detector: every convolution, with its batch norm folded in, is the

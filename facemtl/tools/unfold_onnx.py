@@ -96,7 +96,9 @@ def unfold(onnx_path: Path, net: nn.Module, crops: np.ndarray) -> dict[str, floa
     graph = onnx.load(str(onnx_path))
     values, cast = _onnx_tensors(graph)
     tensor = lambda name: torch.from_numpy(np.asarray(values[cast.get(name, name)], np.float32).copy())  # noqa: E731
-    layers = [n for n in graph.graph.node if n.op_type in ("Conv", "Gemm")]
+    # The exporter's traced nodes are scoped "/model/..."; nodes appended later (the face-presence
+    # probe, facemtl.tools.presence) are no layer of the network.
+    layers = [n for n in graph.graph.node if n.op_type in ("Conv", "Gemm") and n.name.startswith("/")]
     order, norms = _layers_by_name(net.eval(), layers), _following_norms(net)
     folded = []  # (conv, bn, b') to re-parametrise
     with torch.no_grad():
@@ -128,7 +130,7 @@ def unfold(onnx_path: Path, net: nn.Module, crops: np.ndarray) -> dict[str, floa
     want = dict(zip(names, session.run(None, {"image": x[:32].numpy()})))
     with torch.no_grad():
         got = net.decode(net(x[:32]))
-    return {k: float(np.abs(got[k].numpy() - want[k]).max()) for k in names}
+    return {k: float(np.abs(got[k].numpy() - want[k]).max()) for k in names if k in got}  # (not the presence)
 
 
 def _set_pose_scale(net: nn.Module, values: dict[str, np.ndarray]) -> None:
