@@ -47,7 +47,8 @@ MIN_FACING_HEAD = 0.55
 SEAM_BAND = 0.025
 # Depth tolerance (mm) of the photo z-buffer test.
 DEPTH_TOL = 5.0
-# head_content: the hair of a photo showing fewer seen hair texels than this is this colour (BGR).
+# head_content: a photo that shows fewer hair texels than MIN_HAIR_TEXELS gets hair of HAIR_COLOUR
+# (BGR in [0, 1], dark brown); the filled hair's strands vary its brightness by +-HAIR_STRANDS (1 SD).
 MIN_HAIR_TEXELS = 50
 HAIR_COLOUR = (0.10, 0.13, 0.18)
 HAIR_STRANDS = 0.12
