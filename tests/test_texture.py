@@ -82,11 +82,9 @@ def test_head_content_paints_unseen_hair_and_keeps_the_face(model):
     A = 128
     hair_v, _ = model.hair_and_ears()
     rm = model.render_mesh()
-    uv_hair = np.zeros((A, A), np.float32)
-    raster_hair = raster.interpolate(raster.rasterize(np.c_[rm.uv * A - 0.5, np.ones(len(rm.uv))], rm.triangles, A, A,
-                                                      cull=False), rm.triangles,
-                                     hair_v[rm.vertex_index, None].astype(np.float32))[..., 0]
-    uv_hair[:] = raster_hair
+    # The hair share of each atlas texel.
+    uv_frags = raster.rasterize(np.c_[rm.uv * A - 0.5, np.ones(len(rm.uv))], rm.triangles, A, A, cull=False)
+    uv_hair = raster.interpolate(uv_frags, rm.triangles, hair_v[rm.vertex_index, None].astype(np.float32))[..., 0]
     atlas = np.where(uv_hair[..., None] > 0.5, 40.0, 200.0) * np.ones(3)
     fit = _known_fit(model, yaw=0.0)
     photo = _render(model, fit, atlas)

@@ -163,7 +163,7 @@ def run(args) -> int:
     made_with = json.loads((out / "profile.json").read_text()) if (out / "profile.json").is_file() else {}
     styles = {key: getattr(args, key) for key in STYLES}
     for key in STYLES:
-        if made_with.get(key, False) != getattr(args, key) and any(out.glob("*/*.mat")):
+        if made_with.get(key, False) != styles[key] and any(out.glob("*/*.mat")):
             flag = "--" + key.replace("_", "-")
             print(f"facemtl profile: {out}: its views were made {'with' if made_with.get(key) else 'without'} "
                   f"{flag}; extend it the same way or write a new folder", file=sys.stderr)
