@@ -9,6 +9,7 @@ from facemtl.geometry.rotations import (
     axis_angle_to_matrix,
     euler_to_matrix,
     geodesic_distance,
+    line_of_sight,
     matrix_to_6d,
     matrix_to_axis_angle,
     matrix_to_euler,
@@ -169,6 +170,42 @@ def test_geodesic_distance():
     expected = np.rad2deg((Rotation.from_matrix(R1).inv() * Rotation.from_matrix(R2)).magnitude())
     np.testing.assert_allclose(geodesic_distance(R1, R2), expected, atol=1e-9)
     np.testing.assert_allclose(geodesic_distance(R2, R1), expected, atol=1e-9)
+
+
+def affine_camera_rotation(points: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """Rotation of the scaled-orthographic camera fitted to ``pixels`` ~ s R[:2] ``points`` + b
+    (least squares, then the nearest orthonormal rows): the pose a weak-perspective fit sees."""
+    X = np.c_[points, np.ones(len(points))]
+    A = np.linalg.lstsq(X, pixels, rcond=None)[0][:3].T  # (2, 3)
+    U, _, Vt = np.linalg.svd(A, full_matrices=False)
+    rows = U @ Vt
+    return np.r_[rows, np.cross(rows[0], rows[1])[None]]
+
+
+def test_line_of_sight_turns_the_axis_onto_the_ray_without_roll():
+    p = np.array([[100.0, -50.0, 1000.0], [0.0, 0.0, 3.0], [-400.0, 300.0, 500.0]])
+    L = line_of_sight(p)
+    np.testing.assert_allclose(L @ [0, 0, 1.0], p / np.linalg.norm(p, axis=1, keepdims=True), atol=1e-12)
+    np.testing.assert_allclose(L[1], np.eye(3), atol=1e-15)
+    np.testing.assert_allclose(L @ np.swapaxes(L, -1, -2), np.broadcast_to(np.eye(3), L.shape), atol=1e-12)
+    np.testing.assert_allclose(matrix_to_axis_angle(L)[:, 2], 0.0, atol=1e-12)  # about an axis across the view
+    with pytest.raises(ValueError, match="in front of the camera"):
+        line_of_sight(np.array([0.0, 0.0, -1.0]))
+
+
+def test_line_of_sight_gives_the_pose_a_crop_shows():
+    """A face turned about a point 90 mm behind it, 1 m from a pinhole camera, moves off the axis:
+    the pose a weak-perspective fit reads from its projection is the rotation seen along the ray
+    through the face, not the camera-frame rotation (which is 4-5 deg short at 60 deg of yaw)."""
+    rng = np.random.default_rng(3)
+    face = rng.normal(0, [35.0, 40.0, 15.0], (60, 3)) + [0, 0, -90.0]  # head frame, origin behind the face
+    f, t = 1000.0, np.array([0.0, 0.0, 1000.0])
+    for ypr in ([60.0, 0.0, 0.0], [0.0, -25.0, 0.0], [45.0, 15.0, 10.0]):
+        R = euler_to_matrix(np.array(ypr))
+        cam = face @ R.T + t
+        seen = affine_camera_rotation(face, f * cam[:, :2] / cam[:, 2:])
+        assert geodesic_distance(seen, line_of_sight(cam.mean(0)).T @ R) < 0.6
+        assert geodesic_distance(seen, R) > 2.0
 
 
 # ---- the convention measured on the real AFLW2000-3D files ----------------------------------------

@@ -232,3 +232,24 @@ def geodesic_distance(R1: np.ndarray, R2: np.ndarray) -> np.ndarray:
     skew = np.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], -1)
     sin = 0.5 * np.linalg.norm(skew, axis=-1)
     return np.rad2deg(np.arctan2(sin, cos))
+
+
+def line_of_sight(point: np.ndarray) -> np.ndarray:
+    """The rotation taking the optical axis (0, 0, 1) onto the ray through a camera-frame point,
+    about the axis perpendicular to both (no roll), (..., 3) -> (..., 3, 3).
+
+    A head at camera-frame rotation ``R`` whose face lies at ``point`` looks, in a crop centred on
+    the face, like a head at ``line_of_sight(point).T @ R`` seen on the optical axis: that is the
+    pose a crop shows, and the one weak-perspective labels (300W-LP, AFLW2000 ``Pose_Para``)
+    give. Off the axis the two differ by the ray's angle, about ``atan(offset / depth)``.
+    """
+    p = np.asarray(point, dtype=np.float64)
+    if p.shape[-1] != 3:
+        raise ValueError(f"line_of_sight: points must be (..., 3), got {p.shape}")
+    if np.any(p[..., 2] <= 0):
+        raise ValueError("line_of_sight: points must lie in front of the camera (z > 0)")
+    d = p / np.linalg.norm(p, axis=-1, keepdims=True)
+    axis = np.stack([-d[..., 1], d[..., 0], np.zeros_like(d[..., 0])], -1)  # z x d
+    s = np.linalg.norm(axis, axis=-1, keepdims=True)
+    angle = np.arctan2(s, d[..., 2:3])
+    return axis_angle_to_matrix(np.where(s > 1e-12, axis / np.maximum(s, 1e-12), 0.0) * angle)

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from facemtl.data.sample import Sample
-from facemtl.geometry.rotations import matrix_to_euler
+from facemtl.geometry.rotations import line_of_sight, matrix_to_euler
 from facemtl.synth.bfm import BFM68, ContourMarch, fit_bfm
 from facemtl.synth.facemodel import FaceModel
 from facemtl.synth.fit import SLIDING, contour_candidates, fit_landmarks, slide_contour
@@ -84,10 +84,14 @@ def profile_views(sample: Sample, rng: np.random.Generator, views: int, size: in
     texture = photo_texture(image, fit, ict, soft_seams=soft_seams, head_content=head_content)
     K, t = fit.camera_matrix(), fit.translation
     offset = np.where(labelled[:, None], q - fit.project(fit.vertices(ict, index=fit.landmark_vertex)), 0.0)
+    # The BFM fit is weak-perspective: its rotation is the pose seen along the ray through the face.
+    # The head turns about its own origin, well behind the face, so the turned face moves off that
+    # ray and a crop of it shows the turn plus the ray's angle (4-5 deg at 60 deg of turn).
+    seen_from = line_of_sight(fit.to_camera(fit.vertices(ict, index=ict.landmark_index)).mean(0))
 
     def view(d_yaw: float, d_pitch: float) -> tuple[np.ndarray, FaceLabels]:
         turned, lab = profile_photo(image, fit, d_yaw, ict, texture, delta_pitch=d_pitch, head_content=head_content)
-        R = lab.rotation @ fit.rotation.T @ bfit.rotation
+        R = line_of_sight(lab.landmarks_3d.mean(0)).T @ lab.rotation @ fit.rotation.T @ seen_from @ bfit.rotation
         vertex = slide_contour(ict, lab.rotation, fit.identity, fit.expression, candidates)
         cam = fit.vertices(ict, index=vertex) @ lab.rotation.T + t
         pts = cam[:, :2] / cam[:, 2:3] * K[[0, 1], [0, 1]] + K[:2, 2] + offset
