@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facemtl.geometry.rotations import euler_to_matrix
+from facemtl.geometry.rotations import euler_to_matrix, geodesic_distance
 from facemtl.io import read_image
 from facemtl.synth.facemodel import FaceModel
 from facemtl.synth.fit import fit_landmarks
 from facemtl.synth.labels import project
 from facemtl.synth.profile import profile_lfw, profile_photo, sample_profile
-from facemtl.synth.texture import lfw_pool, photo_texture, remove_overlay
+from facemtl.synth.texture import lfw_pool, lfw_texture, photo_texture, remove_overlay
+from test_rotations import affine_camera_rotation
 
 ASSET = Path(__file__).resolve().parents[1] / "facemtl" / "assets" / "lfw_landmarks.npz"
 
@@ -68,7 +69,7 @@ def test_turned_head_labels(photo):
         assert np.abs(out[y1:y2, x1:x2] - clean[y1:y2, x1:x2]).mean() > 10
 
 
-def test_pitch_turn_and_lfw_entry_point(photo, shared, tmp_path):
+def test_pitch_turn_and_lfw_entry_point(photo, shared, tmp_path, face_model):
     model, image, fit, tex = photo
     before = fit.project(model.landmarks_3d(fit.identity, fit.expression))
     _, labels = profile_photo(image, fit, 0.0, model, tex, delta_pitch=15.0)
@@ -84,6 +85,15 @@ def test_pitch_turn_and_lfw_entry_point(photo, shared, tmp_path):
     d = np.load(ASSET)
     assert labels.identity == -1 - int(np.flatnonzero(d["path"] == rel)[0]) and out.shape == (250, 250, 3)
     assert labels.meta["source"] == rel
+    # Its pose is the one seen along the ray through the turned face (what a weak-perspective fit of
+    # the turned head's projection reads), not the camera-frame turn: closer to the affine-camera
+    # rotation of the projected inner points (17-67) than the camera-frame one, which is off by the ray.
+    fit = lfw_texture(shared / "data" / "lfw", rel, cache_dir=tmp_path).fit
+    camera = euler_to_matrix(fit.pose + [30.0, 0, 0])
+    cam = labels.landmarks_3d[17:]
+    seen = affine_camera_rotation(face_model.landmarks_3d(fit.identity, fit.expression)[17:], cam[:, :2] / cam[:, 2:])
+    assert geodesic_distance(labels.rotation, camera) > 1.0
+    assert geodesic_distance(seen, labels.rotation) < 0.7 * geodesic_distance(seen, camera)
 
 
 def test_sample_profile_is_deterministic_and_resized_consistently(shared, tmp_path):

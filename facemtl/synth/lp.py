@@ -10,7 +10,10 @@ photo in 3D (face profiling). Here, for each photo:
 * **the turned image**: the ICT head fitted to the same points (with contour marching,
   :mod:`facemtl.synth.fit`) and :func:`facemtl.synth.profile.profile_photo` (with ``head_content``
   the side of the head that turns into view has hair and an ear of its own). A view's label is
-  the BFM rotation turned by the same camera-frame rotation the image was turned by;
+  the BFM rotation turned by the turn the image shows: the head turns about its origin, behind the
+  face, so the face moves off the ray it was seen along; the label is the turn seen along the new
+  ray (:func:`facemtl.geometry.rotations.line_of_sight`, docs/MODEL_CARD.md, "Labels along the line
+  of sight");
 * **landmarks in the annotators' definition** (300-W: the jaw follows the visible outline): each
   point is its fitted ICT vertex at the new pose plus the annotator's offset from it in the
   photo; the jaw's sliding points move to the new silhouette (:func:`slide_contour`), so the

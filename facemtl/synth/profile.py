@@ -16,9 +16,12 @@ the whole thing, so the new view keeps real hair, ears, neck and background. Her
   colours at its original pixels.
 
 The head turns about its own origin (the ICT head centre, between the ears) so its
-translation is unchanged; the label pose is ``[yaw + delta_yaw, pitch, roll]`` of the fit, in
-the ``Pose_Para`` convention, and the 68 landmarks are the model's own landmark vertices
-projected, with self-occlusion visibility.
+translation is unchanged; :func:`profile_photo`'s label pose is ``[yaw + delta_yaw, pitch, roll]``
+of the fit in the camera frame, in the ``Pose_Para`` convention, and the 68 landmarks are the
+model's own landmark vertices projected, with self-occlusion visibility. The turned face moves off
+the ray it was seen along, so a crop of it shows another pose: :func:`profile_lfw` (and
+``facemtl profile``) label the pose seen along the ray through the face
+(:func:`facemtl.geometry.rotations.line_of_sight`), the convention of weak-perspective labels.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from facemtl.geometry.rotations import axis_angle_to_matrix, euler_to_matrix, matrix_to_axis_angle
+from facemtl.geometry.rotations import (axis_angle_to_matrix, euler_to_matrix, line_of_sight, matrix_to_axis_angle,
+                                       matrix_to_euler)
 from facemtl.synth import raster
 from facemtl.synth.facemodel import PARTS, FaceModel
 from facemtl.synth.fit import FitResult
@@ -205,14 +209,17 @@ def profile_lfw(
     size: int = 256,
     cache_dir: Optional[str | Path] = None,
 ) -> tuple[np.ndarray, FaceLabels]:
-    """:func:`profile_photo` of one LFW photo, with its cached fit and texture.
+    """:func:`profile_photo` of one LFW photo, with its cached fit and texture; the pose label is
+    the one seen along the ray through the turned face (the module docstring).
 
     The label's ``identity`` is ``-1 - k`` for the photo's row ``k`` of the landmark asset
     (negative: real people, apart from the synthetic identities).
     """
     image, _, k = lfw_photo(lfw_dir, rel_path)
     tex = lfw_texture(lfw_dir, rel_path, size, cache_dir)
-    return profile_photo(image, tex.fit, delta_yaw, texture=tex, identity=-1 - k, delta_pitch=delta_pitch)
+    out, labels = profile_photo(image, tex.fit, delta_yaw, texture=tex, identity=-1 - k, delta_pitch=delta_pitch)
+    seen = line_of_sight(labels.landmarks_3d.mean(0)).T @ labels.rotation
+    return out, replace(labels, rotation=seen, pose=matrix_to_euler(seen))
 
 
 def sample_profile(
