@@ -208,6 +208,10 @@ def test_scores_per_yaw_bin_by_hand():
     assert got["mae_mean_yaw0_30"] == pytest.approx((1 + 3) / 2 / 3)
     assert got["mae_mean_yaw60_99"] == pytest.approx((9 + 12) / 2 / 3)
     assert got["nme_bbox_yaw30_60"] == pytest.approx(6.0 / 100)  # box side 100 px
+    # Outward: + when |yaw| is read larger; -25 read as -22 is 3 deg short, -99 read as -87 12 short.
+    assert got["yaw_outward_yaw0_30"] == pytest.approx((1 - 3) / 2)
+    assert got["yaw_outward_yaw60_99"] == pytest.approx((9 - 12) / 2)
     text = report({"dataset": "synth", "root": "r", "model": "m", "name": "n", "input_size": 64,
                    "crop_scale": 1.5, "backend": "onnxruntime", "pose_filtered": 0, **got})
-    assert "by |yaw| 0-30 / 30-60 / 60-99: n 2 / 1 / 2; MAE 0.67 / 2.00 / 3.50°; box NME 2.00 / 6.00 / 10.50 %" in text
+    assert ("by |yaw| 0-30 / 30-60 / 60-99: n 2 / 1 / 2; MAE 0.67 / 2.00 / 3.50°; yaw outward -1.00 / 6.00 / -1.50°; "
+            "box NME 2.00 / 6.00 / 10.50 %") in text

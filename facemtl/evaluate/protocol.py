@@ -126,7 +126,8 @@ def score(outputs: dict[str, np.ndarray], samples: Sequence[Sample]) -> dict[str
 
 
 def _by_yaw(outputs: dict[str, np.ndarray], samples: Sequence[Sample], posed: list[int]) -> dict[str, float]:
-    """Pose MAE (and box NME where there are landmarks) of the posed samples per |yaw| bin."""
+    """Pose MAE, the outward yaw error (+ = |yaw| read too large: a model reading turned faces short
+    shows negative values) and, where there are landmarks, box NME of the posed samples per |yaw| bin."""
     out: dict[str, float] = {}
     yaw = np.abs([samples[i].pose[0] for i in posed])
     for lo, hi in YAW_BINS:
@@ -135,7 +136,9 @@ def _by_yaw(outputs: dict[str, np.ndarray], samples: Sequence[Sample], posed: li
         out[f"n_{key}"] = float(len(idx))
         if not idx:
             continue
-        out[f"mae_mean_{key}"] = pose_mae(outputs["pose"][idx], np.stack([samples[i].pose for i in idx]))["mean"]
+        gt = np.stack([samples[i].pose for i in idx])
+        out[f"mae_mean_{key}"] = pose_mae(outputs["pose"][idx], gt)["mean"]
+        out[f"yaw_outward_{key}"] = float(np.mean(np.sign(gt[:, 0]) * (outputs["pose"][idx, 0] - gt[:, 0])))
         marked = [i for i in idx if samples[i].landmarks is not None]
         if "landmarks" in outputs and marked:
             gt = np.stack([samples[i].landmarks for i in marked])

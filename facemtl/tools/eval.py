@@ -187,14 +187,16 @@ def report(result: dict[str, Any]) -> str:
 
 
 def _by_yaw_line(result: dict[str, Any]) -> str:
-    """``by |yaw| 0-30 / 30-60 / 60-99: n ...; MAE ...; box NME ...`` (a dash for an empty bin)."""
+    """``by |yaw| 0-30 / 30-60 / 60-99: n ...; MAE ...; yaw outward ...; box NME ...`` (a dash for an
+    empty bin)."""
     from facemtl.evaluate.protocol import YAW_BINS
 
     keys = [f"yaw{lo}_{hi}" for lo, hi in YAW_BINS]
     fmt = lambda name, scale, unit: " / ".join(  # noqa: E731
         f"{scale * result[f'{name}_{k}']:.2f}" if f"{name}_{k}" in result else "-" for k in keys) + unit
     line = (f"by |yaw| {' / '.join(f'{lo}-{hi}' for lo, hi in YAW_BINS)}: n "
-            + " / ".join(f"{int(result[f'n_{k}'])}" for k in keys) + "; MAE " + fmt("mae_mean", 1, "°"))
+            + " / ".join(f"{int(result[f'n_{k}'])}" for k in keys) + "; MAE " + fmt("mae_mean", 1, "°")
+            + "; yaw outward " + fmt("yaw_outward", 1, "°"))
     if any(f"nme_bbox_{k}" in result for k in keys):
         line += "; box NME " + fmt("nme_bbox", 100, " %")
     return line
