@@ -222,34 +222,38 @@ def test_shipped_model_is_less_sure_of_a_logo_than_of_a_face(shared):
 
 
 def test_shipped_model_reads_no_face_in_a_logo(shared):
-    """photos/img37.jpg again: the shipped model's face presence is near 1 on the person and under
-    its default limit on the logo, so the default analyzer keeps the face alone."""
+    """photos/img37.jpg again: the shipped model's face presence is near 1 on the person and about a
+    half on the logo (model 16337c38: 0.50, over its 0.40 limit; 55bd5939's was under its 0.60), and
+    the default analyzer keeps the face alone: the logo's flip gap is over its limit."""
     import math
 
-    from facemtl.infer.onnx_model import SHIPPED_MIN_PRESENCE
+    from facemtl.infer.onnx_model import SHIPPED_MAX_FLIP_GAP
 
     image = shared / "data" / "photos" / "img37.jpg"
     everything = FaceAnalyzer(max_uncertainty=math.inf, max_flip_gap=math.inf, min_presence=0.0)(image)
     face, logo = sorted(everything, key=lambda f: -f.score)
-    assert face.presence > 0.99 and logo.presence < SHIPPED_MIN_PRESENCE
-    kept = FaceAnalyzer(max_uncertainty=math.inf, max_flip_gap=math.inf)(image)
+    assert face.presence > 0.99 and logo.presence < 0.75
+    assert face.flip_gap < SHIPPED_MAX_FLIP_GAP < logo.flip_gap
+    kept = FaceAnalyzer()(image)
     assert len(kept) == 1 and np.allclose(kept[0].box, face.box)
 
 
 def test_shipped_model_reads_a_sleeve_differently_in_the_mirror(shared):
-    """photos/img15.jpg: the detector also boxes a grey sleeve at the shoulder (score 0.55) whose
-    pose uncertainty is within the shipped limit; the landmarks read on its crop and on the mirrored
-    crop lie far apart, a face's nearly coincide, so a flip-gap limit between the two drops the
-    sleeve only (the shipped model's own limit, 0.095, leaves that to its face presence)."""
+    """photos/img15.jpg: the detector also boxes a grey sleeve at the shoulder whose pose uncertainty
+    is within the shipped limit; the landmarks read on its crop and on the mirrored crop lie far
+    apart, a face's nearly coincide, so a flip-gap limit between the two drops the sleeve only (the
+    shipped model's own limits leave that to its face presence). The int8 detector scores the sleeve
+    0.45-0.55 depending on the CPU's int8 kernels (AVX: 0.45, about the default threshold 0.5), so the
+    test asks for boxes down to 0.4."""
     import math
 
     image = shared / "data" / "photos" / "img15.jpg"
-    everything = FaceAnalyzer(max_flip_gap=math.inf, min_presence=0.0)(image)
+    everything = FaceAnalyzer(max_flip_gap=math.inf, min_presence=0.0, score=0.4)(image)
     assert len(everything) == 2
     face, sleeve = sorted(everything, key=lambda f: f.flip_gap)
     assert sleeve.flip_gap > 5 * face.flip_gap and face.score > sleeve.score
-    kept = FaceAnalyzer(min_presence=0.0, max_flip_gap=math.sqrt(face.flip_gap * sleeve.flip_gap))(image)
+    kept = FaceAnalyzer(min_presence=0.0, max_flip_gap=math.sqrt(face.flip_gap * sleeve.flip_gap), score=0.4)(image)
     assert len(kept) == 1 and np.allclose(kept[0].box, face.box)
-    by_default = FaceAnalyzer()(image)
+    by_default = FaceAnalyzer(score=0.4)(image)
     assert len(by_default) == 1 and np.allclose(by_default[0].box, face.box)
     assert FaceAnalyzer(flip=False)(image)[0].flip_gap is None
