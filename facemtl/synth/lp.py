@@ -89,7 +89,7 @@ def profile_views(sample: Sample, rng: np.random.Generator, views: int, size: in
     offset = np.where(labelled[:, None], q - fit.project(fit.vertices(ict, index=fit.landmark_vertex)), 0.0)
     # The BFM fit is weak-perspective: its rotation is the pose seen along the ray through the face.
     # The head turns about its own origin, well behind the face, so the turned face moves off that
-    # ray and a crop of it shows the turn plus the ray's angle (4-5 deg at 60 deg of turn).
+    # ray and a crop of it shows the turn plus the ray's angle (about 4 deg more at 60 deg of turn).
     seen_from = line_of_sight(fit.to_camera(fit.vertices(ict, index=ict.landmark_index)).mean(0))
 
     def view(d_yaw: float, d_pitch: float) -> tuple[np.ndarray, FaceLabels]:
