@@ -20,14 +20,14 @@ import numpy as np
 
 from facemtl.contract import model_reading
 from facemtl.evaluate.protocol import predict_samples
-from facemtl.geometry.rotations import line_of_sight, matrix_to_euler
+from facemtl.geometry.rotations import matrix_to_euler
 from facemtl.io import shared_dir
 from facemtl.synth.config import SynthConfig, sample_rng
 from facemtl.synth.facemodel import FaceModel
 from facemtl.synth.fit import FitResult
 from facemtl.synth.labels import FaceLabels
 from facemtl.synth.person import sample_person
-from facemtl.synth.profile import profile_photo
+from facemtl.synth.profile import profile_photo, seen_along_the_ray
 from facemtl.synth.render import render_sample
 from facemtl.synth.texture import photo_texture
 from facemtl.tools.eval import load_predictor
@@ -47,11 +47,6 @@ def exact_fit(labels: FaceLabels, config: SynthConfig, seed: int, index: int, mo
     drift = np.abs(fit.project(fit.vertices(model, index=model.landmark_index)) - labels.landmarks).max()
     assert drift < 1e-3, f"render {index}: the rebuilt head is not the rendered one ({drift:.3g} px)"
     return fit
-
-
-def ray_pose(labels: FaceLabels, rotation: np.ndarray) -> FaceLabels:
-    R = line_of_sight(labels.landmarks_3d.mean(0)).T @ rotation
-    return replace(labels, rotation=R, pose=matrix_to_euler(R))
 
 
 def main() -> None:
@@ -77,14 +72,14 @@ def main() -> None:
             image, lab = render_sample(sample_rng(args.seed, i), SynthConfig(yaw_range=(sign * yaw,) * 2, **base))
             turned, t_lab = profile_photo(image0, fit, sign * yaw - fit.pose[0], model, texture)
             camera = t_lab.rotation @ fit.rotation.T @ lab0.rotation
-            rows.setdefault(("rendered, ray", yaw), []).append(ray_pose(lab, lab.rotation).to_sample(image))
+            rows.setdefault(("rendered, ray", yaw), []).append(seen_along_the_ray(lab).to_sample(image))
             rows.setdefault(("turned, camera", yaw), []).append(
                 replace(t_lab, rotation=camera, pose=matrix_to_euler(camera)).to_sample(turned))
-            rows.setdefault(("turned, ray", yaw), []).append(ray_pose(t_lab, camera).to_sample(turned))
+            rows.setdefault(("turned, ray", yaw), []).append(seen_along_the_ray(t_lab, camera).to_sample(turned))
         for pitch in PITCHES:
             _, t_lab = profile_photo(image0, fit, 0.0, model, texture, delta_pitch=pitch)
             camera = t_lab.rotation @ fit.rotation.T @ lab0.rotation
-            pitch_stretch.append((pitch, ray_pose(t_lab, camera).pose[1] - matrix_to_euler(camera)[1]))
+            pitch_stretch.append((pitch, seen_along_the_ray(t_lab, camera).pose[1] - matrix_to_euler(camera)[1]))
 
     predict, info = load_predictor(args.model, 2)
     predict = model_reading(predict, True)

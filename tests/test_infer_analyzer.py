@@ -222,20 +222,20 @@ def test_shipped_model_is_less_sure_of_a_logo_than_of_a_face(shared):
 
 
 def test_shipped_model_reads_no_face_in_a_logo(shared):
-    """photos/img37.jpg again: the shipped model's face presence is near 1 on the person and about a
-    half on the logo (model ee234078: 0.33; 16337c38: 0.50, over its 0.40 limit), and
-    the default analyzer keeps the face alone: the logo's flip gap is over its limit."""
+    """photos/img37.jpg again: the shipped model's face presence is near 1 on the person and under
+    its default limit on the logo (model ee234078: 0.33 against 0.35), so the analyzer keeps the face
+    alone on the presence, and its flip gap is over its limit too."""
     import math
 
-    from facemtl.infer.onnx_model import SHIPPED_MAX_FLIP_GAP
+    from facemtl.infer.onnx_model import SHIPPED_MAX_FLIP_GAP, SHIPPED_MIN_PRESENCE
 
     image = shared / "data" / "photos" / "img37.jpg"
     everything = FaceAnalyzer(max_uncertainty=math.inf, max_flip_gap=math.inf, min_presence=0.0)(image)
     face, logo = sorted(everything, key=lambda f: -f.score)
-    assert face.presence > 0.99 and logo.presence < 0.75
+    assert face.presence > 0.99 and logo.presence < SHIPPED_MIN_PRESENCE
     assert face.flip_gap < SHIPPED_MAX_FLIP_GAP < logo.flip_gap
-    kept = FaceAnalyzer()(image)
-    assert len(kept) == 1 and np.allclose(kept[0].box, face.box)
+    for kept in (FaceAnalyzer(max_uncertainty=math.inf, max_flip_gap=math.inf)(image), FaceAnalyzer()(image)):
+        assert len(kept) == 1 and np.allclose(kept[0].box, face.box)
 
 
 def test_shipped_model_reads_a_sleeve_differently_in_the_mirror(shared):

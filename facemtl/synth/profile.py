@@ -218,8 +218,15 @@ def profile_lfw(
     image, _, k = lfw_photo(lfw_dir, rel_path)
     tex = lfw_texture(lfw_dir, rel_path, size, cache_dir)
     out, labels = profile_photo(image, tex.fit, delta_yaw, texture=tex, identity=-1 - k, delta_pitch=delta_pitch)
-    seen = line_of_sight(labels.landmarks_3d.mean(0)).T @ labels.rotation
-    return out, replace(labels, rotation=seen, pose=matrix_to_euler(seen))
+    return out, seen_along_the_ray(labels)
+
+
+def seen_along_the_ray(labels: FaceLabels, rotation: Optional[np.ndarray] = None) -> FaceLabels:
+    """``labels`` with the pose seen along the ray through the face (the centroid of its 68
+    camera-frame landmarks): ``line_of_sight(centroid).T @ rotation``, the camera-frame ``rotation``
+    defaulting to the labels' own. What a crop of the face shows (the module docstring)."""
+    R = line_of_sight(labels.landmarks_3d.mean(0)).T @ (labels.rotation if rotation is None else rotation)
+    return replace(labels, rotation=R, pose=matrix_to_euler(R))
 
 
 def sample_profile(
