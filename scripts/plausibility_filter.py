@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shared", type=Path, default=None)
     ap.add_argument("--model", type=Path, default=None,
                     help="the main model's ONNX file (default: the shipped one), e.g. a new one before it ships")
+    ap.add_argument("--detector", default="mos", help="the detector (default the shipped MOS; 'mos:FILE.onnx' another)")
+    ap.add_argument("--canvas", type=int, default=None, help="MOS canvas side (default the detector's)")
     ap.add_argument("--turned", type=Path, help="held-out turned 300-W faces (facemtl profile ... val)")
     ap.add_argument("--scenes", type=Path, help="held-out rendered scenes (reported)")
     ap.add_argument("--keep", type=float, default=0.995, help="share of each held-out set's true faces to keep")
@@ -71,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="report at these limits (uncertainty deg, flip gap, presence) instead of the chosen ones")
     args = ap.parse_args(argv)
     shared = args.shared or shared_dir()
-    analyzer = FaceAnalyzer(args.model, threads=args.threads, max_uncertainty=math.inf, max_flip_gap=math.inf,
-                            min_presence=0.0)
+    analyzer = FaceAnalyzer(args.model, detector=args.detector, canvas=args.canvas, threads=args.threads,
+                            max_uncertainty=math.inf, max_flip_gap=math.inf, min_presence=0.0)
     sets = eval_sets(shared, args.scenes)
     if args.turned:
         sets["turned 300-W val"] = [(s.image_path, _lm_box(s.landmarks)[None], np.zeros(1, bool))

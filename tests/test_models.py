@@ -300,3 +300,41 @@ def test_efficientnet_lite0_hidden_keeps_the_channels_that_carry_most(torch_one_
     torch.testing.assert_close(narrow.blocks_from(a[1], narrow._taps[1] + 1)[1], b[3])
     with pytest.raises(ValueError, match="hidden"):
         create_backbone("efficientnet_lite0", hidden=[0.5, 1, 1, 1, 1, 1, 1])
+
+
+def test_efficientnet_lite0_patch_stem_replaces_the_layers_to_stride_8(torch_one_thread):
+    """``stem="patch4"``: the stem and blocks 0-4 become a :class:`PatchStem` with Lite0's stride-4
+    and -8 feature shapes, the blocks after stride 8 keep the full network's weights, so past the
+    stride-8 feature the two networks compute the same thing; a MOS detector with
+    ``trained_stride=8`` learns in that stem only (the rest keeps its weights and batch statistics)."""
+    from facemtl.train.checkpoint import initialise
+
+    full = create_backbone("efficientnet_lite0").eval()
+    patch = create_backbone("efficientnet_lite0", stem="patch4").eval()
+    assert patch.full_index == list(range(5, 16)) and patch.channels == full.channels
+    patch.load_state_dict(patch.from_full(full.state_dict()))  # strict: the patch stem keeps its own
+    x = torch.rand(2, 3, 64, 96) * 255
+    with torch.no_grad():
+        a, b = full(x), patch(x)
+        assert [t.shape for t in a] == [t.shape for t in b] and not torch.allclose(a[1], b[1])
+        assert torch.equal(patch.stride8(x), b[1]) and torch.equal(full.stride8(x), a[1])
+        torch.testing.assert_close(patch.blocks_from(a[1], 0), full.blocks_from(a[1], full._taps[1] + 1))
+    assert patch.layers_to(8) == [patch._patch_stem]
+    with pytest.raises(ValueError, match="stem"):
+        create_backbone("efficientnet_lite0", stem="patch2")
+
+    teacher = create_model("mos_efficientnet_lite0", input_size=64)
+    student = create_model("mos_efficientnet_lite0", input_size=64, stem="patch4", trained_stride=8)
+    initialise({"model": teacher.state_dict()}, student, torch.nn.Module())
+    learning = {n for n, p in student.named_parameters() if p.requires_grad}
+    assert learning and all(n.startswith("backbone._patch_stem.") for n in learning)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    optimizer = torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=0.1)
+    student.train()
+    student(x)["score_logits"].sum().backward()  # batch statistics move only where it learns
+    optimizer.step()
+    changed = {k for k, v in student.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith("backbone._patch_stem.") for k in changed)
+    with pytest.raises(ValueError, match="not both"):
+        create_model("mos_efficientnet_lite0", input_size=64, frozen_stride=8, trained_stride=8)
+

@@ -212,6 +212,36 @@ def test_distillation_teaches_a_narrowed_detector_its_teachers_outputs():
     assert not _same_frozen_layers(student, teacher, 8)
 
 
+def test_stride8_distillation_teaches_a_patch_stem_the_teachers_feature():
+    """A detector whose stem is replaced (``stem="patch4"``, ``trained_stride=8``) learns the
+    teacher's stride-8 feature (config ``distill: {stride: 8}``): zero against the teacher itself,
+    about 1 for the untrained stem, falling with training, and nothing past the stem changes."""
+    from facemtl.models import create_model
+    from facemtl.train.checkpoint import initialise
+    from facemtl.train.detection.loss import stride8_distillation
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    options = dict(dim=16, input_size=64, sizes=TINY.sizes)
+    teacher = create_model("mos_efficientnet_lite0", **options).eval()
+    student = create_model("mos_efficientnet_lite0", stem="patch4", trained_stride=8, **options)
+    initialise({"model": teacher.state_dict()}, student, torch.nn.Module())
+    image = _batch(8)["image"]
+    assert float(stride8_distillation(teacher, teacher, image).detach()) < 1e-9
+    heads = student.heads[0].score.weight.clone()
+    optimizer = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=3e-3)
+    student.train()
+    losses = []
+    for _ in range(30):
+        loss = stride8_distillation(student, teacher, image)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[0] > 0.5 and losses[-1] < 0.6 * losses[0]
+    assert torch.equal(student.heads[0].score.weight, heads)
+
+
 def test_uncertainty_weighting_has_a_learned_weight_per_task():
     criterion = DetectionLoss()
     total, _ = criterion(_tiny_model()(_batch(2)["image"]), _batch(2))

@@ -107,10 +107,13 @@ class MosDetector(nn.Module):
     weights and batch statistics. On a CPU the high-resolution layers are most of a training
     step's cost (Lite0 at 320 px: 3.3 s -> 1.2 s per 16 canvases frozen to stride 8), and their
     ImageNet edges and textures need no retraining to find faces.
+    ``trained_stride`` (4, 8, 16): the reverse, only the backbone's layers up to that stride learn
+    (a new stem taught to give a trained detector's feature there; the rest keeps that detector's
+    weights and batch statistics).
     """
 
     def __init__(self, backbone: str = "mobilenetv2", spec: AnchorSpec = AnchorSpec(), dim: int = 64,
-                 frozen_stride: int = 0, **backbone_options):
+                 frozen_stride: int = 0, trained_stride: int = 0, **backbone_options):
         super().__init__()
         if len(spec.strides) != 3 or tuple(spec.strides) != (8, 16, 32):
             raise ValueError(f"MOS uses the backbone's strides 8, 16, 32, not {spec.strides}")
@@ -120,8 +123,14 @@ class MosDetector(nn.Module):
         self.fpn = FPN(tuple(self.backbone.channels[1:]), dim)
         self.ssh = nn.ModuleList(SSH(dim) for _ in spec.strides)
         self.heads = nn.ModuleList(MosHead(dim, k) for k in spec.per_cell)
+        if frozen_stride and trained_stride:
+            raise ValueError("give frozen_stride or trained_stride, not both")
         # A plain list, not a ModuleList: the state dict keeps one name per weight.
         self.frozen = self.backbone.layers_to(frozen_stride) if frozen_stride else []
+        if trained_stride:
+            learn = {id(p) for m in self.backbone.layers_to(trained_stride) for p in m.parameters()}
+            self.frozen = [m for m in self.modules() if any(True for _ in m.parameters(recurse=False))
+                           and not any(id(p) in learn for p in m.parameters(recurse=False))]
         for p in (p for m in self.frozen for p in m.parameters()):
             p.requires_grad_(False)
 

@@ -102,3 +102,13 @@ def distillation_losses(feats: list[torch.Tensor], out: dict[str, torch.Tensor],
                 for k in ("box_deltas", "point_deltas", "rot6d"))
     positives = p.sum().clamp_min(1)
     return {"features": features, "scores": kl.sum() / positives, "codes": (p * codes).sum() / positives}
+
+
+def stride8_distillation(student: torch.nn.Module, teacher: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """The squared error of a student detector's stride-8 feature against the teacher's, over the
+    teacher's mean square (config ``distill: {stride: 8}``, with ``trained_stride: 8``: a new stem
+    learns to give what the teacher's gave; nothing after it runs)."""
+    with torch.no_grad():
+        target = teacher.backbone.stride8(teacher.norm(image))
+    feature = student.backbone.stride8(student.norm(image))
+    return F.mse_loss(feature, target) / target.pow(2).mean().clamp_min(1e-6)
