@@ -129,8 +129,8 @@ class MosDetector(nn.Module):
         self.frozen = self.backbone.layers_to(frozen_stride) if frozen_stride else []
         if trained_stride:
             learn = {id(p) for m in self.backbone.layers_to(trained_stride) for p in m.parameters()}
-            self.frozen = [m for m in self.modules() if any(True for _ in m.parameters(recurse=False))
-                           and not any(id(p) in learn for p in m.parameters(recurse=False))]
+            self.frozen = [m for m in self.modules()
+                           if (own := list(m.parameters(recurse=False))) and not any(id(p) in learn for p in own)]
         for p in (p for m in self.frozen for p in m.parameters()):
             p.requires_grad_(False)
 

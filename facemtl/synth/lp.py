@@ -33,12 +33,12 @@ import cv2
 import numpy as np
 
 from facemtl.data.sample import Sample
-from facemtl.geometry.rotations import line_of_sight, matrix_to_euler
+from facemtl.geometry.rotations import line_of_sight
 from facemtl.synth.bfm import BFM68, ContourMarch, fit_bfm
 from facemtl.synth.facemodel import FaceModel
 from facemtl.synth.fit import SLIDING, contour_candidates, fit_landmarks, slide_contour
 from facemtl.synth.labels import FaceLabels, box_of
-from facemtl.synth.profile import profile_photo
+from facemtl.synth.profile import profile_photo, seen_along_the_ray
 from facemtl.synth.texture import photo_texture
 
 # Target yaw of a turned view, uniform in +-YAW and at most MAX_TURN from the photo's own (a turn
@@ -94,13 +94,13 @@ def profile_views(sample: Sample, rng: np.random.Generator, views: int, size: in
 
     def view(d_yaw: float, d_pitch: float) -> tuple[np.ndarray, FaceLabels]:
         turned, lab = profile_photo(image, fit, d_yaw, ict, texture, delta_pitch=d_pitch, head_content=head_content)
-        R = line_of_sight(lab.landmarks_3d.mean(0)).T @ lab.rotation @ fit.rotation.T @ seen_from @ bfit.rotation
+        seen = seen_along_the_ray(lab, lab.rotation @ fit.rotation.T @ seen_from @ bfit.rotation)
         vertex = slide_contour(ict, lab.rotation, fit.identity, fit.expression, candidates)
         cam = fit.vertices(ict, index=vertex) @ lab.rotation.T + t
         pts = cam[:, :2] / cam[:, 2:3] * K[[0, 1], [0, 1]] + K[:2, 2] + offset
         vis = lab.visibility.astype(np.float64)
         vis[SLIDING] = 1.0
-        return turned, replace(lab, pose=matrix_to_euler(R), rotation=R, landmarks=pts, landmarks_3d=cam,
+        return turned, replace(seen, landmarks=pts, landmarks_3d=cam,
                                visibility=vis, box=box_of(pts), identity=-1, expr_class=-1,
                                meta={"source": sample.image_path, "fit_error_px": fit.reprojection_error,
                                      "bfm_error_px": float(np.nanmean(bfit.errors))})
