@@ -98,7 +98,7 @@ def test_faces_mux_real_folder(shared: Path):
 
 @pytest.fixture(scope="module")
 def expression_onnx() -> Path:
-    """The shipped expression model (written by ``facemtl export --flip-average --fp16-weights``)."""
+    """The shipped expression model (``facemtl export --flip-average``, then int8 by ``facemtl.tools.quantize_expression``)."""
     if not DEFAULT_EXPRESSION_MODEL.is_file():
         pytest.skip("no expression model shipped")
     return DEFAULT_EXPRESSION_MODEL
@@ -166,6 +166,76 @@ def test_shipped_expression_model(shared: Path):
     # The default analyzer takes expression from it.
     analyzer = FaceAnalyzer(detector=None)
     assert analyzer.expression_model is not None and analyzer.expression_model.path == DEFAULT_EXPRESSION_MODEL
+
+
+def _write_tight_faces(root: Path, value: int, n: int) -> Path:
+    """A faces-mux folder of ``n`` uniform images of grey level ``value``, labelled in turn."""
+    (root / "images").mkdir(parents=True)
+    for i in range(n):
+        cv2.imwrite(str(root / "images" / f"p{i}_1.png"), np.full((48, 48, 3), value, np.uint8))
+    (root / "legend.csv").write_text("image,emotion\n" + "".join(f"p{i}_1.png,{EXPRESSIONS[i % 7]}\n" for i in range(n)))
+    return root
+
+
+def _write_config(tmp_path: Path, model: str = "expression_lite0") -> Path:
+    """An expression config whose two training sources are told apart by their grey level (60 and 200)."""
+    sources = [(_write_tight_faces(tmp_path / f"mux{v}", v, 12), w) for v, w in ((60, 0.75), (200, 0.25))]
+    config = tmp_path / "expr.yaml"
+    config.write_text(f"model: {model}\ninput_size: 48\ncrop_scale: 1.1111\ndata:\n" + "".join(
+        f"  - {{type: dataset, name: faces-mux, root: {root}, weight: {w}}}\n" for root, w in sources))
+    return config
+
+
+def test_quantize_expression_calibrates_on_the_configs_training_sources(tmp_path: Path):
+    from facemtl.tools.quantize_expression import calibration_crops
+
+    config = _write_config(tmp_path)
+    crops = calibration_crops(config, 8)
+    assert crops.shape == (8, 48, 48, 3) and crops.dtype == np.uint8
+    assert np.all(crops == crops[..., :1])  # grey in all three channels
+    levels = np.median(crops.reshape(8, -1), axis=1)
+    assert sorted(levels.tolist()) == [60] * 6 + [200] * 2  # the sources' weights, 0.75 : 0.25
+    with pytest.raises(ValueError, match="not an expression model's config"):
+        calibration_crops(_write_config(tmp_path / "other", model="mtl_lite0"), 8)
+
+
+def test_quantize_expression_writes_an_int8_twin(tmp_path: Path, capsys, torch_one_thread):
+    import onnx
+    import torch
+
+    from facemtl.infer.onnx_model import OnnxModel
+    from facemtl.models import create_model
+    from facemtl.models.export import export_onnx
+    from facemtl.tools.quantize_expression import main
+    from facemtl.tools.weights_fp16 import halve_weights, restore_weights
+
+    torch.manual_seed(0)
+    model = create_model("expression_lite0", flip_average=True).eval()
+    export_onnx(model, tmp_path / "e32.onnx", 48, 1.1111)
+    halve_weights(tmp_path / "e32.onnx", tmp_path / "e16.onnx")
+    # restore_weights undoes halve_weights: float32 initializers again, the same answers as the halved file.
+    assert restore_weights(tmp_path / "e16.onnx", tmp_path / "back.onnx") > 50
+    back = onnx.load(str(tmp_path / "back.onnx"))
+    assert not any(n.op_type == "Cast" for n in back.graph.node)
+    assert all(i.data_type == onnx.TensorProto.FLOAT for i in back.graph.initializer if i.dims)
+    crops = np.random.default_rng(0).integers(0, 256, (4, 48, 48, 3), dtype=np.uint8)
+    half = OnnxModel(tmp_path / "e16.onnx", threads=1).predict(crops)["expression"]
+    np.testing.assert_allclose(OnnxModel(tmp_path / "back.onnx", threads=1).predict(crops)["expression"], half,
+                               atol=1e-6)
+
+    args = ["--onnx", str(tmp_path / "e16.onnx"), "--config", str(_write_config(tmp_path)),
+            "--out", str(tmp_path / "e8.onnx"), "--n-calibration", "16", "--n-check", "8"]
+    assert main(args) == 0
+    assert "same class" in capsys.readouterr().out
+    int8 = onnx.load(str(tmp_path / "e8.onnx"))
+    assert any(n.op_type == "DequantizeLinear" for n in int8.graph.node)
+    meta = {p.key: p.value for p in int8.metadata_props}
+    assert meta["facemtl_model"] == "expression_lite0" and "int8" in meta["facemtl_quantization"]
+    probs = OnnxModel(tmp_path / "e8.onnx", threads=1).predict(crops)["expression"]
+    assert probs.shape == (4, 7)
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    assert main(args[:2] + ["--config", "default", "--out", str(tmp_path / "x.onnx")]) == 2  # not an expression config
+    assert "not an expression model's config" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- eval and training

@@ -159,6 +159,10 @@ def test_mos_min_face_shrinks_the_canvas_and_keeps_the_faces_above_it():
     assert len(a["boxes"]) == len(b["boxes"]) == 3
     assert np.diag(iou(by_x(a["boxes"]), by_x(b["boxes"]))).min() > 0.8
     assert b["scores"].min() > 0.8
+    boxes, scores = near(photo)  # the analyzer's call: the same faces, without points and pose
+    np.testing.assert_array_equal(boxes, b["boxes"])
+    np.testing.assert_array_equal(scores, b["scores"])
+    assert b["points"].shape == (3, 5, 2) and b["pose"].shape == (3, 3)
     # Faces of about 115 px: a min_face above them finds none; in pixels it never enlarges the canvas.
     assert len(MosDetector(min_face=150).detect(photo)["boxes"]) == 0
     assert MosDetector(min_face=8).canvas_side(photo.shape) == 416
