@@ -236,6 +236,8 @@ def test_quantize_expression_writes_an_int8_twin(tmp_path: Path, capsys, torch_o
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
     assert main(args[:2] + ["--config", "default", "--out", str(tmp_path / "x.onnx")]) == 2  # not an expression config
     assert "not an expression model's config" in capsys.readouterr().err
+    assert main(["--onnx", str(tmp_path / "none.onnx"), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "none.onnx: model file not found" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- eval and training

@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     from facemtl.tools.weights_fp16 import restore_weights
 
     try:
+        if not args.onnx.is_file():
+            raise FileError(args.onnx, "model file not found")
         crops = calibration_crops(args.config, args.n_calibration + args.n_check)
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = Path(tmp) / "expression.onnx"
