@@ -14,6 +14,9 @@ multiple of 0.005 crop sides for the flip gap. dlib's VOC photos, aflw2000-dev, 
 given limits instead (e.g. the shipped ones) and says what the rule would choose::
 
     python scripts/plausibility_filter.py --turned runs/300wlp18/val --scenes runs/mos-scenes/val
+
+``--no-flip`` measures one-pass readings (no flip gap: that limit is not chosen and passes every box),
+``--min-face`` the analyzer's (near faces only): how the shipped limits behave in the fastest setting.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ def measure(analyzer: FaceAnalyzer, items, clean: bool) -> list[tuple[float, flo
         for f in faces:
             true = bool(len(gts) and (iou(f.box[None], gts) >= 0.3).any())
             presence = 1.0 if f.presence is None else float(f.presence)
-            rows.append((float(np.mean(f.pose.uncertainty)), float(f.flip_gap), true, name, presence))
+            gap = math.nan if f.flip_gap is None else float(f.flip_gap)  # one pass: not measured
+            rows.append((float(np.mean(f.pose.uncertainty)), gap, true, name, presence))
     return rows
 
 
@@ -69,12 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenes", type=Path, help="held-out rendered scenes (reported)")
     ap.add_argument("--keep", type=float, default=0.995, help="share of each held-out set's true faces to keep")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
+                    help="the analyzer's flip averaging (default on; off: one pass, no flip gap)")
+    ap.add_argument("--min-face", type=float, default=0.0, help="the analyzer's min_face (default 0: all faces)")
     ap.add_argument("--limits", type=float, nargs=3, metavar=("U", "G", "P"),
                     help="report at these limits (uncertainty deg, flip gap, presence) instead of the chosen ones")
     args = ap.parse_args(argv)
     shared = args.shared or shared_dir()
     analyzer = FaceAnalyzer(args.model, detector=args.detector, canvas=args.canvas, threads=args.threads,
-                            max_uncertainty=math.inf, max_flip_gap=math.inf, min_presence=0.0)
+                            max_uncertainty=math.inf, max_flip_gap=math.inf, min_presence=0.0,
+                            flip=args.flip, min_face=args.min_face)
     sets = eval_sets(shared, args.scenes)
     if args.turned:
         sets["turned 300-W val"] = [(s.image_path, _lm_box(s.landmarks)[None], np.zeros(1, bool))
@@ -90,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
              if PRESENCE in analyzer.model.outputs else 0.0)
     u_max = first(np.arange(4.0, max(4.0, max(r[0] for r in true)) + 0.5, 0.5), rows,
                   lambda r, t: r[4] >= p_min and r[0] <= t, args.keep)
-    g_max = first(np.arange(0.01, max(0.01, max(r[1] for r in true)) + 0.005, 0.005), rows,
-                  lambda r, t: r[4] >= p_min and r[0] <= u_max and r[1] <= t, args.keep)
+    g_max = math.inf if not args.flip else first(
+        np.arange(0.01, max(0.01, max(r[1] for r in true)) + 0.005, 0.005), rows,
+        lambda r, t: r[4] >= p_min and r[0] <= u_max and r[1] <= t, args.keep)
     print(f"limits: presence {p_min:.2f} (the largest), uncertainty {u_max:.1f} deg, flip gap {g_max:.3f} (the "
           f"smallest) keeping >= {100 * args.keep:.1f} % of the true faces of "
           f"{', '.join(n for n in CHOSEN_ON if n in rows)}")
@@ -100,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reported at the given limits: uncertainty {u_max:.1f} deg, flip gap {g_max:.3f}, presence {p_min:.2f}")
 
     def passes(x) -> bool:
-        return x[4] >= p_min and x[0] <= u_max and x[1] <= g_max
+        return x[4] >= p_min and x[0] <= u_max and not x[1] > g_max  # an unmeasured gap (NaN) passes
 
     for name, r in rows.items():
         u, gap, presence = (np.array([x[i] for x in r]) for i in (0, 1, 4))
