@@ -98,7 +98,7 @@ def test_faces_mux_real_folder(shared: Path):
 
 @pytest.fixture(scope="module")
 def expression_onnx() -> Path:
-    """The shipped expression model (``facemtl export --flip-average``, then int8 by ``facemtl.tools.quantize_expression``)."""
+    """The shipped expression model (``facemtl export --flip-average``, then ``facemtl.tools.quantize_expression``)."""
     if not DEFAULT_EXPRESSION_MODEL.is_file():
         pytest.skip("no expression model shipped")
     return DEFAULT_EXPRESSION_MODEL
@@ -173,7 +173,8 @@ def _write_tight_faces(root: Path, value: int, n: int) -> Path:
     (root / "images").mkdir(parents=True)
     for i in range(n):
         cv2.imwrite(str(root / "images" / f"p{i}_1.png"), np.full((48, 48, 3), value, np.uint8))
-    (root / "legend.csv").write_text("image,emotion\n" + "".join(f"p{i}_1.png,{EXPRESSIONS[i % 7]}\n" for i in range(n)))
+    rows = "".join(f"p{i}_1.png,{EXPRESSIONS[i % 7]}\n" for i in range(n))
+    (root / "legend.csv").write_text("image,emotion\n" + rows)
     return root
 
 

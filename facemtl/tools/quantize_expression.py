@@ -1,7 +1,7 @@
 """``python -m facemtl.tools.quantize_expression``: the expression model's static int8 file from its ONNX.
 
     python -m facemtl.tools.quantize_expression --onnx runs/expression/expression.onnx \\
-        --config expression --out facemtl/assets/expression.int8.onnx
+        --config expression --out facemtl/assets/expression.onnx
 
 ``facemtl export --int8`` calibrates on the faces a detector finds in a folder of photos. The
 expression model is trained on tight grey crops of FER2013 and faces-mux, and its validation sets
@@ -22,6 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 
@@ -42,7 +43,6 @@ def calibration_crops(config: str | Path, n: int, seed: int = 0) -> np.ndarray:
     for spec, k in zip(cfg.data, counts):
         grey, _ = load_source(spec, cfg)
         if grey.shape[1] != cfg.input_size:  # FER2013's own 48 px images, for a model of another size
-            import cv2
             grey = np.stack([cv2.resize(g, (cfg.input_size,) * 2, interpolation=cv2.INTER_AREA) for g in grey])
         crops.append(grey[rng.permutation(len(grey))[:k]])
     grey = np.concatenate(crops)
@@ -78,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"{args.out}: int8, {args.out.stat().st_size / 1e6:.2f} MB, calibrated on {args.n_calibration} training "
           f"crops of {args.config} ({ranges} ranges)")
-    print(f"against {args.onnx} on {len(check)} further training crops: same class {np.mean(before.argmax(1) == after.argmax(1)):.1%}, "
-          f"mean |probability difference| {np.abs(before - after).mean():.4f} (max {np.abs(before - after).max():.3f})")
+    same, diff = np.mean(before.argmax(1) == after.argmax(1)), np.abs(before - after)
+    print(f"against {args.onnx} on {len(check)} further training crops: same class {same:.1%}, "
+          f"mean |probability difference| {diff.mean():.4f} (max {diff.max():.3f})")
     return 0
 
 
