@@ -51,3 +51,16 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny_main_onnx(tmp_path_factory) -> Path:
+    """A small main model (``mtl_mobilenetv3_small``, width 0.5, 64 px, random weights) exported as ONNX."""
+    torch = pytest.importorskip("torch")
+    from facemtl.models import create_model
+    from facemtl.models.export import export_onnx
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny_main") / "m.onnx"
+    export_onnx(create_model("mtl_mobilenetv3_small", width=0.5).eval(), path, 64, 1.5)
+    return path

@@ -151,3 +151,12 @@ class BlobDetector:
         boxes = np.array([[x - 0.5, y - 0.5, x + w - 0.5, y + h - 0.5] for x, y, w, h, area in stats[1:]
                           if area > 50], dtype=np.float64).reshape(-1, 4)
         return boxes, np.full(len(boxes), 0.9)
+
+
+def outputs(model, crops: np.ndarray) -> dict[str, np.ndarray]:
+    """Every output of ``model`` (an ``onnx.ModelProto``) on uint8 crops (N, S, S, 3), by name, in order."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = crops.transpose(0, 3, 1, 2).astype(np.float32)
+    return dict(zip([o.name for o in session.get_outputs()], session.run(None, {"image": x})))

@@ -13,7 +13,7 @@ from facemtl.infer.analyzer import FaceAnalyzer
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
-from onnx_stub import build_model  # noqa: E402
+from onnx_stub import build_model, outputs  # noqa: E402
 
 
 def test_probe_separates_two_clouds_whatever_their_sizes():
@@ -32,33 +32,16 @@ def test_probe_separates_two_clouds_whatever_their_sizes():
     assert probability(np.zeros(16), w, b) == pytest.approx(0.5, abs=0.15)
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    torch = pytest.importorskip("torch")
-    from facemtl.models import create_model
-    from facemtl.models.export import export_onnx
-
-    torch.manual_seed(0)
-    model = create_model("mtl_mobilenetv3_small", width=0.5).eval()
-    path = tmp_path_factory.mktemp("presence") / "m.onnx"
-    export_onnx(model, path, 64, 1.5)
-    return path
-
-
-def test_attach_adds_the_probe_and_changes_nothing_else(exported):
+def test_attach_adds_the_probe_and_changes_nothing_else(tiny_main_onnx):
     from facemtl.tools.presence import attach, feature_reader, probability
 
-    model = onnx.load(str(exported))
+    model = onnx.load(str(tiny_main_onnx))
     c = next(i for i in model.graph.initializer if i.name == "model.pose_head.fc.weight").dims[1]
     rng = np.random.default_rng(1)
     w, b = rng.normal(0, 0.05, c), 0.3
     added = attach(model, w, b)
     crops = rng.integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
-    x = crops.transpose(0, 3, 1, 2).astype(np.float32)
-    before = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    after = ort.InferenceSession(added.SerializeToString(), providers=["CPUExecutionProvider"])
-    want = dict(zip([o.name for o in before.get_outputs()], before.run(None, {"image": x})))
-    got = dict(zip([o.name for o in after.get_outputs()], after.run(None, {"image": x})))
+    want, got = outputs(model, crops), outputs(added, crops)
     assert list(got) == list(want) + [PRESENCE]
     for name in want:
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)

@@ -296,12 +296,19 @@ def main(argv: list[str] | None = None) -> int:
         for name, (f, o) in sets.items():
             print(f"{part:5s} {name:13s} faces {_count(f):5d} kept % at 0.1/0.3/0.5: {_above(f, weights, bias):17s} "
                   f"non-faces {_count(o):5d} passed %: {_above(o, weights, bias)}")
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    for path in [args.model, *args.also]:
-        target = args.out_dir / path.name
-        onnx.save(attach(onnx.load(str(path)), weights, bias), str(target))
-        print(f"wrote {target}")
+    write_probed([args.model, *args.also], args.out_dir, lambda m: attach(m, weights, bias))
     return 0
+
+
+def write_probed(paths: Sequence[Path], out_dir: Path, add: Callable) -> None:
+    """Each ONNX file of ``paths`` with ``add(model)`` applied, written to ``out_dir`` under its own name."""
+    import onnx
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        target = out_dir / path.name
+        onnx.save(add(onnx.load(str(path))), str(target))
+        print(f"wrote {target}")
 
 
 if __name__ == "__main__":

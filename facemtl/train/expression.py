@@ -1,7 +1,7 @@
 """Training of the dedicated expression network (:mod:`facemtl.models.expression`).
 
     facemtl train --config expression        # runs/expression/last.pt
-    facemtl export --checkpoint runs/expression/last.pt --onnx facemtl/assets/expression.onnx
+    facemtl export --checkpoint runs/expression/last.pt --onnx runs/expression/expression.onnx --flip-average
 
 ``facemtl train`` comes here for a config whose ``model`` is an expression model
 (:data:`EXPRESSION_MODELS`); the config is an ordinary :class:`~facemtl.train.config.TrainConfig`,
@@ -70,6 +70,13 @@ def grey_crops(samples: Sequence[Sample], size: int, crop_scale: float) -> np.nd
 
 def load_source(spec: DataSpec, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
     """Grey crops (N, B, B) and expression labels (N,) of one training source."""
+    samples, size = source_samples(spec, cfg)
+    return grey_crops(samples, size, cfg.crop_scale), np.array([s.expression for s in samples], np.int64)
+
+
+def source_samples(spec: DataSpec, cfg: TrainConfig) -> tuple[list[Sample], int]:
+    """The samples with an expression label of one training source, and the side ``B`` its crops are
+    read at (48 for FER2013's own 48 px images, else ``cfg.input_size``)."""
     if spec.type == "fer2013":
         from facemtl.data.fer2013 import read_fer2013
 
@@ -85,7 +92,7 @@ def load_source(spec: DataSpec, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarra
     samples = [s for s in samples if s.expression is not None]
     if not samples:
         raise ValueError(f"{spec.name or spec.type} ({spec.root}): no expression labels")
-    return grey_crops(samples, size, cfg.crop_scale), np.array([s.expression for s in samples], np.int64)
+    return samples, size
 
 
 def class_weights(counts: np.ndarray, power: float) -> np.ndarray:
