@@ -5,9 +5,9 @@ around each box (:func:`facemtl.contract.crop_face`, the one crop of training an
 evaluation) -> run the ONNX model (``docs/model-format.md``) on all crops at once -> map the
 landmarks back to the image through the crop matrix -> re-crop once on the tight box of the
 predicted landmarks (the box the model is trained on; detector and tracker boxes only
-approximate it) and run the model again -> a dedicated expression model, when one is given, on
-its own crop around the tight box of the final landmarks -> :class:`~facemtl.infer.results.Face`
-results.
+approximate it) and run the model again -> the expression model (when there is one, by
+default the shipped ``facemtl/assets/expression.onnx``) on its own crop around the tight box of
+the final landmarks -> :class:`~facemtl.infer.results.Face` results.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from facemtl.geometry.rotations import euler_to_matrix, matrix_to_euler
 from facemtl.infer.detector import Detector, create_detector
 from facemtl.infer.mos_detector import min_face_pixels
 from facemtl.infer.onnx_model import (SHIPPED_MAX_FLIP_GAP, SHIPPED_MAX_UNCERTAINTY, SHIPPED_MIN_PRESENCE, OnnxModel,
-                                      combine_expressions, is_shipped)
+                                      combine_expressions, is_shipped, shipped_expression_model)
 from facemtl.infer.results import Expression, Face, Pose
 from facemtl.infer.superres import SuperResolver, sr_crop
 from facemtl.io import FileError, read_image, to_bgr8
@@ -58,8 +58,9 @@ class FaceAnalyzer:
     expression network (docs/model-format.md, "The expression model") run as a second call on
     its own crop around the final landmarks' box; ``face.expression`` is then the mean of its
     probabilities and the main model's head's (:func:`~facemtl.infer.onnx_model.combine_expressions`).
-    ``None`` or ``False`` (default): the main model's expression output alone (the shipped model's
-    is its head averaged with a probe on its features, docs/MODEL_CARD.md, "The expression probe").
+    ``None`` (default): with a shipped main model (``model_path`` ``None`` or a file in
+    ``facemtl/assets/``), the shipped ``facemtl/assets/expression.onnx`` when it exists; otherwise
+    the main model's expression head. ``False``: always the main model's head.
     ``score``: drop detections scored below it (``None``: the detector's own threshold; the
     cascades keep all, MOS keeps 0.5 and up; a MOS detector made here by name thresholds at
     ``score``, so a lower one finds more);
@@ -114,8 +115,10 @@ class FaceAnalyzer:
         if min_presence is None:
             min_presence = SHIPPED_MIN_PRESENCE if is_shipped(model_path) else 0.0
         self.min_presence = min_presence
+        if expression_model is None:
+            expression_model = shipped_expression_model(model_path) or False
         self.expression_model: Optional[OnnxModel] = None
-        if expression_model is not None and expression_model is not False:
+        if expression_model is not False:
             self.expression_model = OnnxModel(expression_model, threads, max_batch)
             if "expression" not in self.expression_model.outputs:
                 raise FileError(expression_model, "expression model without an 'expression' output")

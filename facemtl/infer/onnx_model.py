@@ -15,6 +15,9 @@ from facemtl.contract import EXPRESSIONS, INPUT_NAME, OUTPUTS, PRESENCE
 from facemtl.io import FileError
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "default.onnx"
+# The dedicated expression network (docs/model-format.md, "The expression model"): when it is
+# shipped, FaceAnalyzer and facemtl eval take the shipped models' expression from it.
+DEFAULT_EXPRESSION_MODEL = Path(__file__).resolve().parents[1] / "assets" / "expression.onnx"
 
 # The shipped model's limits on a detection (FaceAnalyzer's plausibility filter), chosen on the
 # held-out real sets (300-W val, LFW val, their mosaics, the turned 300-W val faces) for model ee234078
@@ -33,6 +36,15 @@ SHIPPED_MIN_PRESENCE = 0.35
 def is_shipped(main_model: str | Path | None) -> bool:
     """Whether ``main_model`` is a shipped model: ``None`` (the default) or a file in ``facemtl/assets/``."""
     return main_model is None or Path(main_model).resolve().parent == DEFAULT_MODEL.parent
+
+
+def shipped_expression_model(main_model: str | Path | None) -> Path | None:
+    """The shipped expression model that goes with ``main_model``: ``expression.onnx`` when it
+    exists and the main model is a shipped one (:func:`is_shipped`), else ``None`` (another model
+    is run with its own expression head unless told otherwise)."""
+    if not DEFAULT_EXPRESSION_MODEL.is_file() or not is_shipped(main_model):
+        return None
+    return DEFAULT_EXPRESSION_MODEL
 
 
 def combine_expressions(head: np.ndarray | None, model: np.ndarray) -> np.ndarray:

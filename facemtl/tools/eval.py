@@ -20,10 +20,11 @@ shift; scoring each model on its training crop keeps models with other margins c
 ``--model`` takes an ONNX file (onnxruntime, no torch) or a training checkpoint ``.pt`` (run
 through torch); the default is the shipped ``facemtl/assets/default.onnx``.
 
-Expression comes from the main model, as in :class:`facemtl.infer.FaceAnalyzer`; with
-``--expression-model`` (an ONNX file or checkpoint of a dedicated expression model; default
-``none``) that model's probabilities on its own crop around the same ground-truth box, at its own
-size and ``crop_scale``, are averaged with the main model's. ``--confusion PNG`` plots the expression confusion matrix
+Expression comes from the dedicated expression model, as in :class:`facemtl.infer.FaceAnalyzer`:
+``--expression-model`` (an ONNX file or checkpoint; default ``auto``: the shipped
+``facemtl/assets/expression.onnx`` when it exists and the main model is a shipped one, no
+``--model`` or a file in ``facemtl/assets/``; ``none``: the main model's expression head) on its own crop around the same ground-truth
+box, at its own size and ``crop_scale``. ``--confusion PNG`` plots the expression confusion matrix
 (rows: true class, normalised to recall).
 """
 
@@ -53,9 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
                         help="average the main model over each crop and its mirror image, as FaceAnalyzer does "
                              "by default (--no-flip: one pass)")
-    parser.add_argument("--expression-model", default="none",
-                        help="a dedicated expression model (ONNX or .pt), averaged with the main model's expression "
-                             "as FaceAnalyzer(expression_model=) does; none (default): the main model's alone")
+    parser.add_argument("--expression-model", default="auto",
+                        help="expression model (ONNX or .pt), averaged with the main model's head as FaceAnalyzer "
+                             "does: auto (default: the shipped expression.onnx with the shipped main model), none "
+                             "(the main model's head alone) or a path")
     parser.add_argument("--confusion", type=Path, help="write the expression confusion-matrix plot (PNG) here")
 
 
@@ -99,10 +101,18 @@ def load_predictor(model: Path | None, threads: int) -> tuple[Any, dict[str, Any
     return onnx.predict, info
 
 
-def load_expression_predictor(choice: str, threads: int) -> tuple[Any, dict[str, Any]] | None:
+def load_expression_predictor(choice: str, main_model: Path | None,
+                              threads: int) -> tuple[Any, dict[str, Any]] | None:
     """The expression model's ``predict`` and description for ``--expression-model``, or ``None``."""
+    from facemtl.infer.onnx_model import shipped_expression_model
+
     if choice == "none":
         return None
+    if choice == "auto":
+        shipped = shipped_expression_model(main_model)
+        if shipped is None:
+            return None
+        choice = str(shipped)
     return load_predictor(Path(choice), threads)
 
 
@@ -215,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.dataset} reader: {e}") from e
         if not samples:
             raise FileError(args.root, f"no {args.dataset} samples found")
-        expression = load_expression_predictor(args.expression_model, args.threads)
+        expression = load_expression_predictor(args.expression_model, args.model, args.threads)
         outputs = predict_samples(predict, samples, info["input_size"], info["crop_scale"])
         if expression is not None:
             expr_predict, expr_info = expression

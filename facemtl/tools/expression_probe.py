@@ -1,11 +1,12 @@
 """Expression probe: a softmax probe on a trained main model's pooled features, averaged into its expression output.
 
-Why: the main model's expression head shares its features with pose and landmarks and was trained on
-FER2013's grey faces mostly; a linear probe on the same pooled features, fitted with the network
-frozen on the expression config's training sources in that config's proportions (FER2013 ``train``,
-the faces-mux train part, 0.8 : 0.2, class weights ``(count / mean) ** -class_weight_power``), reads
-the colour faces better, and the mean of the two reads every expression set better than the head with
-the dedicated expression network (docs/MODEL_CARD.md, "The expression probe"), at no run-time cost.
+A study (tried 2026-12-07, not shipped: docs/MODEL_CARD.md, "An expression probe on the main model's
+features"). The main model's expression head shares its features with pose and landmarks and was
+trained on FER2013's grey faces mostly; a linear probe on the same pooled features, fitted with the
+network frozen on the expression config's training sources in that config's proportions (FER2013
+``train``, the faces-mux train part, 0.8 : 0.2, class weights ``(count / mean) ** -class_weight_power``),
+read the labelled expression sets better than the head with the dedicated expression network, with one
+model call a face fewer, but called neutral portraits fear.
 
 What it writes: the same graph whose ``expression`` output is the mean of the head's probabilities
 and the probe's (``softmax(pooled @ W + b)``); every other output is unchanged. The probe is fitted
@@ -13,8 +14,8 @@ on the mean of each crop's and its mirror image's features (flip averaging happe
 graph, on the outputs); the crops are the main model's protocol crops
 (:func:`facemtl.evaluate.protocol.face_box` at its ``crop_scale``), as ``facemtl eval`` cuts them::
 
-    python -m facemtl.tools.expression_probe --model runs/presenceL3/default.onnx \\
-        --also runs/presenceL3/default.int8.onnx --out-dir runs/exprprobe
+    python -m facemtl.tools.expression_probe --model facemtl/assets/default.onnx \\
+        --also facemtl/assets/default.int8.onnx --out-dir runs/exprprobe
 
 The config's validation sets are reported (head, probe, their mean), never fitted on.
 """
