@@ -23,6 +23,12 @@ from facemtl.metrics import (accuracy, macro_f1, mean_signed_error, nme, occlusi
                              pose_mae, precision_recall_f1, std_calibration)
 
 
+def protocol_crops(samples: Sequence[Sample], size: int, crop_scale: float) -> np.ndarray:
+    """uint8 BGR crops (N, size, size, 3) of ``samples``, each around its face box (:func:`face_box`)."""
+    return np.stack([crop_face(image, face_box(s, image), crop_scale, size)[0]
+                     for s in samples for image in [s.load_image()]])
+
+
 def predict_samples(predict: Predict, samples: Sequence[Sample], size: int, crop_scale: float,
                     batch_size: int = 64) -> dict[str, np.ndarray]:
     """Run ``predict`` on the protocol crops; the result holds the model's outputs, except that

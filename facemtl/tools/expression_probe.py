@@ -28,8 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facemtl.contract import crop_face
-from facemtl.evaluate.protocol import face_box
+from facemtl.evaluate.protocol import protocol_crops
 from facemtl.tools.presence import feature_reader, pooled_tensor, write_probed
 
 # L2 penalty on standardised features (the loss is the weighted mean). On the validation sets (FER2013
@@ -38,12 +37,6 @@ from facemtl.tools.presence import feature_reader, pooled_tensor, write_probed
 # 58.7 / 66.0 %): the middle one, the best mean recall.
 PENALTY = 1e-3
 STEPS, LEARNING_RATE = 400, 0.05  # full-batch Adam; the loss is flat by then
-
-
-def protocol_crops(samples, size: int, crop_scale: float) -> np.ndarray:
-    """uint8 BGR crops (N, size, size, 3) around each sample's face box (:func:`face_box`)."""
-    return np.stack([crop_face(im, face_box(s, im), crop_scale, size)[0] for s in samples
-                     for im in [s.load_image()]])
 
 
 def fit_softmax(x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray, classes: int,
@@ -133,24 +126,19 @@ def training_set(config: str, read, size: int, crop_scale: float) -> tuple[np.nd
 def report(config: str, model_path: Path, read, W: np.ndarray, b: np.ndarray) -> None:
     """Accuracy and mean recall of the head, the probe and their mean on the config's validation sets,
     flip-averaged as ``FaceAnalyzer`` reads them."""
-    from facemtl.data.registry import load_dataset
+    from facemtl.contract import flip_averaged
     from facemtl.infer.onnx_model import OnnxModel
     from facemtl.train.config import TrainConfig
+    from facemtl.train.expression import scores, validation_sets
 
     model = OnnxModel(model_path)
-    for spec in TrainConfig.load(config).val.get("datasets", []):
-        samples = [s for s in load_dataset(spec["dataset"], spec["root"], **spec.get("options", {}))
-                   if s.expression is not None]
-        y = np.array([s.expression for s in samples])
-        crops = protocol_crops(samples, model.input_size, model.crop_scale)
-        head = (model.predict(crops)["expression"] + model.predict(crops[:, :, ::-1].copy())["expression"]) / 2
+    sets = validation_sets(TrainConfig.load(config), model.input_size, model.crop_scale)
+    for name, (crops, y) in sets.items():
+        head = flip_averaged(model.predict)(crops)["expression"]
         probe = probe_probabilities(read(crops), W, b).mean(1)
-        scores = []
-        for name, p in (("head", head), ("probe", probe), ("mean", (head + probe) / 2)):
-            hit = p.argmax(1) == y
-            recall = np.mean([hit[y == c].mean() for c in np.unique(y)])
-            scores.append(f"{name} {100 * hit.mean():.1f} % (mean recall {100 * recall:.1f} %)")
-        print(f"{spec['name']} ({len(y)}): " + ", ".join(scores))
+        parts = [(kind, scores(y, p)) for kind, p in (("head", head), ("probe", probe), ("mean", (head + probe) / 2))]
+        print(f"{name} ({len(y)}): " + ", ".join(f"{kind} {100 * s['accuracy']:.1f} % (mean recall "
+                                                 f"{100 * s['mean_recall']:.1f} %)" for kind, s in parts))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -171,15 +171,10 @@ def _reparametrise(net: nn.Module, folded: list, x: torch.Tensor) -> None:
 
 def face_crops(root: Path, size: int, crop_scale: float, n: int = 256) -> np.ndarray:
     """``n`` protocol crops of the training faces of a 300-W folder (never its held-out part)."""
-    from facemtl.contract import crop_face
     from facemtl.data.registry import load_dataset
-    from facemtl.data.transforms import face_box
+    from facemtl.evaluate.protocol import protocol_crops
 
-    crops = []
-    for s in load_dataset("300w", root, holdout="train")[:n]:
-        image = s.load_image()
-        crops.append(crop_face(image, face_box(s, image), crop_scale, size)[0])
-    return np.stack(crops)
+    return protocol_crops(load_dataset("300w", root, holdout="train")[:n], size, crop_scale)
 
 
 def main(argv: list[str] | None = None) -> int:

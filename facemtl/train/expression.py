@@ -159,18 +159,18 @@ def scores(labels: np.ndarray, logits: np.ndarray) -> dict[str, Any]:
             "confusion": confusion.tolist()}
 
 
-def validation_sets(cfg: TrainConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``name -> (uint8 BGR protocol crops (N, S, S, 3), labels)`` of ``cfg.val["datasets"]``."""
+def validation_sets(cfg: TrainConfig, size: int | None = None,
+                    crop_scale: float | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``name -> (uint8 BGR protocol crops (N, S, S, 3), labels)`` of ``cfg.val["datasets"]``, at
+    ``size`` and ``crop_scale`` (default the config's: another model may read the same faces)."""
     from facemtl.data.registry import load_dataset
-    from facemtl.contract import crop_face
-    from facemtl.data.transforms import face_box
+    from facemtl.evaluate.protocol import protocol_crops
 
     sets = {}
     for spec in cfg.val.get("datasets", []):
         samples = [s for s in load_dataset(spec["dataset"], spec["root"], **spec.get("options", {}))
                    if s.expression is not None]
-        crops = np.stack([crop_face(im, face_box(s, im), cfg.crop_scale, cfg.input_size)[0]
-                          for s in samples for im in [s.load_image()]])
+        crops = protocol_crops(samples, size or cfg.input_size, crop_scale or cfg.crop_scale)
         sets[spec["name"]] = (crops, np.array([s.expression for s in samples], np.int64))
     return sets
 
