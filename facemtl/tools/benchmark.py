@@ -7,7 +7,8 @@
   the tight box of its 68 landmarks is at least 0.3; the dataset has one labelled face per
   image) and on ``photos`` (share of photos with at least one detection).
 * ``speed``: milliseconds per 640x480 frame for detection alone and, with ``--model``, for the
-  whole :class:`~facemtl.infer.FaceAnalyzer` (min / median / max over repeats).
+  whole :class:`~facemtl.infer.FaceAnalyzer` (min / median / max over repeats); ``--split`` also
+  prints where the whole frame's call goes: each network's onnxruntime run, and the rest.
 """
 
 from __future__ import annotations
@@ -133,8 +134,50 @@ def _time(fn, repeats: int) -> list[float]:
     return out
 
 
+class _TimedSession:
+    """An onnxruntime session whose ``run`` calls are timed (ms, in ``times``); all else is the session's."""
+
+    def __init__(self, session):
+        self._session, self.times = session, []
+
+    def run(self, *args, **kwargs):
+        start = time.perf_counter()
+        out = self._session.run(*args, **kwargs)
+        self.times.append(1000 * (time.perf_counter() - start))
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+
+def split(analyzer, image: np.ndarray, repeats: int) -> dict[str, float]:
+    """Median ms per ``analyzer(image)`` call: the whole call, each network's session runs
+    (``detector``, ``main``, ``expression``, those it has), and ``rest`` (numpy, OpenCV, Python)."""
+    owners = {"detector": analyzer.detector, "main": analyzer.model, "expression": analyzer.expression_model}
+    timed = {k: _TimedSession(o.session) for k, o in owners.items() if hasattr(o, "session")}
+    for key, session in timed.items():
+        owners[key].session = session
+    try:
+        analyzer(image)  # warm-up
+        whole, parts = [], {k: [] for k in timed}
+        for _ in range(repeats):
+            for session in timed.values():
+                session.times.clear()
+            start = time.perf_counter()
+            analyzer(image)
+            whole.append(1000 * (time.perf_counter() - start))
+            for key, session in timed.items():
+                parts[key].append(sum(session.times))
+    finally:
+        for key, session in timed.items():
+            owners[key].session = session._session
+    out = {"whole": statistics.median(whole), **{k: statistics.median(v) for k, v in parts.items()}}
+    out["rest"] = statistics.median([w - sum(v[i] for v in parts.values()) for i, w in enumerate(whole)])
+    return out
+
+
 def speed(shared: Path, detector: str, model: str | None, threads: int, repeats: int, flip: bool = True,
-          **kwargs) -> None:
+          show_split: bool = False, **kwargs) -> None:
     """Print ms per 640x480 frame: detection, and the whole analyzer (``flip``: its flip averaging)
     when a model is given."""
     cv2.setNumThreads(threads)
@@ -150,6 +193,9 @@ def speed(shared: Path, detector: str, model: str | None, threads: int, repeats:
         ms = _time(lambda: analyzer(frame), repeats)
         print(f"full analyzer (flip averaging {'on' if flip else 'off'}): min {min(ms):.1f} / "
               f"median {statistics.median(ms):.1f} / max {max(ms):.1f} ms")
+        if show_split:
+            print("  where the call goes (medians): " + ", ".join(
+                f"{k} {v:.2f} ms" for k, v in split(analyzer, frame, repeats).items()))
         boxes = det(frame)[0]
         for refine in (True, False):
             ms = _time(lambda: analyzer(frame, boxes=boxes, refine=refine), repeats)
@@ -170,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-face", type=float,
                         help="smallest face sought: opencv, a fraction of the shorter image side; mos, that or "
                              "pixels (>= 1), and its canvas shrinks to match")
+    parser.add_argument("--canvas", type=int, help="mos detector: the longer side images are brought to (default 416)")
     parser.add_argument("--scale-factor", type=float, help="opencv detector: pyramid step")
     parser.add_argument("--profile", choices=["always", "fallback", "never"], help="opencv detector: profile cascade")
     parser.add_argument("--model", help="ONNX model for the full-pipeline timing")
@@ -177,16 +224,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
                         help="the analyzer's flip averaging (default on, as FaceAnalyzer)")
+    parser.add_argument("--split", action="store_true",
+                        help="with --model: also time each network's runs inside the frame's call")
     args = parser.parse_args(argv)
     shared = args.shared or shared_dir()
-    kwargs = {k: v for k, v in (("min_face", args.min_face), ("scale_factor", args.scale_factor),
-                                ("profile", args.profile)) if v is not None}
+    kwargs = {k: v for k, v in (("min_face", args.min_face), ("canvas", args.canvas),
+                                ("scale_factor", args.scale_factor), ("profile", args.profile)) if v is not None}
     if args.what == "calibrate":
         calibrate(shared)
     elif args.what == "recall":
         recall(shared, args.detector, **kwargs)
     else:
-        speed(shared, args.detector, args.model, args.threads, args.repeats, args.flip, **kwargs)
+        speed(shared, args.detector, args.model, args.threads, args.repeats, args.flip, args.split, **kwargs)
 
 
 if __name__ == "__main__":
