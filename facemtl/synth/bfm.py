@@ -160,7 +160,7 @@ def fit_bfm(landmarks: np.ndarray, model: BFM68, sigma: float | None = None,
     qz = np.where(ok[:, None], q, 0.0)
     sigma = sigma if sigma is not None else 0.02 * float(np.linalg.norm(np.ptp(q[ok], axis=0)))
     w = (np.where(np.arange(68) < 17, contour_weight, 1.0) * ok / sigma)[:, None]
-    n_s, n_e = model.shape_basis.shape[2], model.expr_basis.shape[2]
+    n_s = model.shape_basis.shape[2]
     R0, s0, t0 = _initial_pose(model.mean[ok], q[ok])
     x0 = np.concatenate([matrix_to_axis_angle(R0), [np.log(s0)], t0, model.shape_mean, model.expr_mean])
     p_mean = np.concatenate([model.shape_mean, model.expr_mean])

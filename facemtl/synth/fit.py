@@ -182,61 +182,22 @@ def fit_landmarks(
     mean_lm = model.landmarks_3d().astype(np.float64)
     diag = np.linalg.norm(np.nanmax(q, 0) - np.nanmin(q, 0))
     sigma = sigma if sigma is not None else 0.02 * diag
-    if focal is None:
-        inner = ok.copy()
-        inner[:17] = False
-        scale = np.linalg.norm(np.nanstd(q[inner], 0)) / np.linalg.norm(mean_lm[inner].std(0))  # px per mm
-        focal = 1000.0 * scale
+    focal = focal if focal is not None else _metre_focal(q, ok, mean_lm)
 
     R0, t0 = _init_pose(mean_lm, q, ok, focal, center)
     lm_vertex = model.landmark_index.copy()
     candidates = contour_candidates(model) if slide else None
-    alpha = np.zeros(n_identity)
-    beta = np.zeros(len(expr_ids))
-    x0 = np.concatenate([matrix_to_axis_angle(R0), t0, alpha, beta])
     n_e = len(expr_ids)
+    x0 = np.concatenate([matrix_to_axis_angle(R0), t0, np.zeros(n_identity), np.zeros(n_e)])
     lower = np.r_[np.full(6 + n_identity, -np.inf), np.zeros(n_e)]
     upper = np.r_[np.full(6 + n_identity, np.inf), np.ones(n_e)]
-    sw = weights / sigma
     prior = np.r_[np.ones(n_identity), np.full(n_e, np.sqrt(expression_prior))]
 
     for _ in range(max(rounds, 1)):
         X0 = model.neutral[lm_vertex].astype(np.float64)
         A = model.id_basis[:n_identity, lm_vertex].astype(np.float64)  # (K, 68, 3)
         B = model.expr_basis[expr_ids][:, lm_vertex].astype(np.float64)  # (E, 68, 3)
-
-        def shape(p):
-            return X0 + np.tensordot(p[6 : 6 + n_identity], A, 1) + np.tensordot(p[6 + n_identity :], B, 1)
-
-        def residuals(p):
-            xc = shape(p) @ axis_angle_to_matrix(p[:3]).T + p[3:6]
-            r = (_project(xc, focal, center) - qz) * sw[:, None]
-            return np.concatenate([r.ravel(), p[6:] * prior])
-
-        def jacobian(p):
-            R = axis_angle_to_matrix(p[:3])
-            X = shape(p)
-            xc = X @ R.T + p[3:6]
-            z = xc[:, 2:3]
-            # d(pixel)/d(camera point), (68, 2, 3).
-            J = np.zeros((68, 2, 3))
-            J[:, 0, 0] = J[:, 1, 1] = (focal / z)[:, 0]
-            J[:, :, 2] = -focal * xc[:, :2] / z**2
-            J *= sw[:, None, None]
-            out = np.zeros((136 + len(p) - 6, len(p)))
-            # Rotation by central differences (3 parameters).
-            for i in range(3):
-                d = np.zeros(3)
-                d[i] = 1e-6
-                xp = X @ axis_angle_to_matrix(p[:3] + d).T
-                xm = X @ axis_angle_to_matrix(p[:3] - d).T
-                out[:136, i] = np.einsum("nij,nj->ni", J, (xp - xm) / 2e-6).ravel()
-            out[:136, 3:6] = J.reshape(136, 3)
-            basis = np.concatenate([A, B]) @ R.T  # (K+E, 68, 3) camera-frame directions
-            out[:136, 6:] = np.einsum("nij,knj->nik", J, basis).reshape(136, -1)
-            out[136:, 6:] = np.diag(prior)
-            return out
-
+        residuals, jacobian = _landmark_problem(X0, A, B, focal, center, qz, weights / sigma, prior)
         x0 = _levenberg_marquardt(residuals, jacobian, x0, lower, upper)
         if not slide:
             break
@@ -247,11 +208,10 @@ def fit_landmarks(
             break
         lm_vertex = new
 
-    R = axis_angle_to_matrix(x0[:3])
     expression = np.zeros(model.n_expression)
     expression[expr_ids] = x0[6 + n_identity :]
     result = FitResult(
-        rotation=R,
+        rotation=axis_angle_to_matrix(x0[:3]),
         translation=x0[3:6],
         focal=float(focal),
         center=center,
@@ -264,6 +224,60 @@ def fit_landmarks(
     proj = result.project(model.vertices(result.identity, expression, index=lm_vertex))
     result.errors = np.where(ok, np.linalg.norm(proj - qz, axis=1), np.nan)
     return result
+
+
+def _metre_focal(q: np.ndarray, ok: np.ndarray, mean_lm: np.ndarray) -> float:
+    """The focal (px) that puts a face of the mean face's size about 1 m from the camera, its size
+    in pixels read from the spread of the inner (non-contour) landmarks ``q`` where ``ok``."""
+    inner = ok.copy()
+    inner[:17] = False
+    scale = np.linalg.norm(np.nanstd(q[inner], 0)) / np.linalg.norm(mean_lm[inner].std(0))  # px per mm
+    return 1000.0 * scale
+
+
+def _landmark_problem(X0: np.ndarray, A: np.ndarray, B: np.ndarray, focal: float, center: np.ndarray,
+                      qz: np.ndarray, sw: np.ndarray, prior: np.ndarray):
+    """``(residuals, jacobian)`` of the landmark fit for :func:`_levenberg_marquardt`.
+
+    Parameters ``p`` = axis-angle (3), translation (3, mm), identity then expression weights.
+    The shape is ``X0 + p_id . A + p_expr . B`` (68, 3); residuals are the projected points' pixel
+    errors to ``qz`` weighted by ``sw`` (68,), then ``prior``-weighted parameters (the Gaussian priors).
+    """
+    n_identity = len(A)
+
+    def shape(p):
+        return X0 + np.tensordot(p[6 : 6 + n_identity], A, 1) + np.tensordot(p[6 + n_identity :], B, 1)
+
+    def residuals(p):
+        xc = shape(p) @ axis_angle_to_matrix(p[:3]).T + p[3:6]
+        r = (_project(xc, focal, center) - qz) * sw[:, None]
+        return np.concatenate([r.ravel(), p[6:] * prior])
+
+    def jacobian(p):
+        R = axis_angle_to_matrix(p[:3])
+        X = shape(p)
+        xc = X @ R.T + p[3:6]
+        z = xc[:, 2:3]
+        # d(pixel)/d(camera point), (68, 2, 3).
+        J = np.zeros((68, 2, 3))
+        J[:, 0, 0] = J[:, 1, 1] = (focal / z)[:, 0]
+        J[:, :, 2] = -focal * xc[:, :2] / z**2
+        J *= sw[:, None, None]
+        out = np.zeros((136 + len(p) - 6, len(p)))
+        # Rotation by central differences (3 parameters).
+        for i in range(3):
+            d = np.zeros(3)
+            d[i] = 1e-6
+            xp = X @ axis_angle_to_matrix(p[:3] + d).T
+            xm = X @ axis_angle_to_matrix(p[:3] - d).T
+            out[:136, i] = np.einsum("nij,nj->ni", J, (xp - xm) / 2e-6).ravel()
+        out[:136, 3:6] = J.reshape(136, 3)
+        basis = np.concatenate([A, B]) @ R.T  # (K+E, 68, 3) camera-frame directions
+        out[:136, 6:] = np.einsum("nij,knj->nik", J, basis).reshape(136, -1)
+        out[136:, 6:] = np.diag(prior)
+        return out
+
+    return residuals, jacobian
 
 
 def _levenberg_marquardt(residuals, jacobian, x, lower, upper, iterations: int = 40) -> np.ndarray:

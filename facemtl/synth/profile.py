@@ -105,6 +105,49 @@ def profile_photo(
     skull = model.part_mask("head_neck")[rm.vertex_index]
     above_neck = (head[rm.triangles, 1] < chin + NECK_MM).any(1)
     tris = rm.triangles[above_neck if head_content else above_neck & ~skull[rm.triangles].all(1)]
+    grid_px, moved, grid_tris = _turned_grid(head, tris, rm.vertex_index, model, fit, turn, step, (h, w))
+
+    # Head mesh at the new pose (drawn first: its z-buffer alone gives self-occlusion).
+    new = head @ R_new.T + t
+    new_px = _project(new, K)
+    frags = raster.rasterize(np.c_[new_px, new[:, 2]], tris, h, w)
+    head_depth = frags.depth.copy()
+    n_head = len(tris)
+    # head_content: the grid's z-buffer values are pushed back (not its geometry), so the head wins
+    # wherever both are drawn and the grid keeps its own order.
+    behind = GRID_BEHIND_MM if head_content else 0.0
+    raster.rasterize(np.c_[_project(moved, K), moved[:, 2] + behind], grid_tris, h, w, cull=False, into=frags,
+                     id_offset=n_head)
+
+    # Colour: the grid samples the photo at its original pixels, the head its texture atlas.
+    A = texture.texture.shape[0]
+    shade = _content_shading(model, new, rm.triangles, rm.vertex_index) if head_content else np.ones(len(new))
+    attrs = np.concatenate([np.c_[rm.uv * A - 0.5, shade], np.c_[grid_px, np.ones(len(grid_px))]])
+    src = raster.interpolate(frags, np.concatenate([tris, grid_tris + len(rm.uv)]), attrs.astype(np.float32))
+    from_head = (frags.tri_id >= 0) & (frags.tri_id < n_head)
+    photo = cv2.remap(image, src[..., 0], src[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    tex = cv2.remap(texture.texture, src[..., 0], src[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if head_content:  # the filled texels (the photo's own carry its light) take the new view's shading
+        filled = cv2.remap(ramp(texture.seen == 0, SEAM_BAND * A), src[..., 0], src[..., 1], cv2.INTER_LINEAR)
+        tex = np.clip(tex * (1 + filled[..., None] * (src[..., 2:3] - 1)), 0, 255).astype(np.uint8)
+    out = np.where(from_head[..., None], tex, photo)
+
+    labels = _turned_labels(model, fit, pose, R_new, head_depth, identity, texture.source, (delta_yaw, delta_pitch))
+    return out, labels
+
+
+def _turned_grid(head: np.ndarray, tris: np.ndarray, vertex_index: np.ndarray, model: FaceModel, fit: FitResult,
+                 turn: np.ndarray, step: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The photo as a grid mesh of ``step`` px cells turned with the head: ``(pixels (N, 2) it samples,
+    camera points (N, 3) after the turn, triangles (T, 3) int32)``.
+
+    Its depth is the fitted head's (``head`` (V, 3) head-frame vertices of the render mesh, drawn with
+    ``tris``) where the head is, filled smoothly toward the head centre's depth elsewhere; each point
+    turns by ``turn`` (camera-frame, about the head origin) times a weight that fades from 1 near the
+    face to 0 far from it and at the image border.
+    """
+    h, w = shape
+    K, t = fit.camera_matrix(), np.asarray(fit.translation, dtype=np.float64)
     # The photo's depth where the head is.
     old = head @ fit.rotation.T + t
     old_px = _project(old, K)
@@ -125,7 +168,7 @@ def profile_photo(
     # Grid points on the head lie just behind the mesh, which draws the head itself.
     gd = gd + 5.0 * on_head[gy, gx]
     pts = np.stack([(gx - K[0, 2]) / K[0, 0] * gd, (gy - K[1, 2]) / K[1, 1] * gd, gd], -1).reshape(-1, 3)
-    face_w = np.ptp(old_px[np.isin(rm.vertex_index, model.landmark_index)][:, 0]) + 1e-6
+    face_w = np.ptp(old_px[np.isin(vertex_index, model.landmark_index)][:, 0]) + 1e-6
     dist = cv2.distanceTransform((~on_head).astype(np.uint8), cv2.DIST_L2, 5)
     yy, xx = np.mgrid[0:h, 0:w]
     to_border = np.minimum(np.minimum(xx, w - 1 - xx), np.minimum(yy, h - 1 - yy)) / (BORDER * min(h, w))
@@ -138,38 +181,19 @@ def profile_photo(
     cell = (np.arange(gx.shape[0] - 1)[:, None] * nx + np.arange(nx - 1)[None, :]).ravel()
     grid_tris = np.concatenate([np.c_[cell, cell + nx, cell + 1], np.c_[cell + 1, cell + nx, cell + nx + 1]])
     grid_tris = grid_tris.astype(np.int32)
+    return np.c_[gx.ravel(), gy.ravel()], moved, grid_tris
 
-    # Head mesh at the new pose (drawn first: its z-buffer alone gives self-occlusion).
-    new = head @ R_new.T + t
-    new_px = _project(new, K)
-    frags = raster.rasterize(np.c_[new_px, new[:, 2]], tris, h, w)
-    head_depth = frags.depth.copy()
-    n_head = len(tris)
-    # head_content: the grid's z-buffer values are pushed back (not its geometry), so the head wins
-    # wherever both are drawn and the grid keeps its own order.
-    behind = GRID_BEHIND_MM if head_content else 0.0
-    raster.rasterize(np.c_[_project(moved, K), moved[:, 2] + behind], grid_tris, h, w, cull=False, into=frags,
-                     id_offset=n_head)
 
-    # Colour: the grid samples the photo at its original pixels, the head its texture atlas.
-    A = texture.texture.shape[0]
-    shade = _content_shading(model, new, rm.triangles, rm.vertex_index) if head_content else np.ones(len(new))
-    attrs = np.concatenate([np.c_[rm.uv * A - 0.5, shade], np.c_[gx.ravel(), gy.ravel(), np.ones(gx.size)]])
-    src = raster.interpolate(frags, np.concatenate([tris, grid_tris + len(rm.uv)]), attrs.astype(np.float32))
-    from_head = (frags.tri_id >= 0) & (frags.tri_id < n_head)
-    photo = cv2.remap(image, src[..., 0], src[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    tex = cv2.remap(texture.texture, src[..., 0], src[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    if head_content:  # the filled texels (the photo's own carry its light) take the new view's shading
-        filled = cv2.remap(ramp(texture.seen == 0, SEAM_BAND * A), src[..., 0], src[..., 1], cv2.INTER_LINEAR)
-        tex = np.clip(tex * (1 + filled[..., None] * (src[..., 2:3] - 1)), 0, 255).astype(np.uint8)
-    out = np.where(from_head[..., None], tex, photo)
-
-    # Labels.
+def _turned_labels(model: FaceModel, fit: FitResult, pose: np.ndarray, R_new: np.ndarray, head_depth: np.ndarray,
+                   identity: int, source: str, delta: tuple[float, float]) -> FaceLabels:
+    """The labels of the turned face: pose ``pose`` / ``R_new``, its landmarks projected with the fit's
+    camera, visible where ``head_depth`` (the turned head's z-buffer) does not hide them."""
+    K, t = fit.camera_matrix(), np.asarray(fit.translation, dtype=np.float64)
     lm3d = model.landmarks_3d(fit.identity, fit.expression).astype(np.float64) @ R_new.T + t
     lm2d = _project(lm3d, K)
     vis = landmark_visibility(lm2d, lm3d[:, 2], head_depth, tolerance_mm=3.0)
     face = model.vertices(fit.identity, fit.expression, index=np.arange(*PARTS["face_narrow"])[::4]) @ R_new.T + t
-    labels = FaceLabels(
+    return FaceLabels(
         pose=pose,
         rotation=R_new,
         translation=t.copy(),
@@ -182,9 +206,8 @@ def profile_photo(
         expr_weights=np.asarray(fit.expression, dtype=np.float64),
         expr_class=int(expression_class(np.asarray(fit.expression), model.expr_names)),
         identity=identity,
-        meta={"source": texture.source, "delta": (float(delta_yaw), float(delta_pitch)), "fit_pose": fit.pose},
+        meta={"source": source, "delta": (float(delta[0]), float(delta[1])), "fit_pose": fit.pose},
     )
-    return out, labels
 
 
 def _content_shading(model: FaceModel, cam: np.ndarray, tris: np.ndarray, vertex_index: np.ndarray) -> np.ndarray:

@@ -198,9 +198,18 @@ def photo_texture(
         skin_tex[:] = hair_fill(skin_tex, hair_texels, hair_texels & visible[:rows], colour,
                                 np.random.default_rng(zlib.crc32(image[::8, ::8].tobytes())))
         skin_seen[hair_texels & ~visible[:rows]] = 0
-    # Swatches: the fitted eyeballs and mouth are too imprecise to sample (eyelids, lips and
-    # shadows land on them), so they get colours: defaults scaled to the face's brightness,
-    # the iris from the darkest pixels inside the photo's eye openings.
+    _paint_swatches(tex, seen, image, fit, model)
+    return PhotoTexture(texture=np.clip(tex + 0.5, 0, 255).astype(np.uint8), seen=seen, fit=fit, source=source)
+
+
+def _paint_swatches(tex: np.ndarray, seen: np.ndarray, image: np.ndarray, fit: FitResult, model: FaceModel) -> None:
+    """Paint the eyeball, iris and mouth swatches of the atlas ``tex`` (S, S, 3) in place, marked unseen.
+
+    The fitted eyeballs and mouth are too imprecise to sample (eyelids, lips and shadows land on
+    them), so they get colours: defaults scaled to the face's brightness, the iris from the darkest
+    pixels inside the photo's eye openings."""
+    size = tex.shape[0]
+    h, w = image.shape[:2]
     lm = fit.project(model.landmarks_3d(fit.identity, fit.expression))
     x0, y0 = np.maximum(lm.min(0).astype(int), 0)
     x1, y1 = lm.max(0).astype(int)
@@ -226,7 +235,6 @@ def photo_texture(
         r = np.hypot(uu - cu, vv - cv) / radius
         tex[r < 1] = colours["iris"]
         tex[r < PUPIL_RADIUS_MM / IRIS_RADIUS_MM] = colours["iris"] * 0.35
-    return PhotoTexture(texture=np.clip(tex + 0.5, 0, 255).astype(np.uint8), seen=seen, fit=fit, source=source)
 
 
 def hair_fill(tex: np.ndarray, hair: np.ndarray, seen: np.ndarray, colour: Optional[np.ndarray],

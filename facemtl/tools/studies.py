@@ -112,7 +112,6 @@ def train_variant(cfg: TrainConfig, runs_dir: Path, device: str | None = None, r
     and resumed otherwise.
     """
     import cv2
-    import torch
 
     from facemtl.train.checkpoint import load_trained, read_checkpoint
     from facemtl.train.trainer import train

@@ -35,7 +35,7 @@ import numpy as np
 from facemtl.contract import FLIP_68, apply_affine, crop_face, landmark_box
 from facemtl.data.sample import Sample
 from facemtl.data.transforms import Augment, flip_pose
-from facemtl.geometry.anchors import FLIP_5, AnchorSpec, five_points, priors
+from facemtl.geometry.anchors import AnchorSpec, five_points, priors
 from facemtl.train.detection.targets import build_targets
 
 KINDS = ("small", "turned", "dark", "blurred", "occluded")  # the face kinds the data feedback tracks
