@@ -198,6 +198,23 @@ def _summary(step: int, val: dict[str, Any]) -> str:
     return f"step {step}: " + "; ".join(parts)
 
 
+def _training_data(cfg: TrainConfig) -> tuple[list, np.ndarray, np.ndarray]:
+    """``cfg``'s training sources (crops, labels), their sampling shares and the loss's class weights,
+    which weigh each source's labels by its share of the batches (printed with the faces' count)."""
+    t0 = time.perf_counter()
+    sources = [load_source(spec, cfg) for spec in cfg.data]
+    probs = np.array([spec.weight for spec in cfg.data], np.float64)
+    probs /= probs.sum()
+    seen = np.zeros(len(EXPRESSIONS))
+    for (_, lab), p in zip(sources, probs):
+        seen += p * np.bincount(lab, minlength=len(EXPRESSIONS)) / len(lab)
+    weights = class_weights(seen, float(cfg.loss_options.get("class_weight_power", 0.5)))
+    print(f"expression: {sum(len(lab) for _, lab in sources)} training faces from {len(sources)} sources, class "
+          "weights " + " ".join(f"{n} {w:.2f}" for n, w in zip(EXPRESSIONS, weights))
+          + f"; data ready in {time.perf_counter() - t0:.0f} s", flush=True)
+    return sources, probs, weights
+
+
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, device: str | None = None,
           stop_at: int | None = None) -> Path:
     """Train ``cfg`` (an expression model) into ``out`` in one go, on the CPU; returns ``out/last.pt``.
@@ -220,21 +237,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, device: str |
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     aug = {**DEFAULT_AUGMENT, **cfg.augment}
-    t0 = time.perf_counter()
-    sources = [load_source(spec, cfg) for spec in cfg.data]
-    probs = np.array([spec.weight for spec in cfg.data], np.float64)
-    probs /= probs.sum()
-    labels = np.concatenate([lab for _, lab in sources])
-    # Class weights of what the batches see: each source's labels weighted by its sampling share.
-    seen = np.zeros(len(EXPRESSIONS))
-    for (_, lab), p in zip(sources, probs):
-        seen += p * np.bincount(lab, minlength=len(EXPRESSIONS)) / len(lab)
-    weights = class_weights(seen, float(cfg.loss_options.get("class_weight_power", 0.5)))
+    sources, probs, weights = _training_data(cfg)
     smoothing = float(cfg.loss_options.get("label_smoothing", 0.1))
     val_sets = validation_sets(cfg)
-    print(f"expression: {len(labels)} training faces from {len(sources)} sources, class weights "
-          + " ".join(f"{n} {w:.2f}" for n, w in zip(EXPRESSIONS, weights))
-          + f"; data ready in {time.perf_counter() - t0:.0f} s", flush=True)
 
     model = create_model(cfg.model, **cfg.model_options)
     model.train()
