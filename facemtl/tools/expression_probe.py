@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facemtl.contract import EXPRESSIONS
 from facemtl.evaluate.protocol import protocol_crops
 from facemtl.tools.presence import feature_reader, pooled_tensor, write_probed
 
@@ -120,7 +121,7 @@ def training_set(config: str, read, size: int, crop_scale: float) -> tuple[np.nd
         weights.append(np.full(len(samples), spec.weight / len(samples)))
     y = np.concatenate(labels)
     power = float(cfg.loss_options.get("class_weight_power", 0.5))
-    return np.concatenate(features), y, np.concatenate(weights) * class_weights(np.bincount(y, minlength=7), power)[y]
+    return np.concatenate(features), y, np.concatenate(weights) * class_weights(np.bincount(y, minlength=len(EXPRESSIONS)), power)[y]
 
 
 def report(config: str, model_path: Path, read, W: np.ndarray, b: np.ndarray) -> None:
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     read = feature_reader(model, args.threads)
     start = time.perf_counter()
     x, y, weight = training_set(args.config, read, int(meta["facemtl_input_size"]), float(meta["facemtl_crop_scale"]))
-    W, b = fit_softmax(x.mean(1), y, weight, 7)
+    W, b = fit_softmax(x.mean(1), y, weight, len(EXPRESSIONS))
     fit = np.mean(probe_probabilities(x, W, b).mean(1).argmax(1) == y)
     print(f"probe on {len(y)} training faces in {time.perf_counter() - start:.0f} s (training accuracy {100 * fit:.1f} %)")
     report(args.config, args.model, read, W, b)
